@@ -1,1 +1,31 @@
-//! placeholder
+//! The runtime every agent stands on.
+//!
+//! Each agent is one AWS Lambda (a binary under `functions/`) whose domain logic lives in a
+//! library that the Lambda entrypoint, the local stack and the tests call identically. This
+//! crate is what they share:
+//!
+//! * [`settings`] — one typed struct read once from the environment; secrets stay wrapped.
+//! * [`telemetry`] — JSON logs inside Lambda, readable logs on a terminal.
+//! * [`db`] — the connection pool (TLS for Supabase, safe behind a transaction pooler), the
+//!   migration runner shared by tests and the local stack, and error classification.
+//! * [`retry`] — bounded exponential backoff with jitter, only for transient failures.
+//! * [`lease`] — row leases with fencing tokens, for long work that must not overlap.
+//! * [`queue`] — typed messages with group and deduplication ids, the transactional outbox,
+//!   and two transports behind one trait: SQS FIFO in AWS, a Postgres queue locally.
+//! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
+//!   agents' handlers.
+//! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
+//! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
+//!
+//! The rules behind these choices (no named statements, no session state, leases instead of
+//! session locks) are explained in `DESIGN.md` §4 and §7.
+
+pub mod db;
+pub mod lambda;
+pub mod lease;
+pub mod queue;
+pub mod retry;
+pub mod schedule;
+pub mod settings;
+pub mod telemetry;
+pub mod webhook;
