@@ -109,8 +109,10 @@ wait_for() {
 die_with_log() {
   local log=$1
   shift
-  printf -- '--- last lines of %s ---\n' "${log##*/}" >&2
-  tail -n 40 "$log" >&2 || true
+  if [[ -s $log ]]; then
+    printf -- '--- last lines of %s ---\n' "${log##*/}" >&2
+    tail -n 40 "$log" >&2
+  fi
   die "$*"
 }
 
@@ -269,16 +271,18 @@ start_moto() {
 start_test_services() {
   local external_database_url=${DATABASE_URL:-}
   local started=$SECONDS
-  step "starting PostgreSQL (TLS), PgBouncer and moto"
   make_services_dir
+  step "starting PostgreSQL with TLS"
   start_postgres
   export DATABASE_URL=${external_database_url:-"postgres://postgres@127.0.0.1:$PG_PORT/postgres"}
   export TEST_TLS_DATABASE_URL="postgres://postgres@localhost:$PG_PORT/postgres?sslmode=require"
   export TEST_TLS_CA_FILE=$SERVICES_DIR/ca.pem
 
+  step "starting PgBouncer"
   start_pgbouncer "$(bouncer_target_of "$DATABASE_URL")"
   export PGBOUNCER_DATABASE_URL="postgres://postgres@127.0.0.1:$BOUNCER_PORT/postgres"
 
+  step "starting moto"
   start_moto
   export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
   # moto accepts any credentials; the AWS SDK just needs some to sign with.
@@ -286,8 +290,8 @@ start_test_services() {
   export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
   export AWS_REGION=${AWS_REGION:-us-east-1}
 
-  printf '    postgres :%s  pgbouncer :%s  moto :%s  (up in %ss, files in %s)\n' \
-    "$PG_PORT" "$BOUNCER_PORT" "$MOTO_PORT" $((SECONDS - started)) "$SERVICES_DIR"
+  printf '    services up in %ss: postgres :%s, pgbouncer :%s, moto :%s (files in %s)\n' \
+    $((SECONDS - started)) "$PG_PORT" "$BOUNCER_PORT" "$MOTO_PORT" "$SERVICES_DIR"
 }
 
 # Waits up to 10 s for a process to exit, so the temp dir it writes to can go.

@@ -1,1 +1,62 @@
-fn main() {}
+//! `cargo run -p local-stack [-- --listen 127.0.0.1:8080]`: the whole system in one process.
+//! See the crate documentation for what runs; this file only reads options, prints where
+//! things are, and stops on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+fn options() -> anyhow::Result<local_stack::Options> {
+    let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => {
+                let value = args
+                    .next()
+                    .context("--listen needs an address, e.g. 127.0.0.1:8080")?;
+                listen = value
+                    .parse()
+                    .with_context(|| format!("--listen {value}: not an address"))?;
+            }
+            "--help" | "-h" => {
+                println!(
+                    "usage: local-stack [--listen ADDR]   (DATABASE_URL: use this database instead of a throwaway one)"
+                );
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}; try --help"),
+        }
+    }
+    let database_url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    Ok(local_stack::Options {
+        listen,
+        database_url,
+    })
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let stack = local_stack::start(options()?).await?;
+    println!("growth-agents local stack is ready");
+    println!("  open      {}/status.json", stack.url());
+    println!("  data      {}", stack.data);
+    println!("  agents    {}", local_stack::AGENTS.join(", "));
+    println!("  stop      Ctrl-C");
+    shutdown_signal().await;
+    println!("stopping…");
+    stack.stop().await;
+    Ok(())
+}

@@ -5,11 +5,18 @@
 //! rest of its group in this batch is not attempted and is reported failed too: processing
 //! them would overtake the failed one, which is exactly what a FIFO group forbids. Other
 //! groups go on.
+//!
+//! In AWS, Lambda's event source mapping receives and deletes; locally, [`poll`] does the
+//! same against any [`Transport`] (the local stack runs one per queue on the Postgres queue).
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::{QueueDef, QueueError, Transport};
 
 /// A delivered message, transport-neutral.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,96 @@ where
         }
     }
     outcome
+}
+
+/// What one [`poll_once`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollOutcome {
+    pub received: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+/// Messages received per poll, as a Lambda event source mapping's batch.
+const POLL_BATCH: usize = 10;
+
+/// Receives one batch, processes it, deletes what succeeded, and schedules each failed
+/// message's next delivery with an exponential delay (1 s, 2 s, 4 s…) rather than the
+/// queue's full visibility timeout, so local retries happen while someone is watching.
+pub async fn poll_once<M, H, Fut, E>(
+    transport: &dyn Transport,
+    queue: &QueueDef,
+    handler: H,
+) -> Result<PollOutcome, QueueError>
+where
+    M: DeserializeOwned,
+    H: FnMut(M) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let received = transport
+        .receive(queue.name, POLL_BATCH, queue.visibility_timeout)
+        .await?;
+    if received.is_empty() {
+        return Ok(PollOutcome::default());
+    }
+    let inbound: Vec<InboundMessage> = received
+        .iter()
+        .map(|message| InboundMessage {
+            id: message.message_id.clone(),
+            group_id: Some(message.group_id.clone()),
+            body: message.body.clone(),
+        })
+        .collect();
+    let outcome = process_fifo(&inbound, handler).await;
+    let failed: HashSet<&str> = outcome.failed_ids().collect();
+    let (retry, done): (Vec<_>, Vec<_>) = received
+        .iter()
+        .partition(|message| failed.contains(message.message_id.as_str()));
+    let receipts: Vec<String> = done.iter().map(|message| message.receipt.clone()).collect();
+    if !receipts.is_empty() {
+        transport.delete(queue.name, &receipts).await?;
+    }
+    for message in &retry {
+        let delay = Duration::from_secs(1 << message.receive_count.min(6));
+        transport
+            .change_visibility(queue.name, &message.receipt, delay)
+            .await?;
+    }
+    Ok(PollOutcome {
+        received: received.len(),
+        succeeded: done.len(),
+        failed: retry.len(),
+    })
+}
+
+/// Polls `queue` until `shutdown` is cancelled, pausing briefly whenever it is empty.
+pub async fn poll<M, H, Fut, E>(
+    transport: &dyn Transport,
+    queue: &QueueDef,
+    mut handler: H,
+    shutdown: CancellationToken,
+) where
+    M: DeserializeOwned,
+    H: FnMut(M) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    const IDLE: Duration = Duration::from_millis(250);
+    while !shutdown.is_cancelled() {
+        let pause = match poll_once(transport, queue, &mut handler).await {
+            Ok(outcome) if outcome.received > 0 => Duration::ZERO,
+            Ok(_) => IDLE,
+            Err(error) => {
+                tracing::error!(queue = queue.name, %error, "polling failed");
+                IDLE * 4
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
 }
 
 #[cfg(test)]

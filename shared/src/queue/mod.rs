@@ -189,3 +189,18 @@ mod tests {
         assert_ne!(sqs_safe_id("a b".into()), sqs_safe_id("a c".into()));
     }
 }
+
+/// The transport the settings ask for: SQS in AWS, the Postgres queue otherwise.
+pub async fn connect(
+    settings: &crate::settings::QueueSettings,
+    pool: &deadpool_postgres::Pool,
+) -> std::sync::Arc<dyn Transport> {
+    match settings {
+        crate::settings::QueueSettings::Postgres => {
+            std::sync::Arc::new(postgres::PostgresTransport::new(pool.clone()))
+        }
+        crate::settings::QueueSettings::Sqs(urls) => {
+            std::sync::Arc::new(sqs::SqsTransport::from_env(urls.clone()).await)
+        }
+    }
+}

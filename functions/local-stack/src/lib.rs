@@ -1,0 +1,260 @@
+//! The local stack: the whole system in one process, for development, demos and end-to-end
+//! tests.
+//!
+//! * HTTP: every agent's axum router merged on one port, under the same paths as API Gateway.
+//! * Schedules: the definitions of [`shared::schedule`] fired in-process, calling the same
+//!   handlers the Lambdas call.
+//! * Queues: the Postgres transport, with a consumer per queue whose agent is hosted here.
+//! * Database: `DATABASE_URL` if given, else a private throwaway cluster
+//!   ([`throwaway_postgres`]); migrations are applied at start either way.
+//!
+//! [`start`] returns once the port is bound and migrations are applied; [`LocalStack::stop`]
+//! shuts everything down gracefully (the binary calls it on Ctrl-C).
+
+pub mod throwaway_postgres;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use secrecy::SecretString;
+use shared::db::{Pool, migrations};
+use shared::lambda::schedule::Tick;
+use shared::queue::outbox::Outbox;
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{Transport, catalog};
+use shared::schedule::{SCHEDULES, Schedule};
+use shared::settings::DatabaseSettings;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use throwaway_postgres::ThrowawayPostgres;
+
+/// The agents this process hosts.
+pub const AGENTS: &[&str] = &["status", "relay"];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Use this database instead of starting a throwaway cluster.
+    pub database_url: Option<String>,
+}
+
+/// Where the stack keeps its data, for the start-up banner.
+#[derive(Debug, Clone)]
+pub enum DataLocation {
+    Throwaway { directory: std::path::PathBuf },
+    External { host: String },
+}
+
+impl std::fmt::Display for DataLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataLocation::Throwaway { directory } => {
+                write!(
+                    f,
+                    "throwaway PostgreSQL cluster in {} (deleted on exit)",
+                    directory.display()
+                )
+            }
+            DataLocation::External { host } => write!(f, "DATABASE_URL ({host})"),
+        }
+    }
+}
+
+/// A running local stack.
+pub struct LocalStack {
+    pub addr: SocketAddr,
+    pub data: DataLocation,
+    pub pool: Pool,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    postgres: Option<ThrowawayPostgres>,
+}
+
+impl LocalStack {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the HTTP server, schedules and consumers, then the throwaway cluster.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.pool.close();
+        if let Some(postgres) = self.postgres.take() {
+            postgres.stop().await;
+        }
+    }
+}
+
+/// Starts everything and returns once the stack is serving.
+pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
+    let (postgres, database_url, data) = match &options.database_url {
+        Some(url) => (
+            None,
+            url.clone(),
+            DataLocation::External {
+                host: describe_url(url),
+            },
+        ),
+        None => {
+            let postgres = ThrowawayPostgres::start()
+                .await
+                .context("start a throwaway PostgreSQL cluster")?;
+            let url = postgres.url();
+            let data = DataLocation::Throwaway {
+                directory: postgres.directory().to_path_buf(),
+            };
+            (Some(postgres), url, data)
+        }
+    };
+    let pool = shared::db::connect(&DatabaseSettings {
+        url: SecretString::from(database_url),
+        pool_size: 8,
+        ca_file: None,
+        connect_timeout: Duration::from_secs(5),
+    })?;
+    {
+        let mut client = pool.get().await.context("connect to the database")?;
+        migrations::apply(&mut client)
+            .await
+            .context("apply migrations")?;
+    }
+
+    let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
+    let status = Arc::new(status::StatusDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+        agents: AGENTS.to_vec(),
+    });
+    let relay = Arc::new(relay::RelayDeps {
+        outbox: Outbox::new(pool.clone(), transport.clone()),
+        postgres_queue: Some(PostgresTransport::new(pool.clone())),
+        grace: relay::GRACE,
+    });
+    let router = status::router(status);
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("bind {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let stop_http = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop_http.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+
+    for schedule in SCHEDULES {
+        let cadence = schedule.cadence()?;
+        let handler = schedule_handler(schedule, &relay)?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut next = cadence.next_after(Utc::now());
+            while let Some(at) = next {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                handler(Tick { schedule, at }).await;
+                next = cadence.next_after(Utc::now());
+            }
+        });
+    }
+
+    for queue in catalog::QUEUES {
+        if !AGENTS.contains(&queue.consumer) {
+            tracing::info!(
+                queue = queue.name,
+                consumer = queue.consumer,
+                "no local consumer: agent not built yet"
+            );
+        }
+    }
+
+    Ok(LocalStack {
+        addr,
+        data,
+        pool,
+        shutdown,
+        tasks,
+        postgres,
+    })
+}
+
+type ScheduleHandler = Box<
+    dyn Fn(Tick) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
+
+/// The in-process equivalent of the Lambda each schedule targets.
+fn schedule_handler(
+    schedule: &Schedule,
+    relay: &Arc<relay::RelayDeps>,
+) -> anyhow::Result<ScheduleHandler> {
+    match schedule.target {
+        "relay" => {
+            let relay = relay.clone();
+            Ok(Box::new(move |tick: Tick| {
+                let relay = relay.clone();
+                Box::pin(async move {
+                    match relay::run(&relay).await {
+                        Ok(report) => tracing::debug!(
+                            schedule = tick.schedule.name,
+                            ?report,
+                            "relay pass done"
+                        ),
+                        Err(error) => {
+                            tracing::error!(schedule = tick.schedule.name, %error, "relay pass failed")
+                        }
+                    }
+                })
+            }))
+        }
+        other => anyhow::bail!(
+            "schedule {} targets {other}, which the local stack does not host",
+            schedule.name
+        ),
+    }
+}
+
+/// `host:port/db` of a connection URL, without credentials, for display.
+fn describe_url(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_described_without_credentials() {
+        assert_eq!(
+            describe_url("postgres://user:secret@db.example:6543/postgres?sslmode=require"),
+            "db.example:6543/postgres"
+        );
+        assert_eq!(describe_url("postgres://localhost/app"), "localhost/app");
+    }
+
+    #[test]
+    fn every_schedule_targets_a_hosted_agent() {
+        for schedule in SCHEDULES {
+            assert!(
+                AGENTS.contains(&schedule.target),
+                "{} targets {}",
+                schedule.name,
+                schedule.target
+            );
+        }
+    }
+}

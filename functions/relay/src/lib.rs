@@ -1,0 +1,53 @@
+//! The outbox relay, fired every minute by the `outbox-relay` schedule.
+//!
+//! Handlers dispatch their outbox rows right after commit; this catches the rows whose
+//! dispatch never happened (the process died, the transport was down). Rows younger than
+//! [`GRACE`] are left alone so the relay does not race a dispatch in progress — a race would
+//! be harmless (deduplication ids), only wasteful. When the transport is the Postgres queue,
+//! it also forgets expired deduplication ids.
+
+use std::time::Duration;
+
+use shared::queue::QueueError;
+use shared::queue::outbox::Outbox;
+use shared::queue::postgres::PostgresTransport;
+
+/// How old an outbox row must be before the relay sends it.
+pub const GRACE: Duration = Duration::from_secs(30);
+/// Rows sent per round; rounds repeat until a short one.
+const ROUND: i64 = 500;
+
+pub struct RelayDeps {
+    pub outbox: Outbox,
+    /// Present when the queue is the Postgres one, whose dedup table needs pruning.
+    pub postgres_queue: Option<PostgresTransport>,
+    pub grace: Duration,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    pub relayed: usize,
+    pub dedup_ids_purged: u64,
+}
+
+/// One relay pass.
+pub async fn run(deps: &RelayDeps) -> Result<RelayReport, QueueError> {
+    let mut report = RelayReport::default();
+    loop {
+        let sent = deps.outbox.relay(deps.grace, ROUND).await?;
+        report.relayed += sent;
+        if sent < ROUND as usize {
+            break;
+        }
+    }
+    if let Some(queue) = &deps.postgres_queue {
+        report.dedup_ids_purged = queue.purge_expired_dedup_ids().await?;
+    }
+    if report.relayed > 0 {
+        tracing::warn!(
+            relayed = report.relayed,
+            "outbox rows sent by the relay, not by their writer"
+        );
+    }
+    Ok(report)
+}

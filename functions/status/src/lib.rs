@@ -1,0 +1,113 @@
+//! The status agent: one place that says whether the system is coherent.
+//!
+//! For now it answers `GET /status.json` with the database's reachability and migration
+//! version, each queue's depth and dead letters, and the agents running in this process.
+//! The route is the same in Lambda (behind API Gateway) and in the local stack.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use shared::db::{Pool, migrations};
+use shared::queue::{QueueDepth, Transport, catalog};
+
+/// What the status route reads from.
+pub struct StatusDeps {
+    pub pool: Pool,
+    pub transport: Arc<dyn Transport>,
+    /// The agents this process serves (one in Lambda, all of them in the local stack).
+    pub agents: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// True when every check below succeeded.
+    pub ok: bool,
+    pub database: DatabaseStatus,
+    pub queues: Vec<QueueStatus>,
+    pub agents: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseStatus {
+    pub reachable: bool,
+    pub migration_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    pub name: &'static str,
+    #[serde(flatten)]
+    pub depth: Option<QueueDepth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Gathers the report. Failures are part of the answer, not errors: a status page that
+/// fails when the database is down would hide exactly what it exists to show.
+pub async fn report(deps: &StatusDeps) -> StatusReport {
+    let database = match database_status(&deps.pool).await {
+        Ok(version) => DatabaseStatus {
+            reachable: true,
+            migration_version: version,
+            error: None,
+        },
+        Err(error) => DatabaseStatus {
+            reachable: false,
+            migration_version: None,
+            error: Some(error),
+        },
+    };
+    let mut queues = Vec::new();
+    for queue in catalog::QUEUES {
+        let status = match deps.transport.depth(queue.name).await {
+            Ok(depth) => QueueStatus {
+                name: queue.name,
+                depth: Some(depth),
+                error: None,
+            },
+            Err(error) => QueueStatus {
+                name: queue.name,
+                depth: None,
+                error: Some(error.to_string()),
+            },
+        };
+        queues.push(status);
+    }
+    let ok = database.reachable && queues.iter().all(|queue| queue.error.is_none());
+    StatusReport {
+        ok,
+        database,
+        queues,
+        agents: deps.agents.clone(),
+    }
+}
+
+async fn database_status(pool: &Pool) -> Result<Option<String>, String> {
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    migrations::current_version(&client)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+async fn status_json(State(deps): State<Arc<StatusDeps>>) -> (StatusCode, Json<StatusReport>) {
+    let report = report(&deps).await;
+    let code = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report))
+}
+
+/// The status agent's routes.
+pub fn router(deps: Arc<StatusDeps>) -> Router {
+    Router::new()
+        .route("/status.json", get(status_json))
+        .with_state(deps)
+}
