@@ -62,11 +62,13 @@ pip_install() {
     python3 -m pip install --quiet --break-system-packages "$@"
 }
 
-# The newest installed server's bindir. Debian keeps initdb and pg_ctl off
-# PATH, and /usr/local/bin may hold wrappers that behave differently.
+# The bindir of the newest installed PostgreSQL server, or nothing. Debian
+# keeps initdb and pg_ctl off PATH, and /usr/local/bin may hold wrappers that
+# behave differently. Looking for initdb skips bindirs of client-only installs.
 newest_pg_bindir() {
-  # shellcheck disable=SC2012 # these are fixed Debian paths, ls is fine
-  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+  local initdb
+  initdb=$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
+  if [[ -x $initdb ]]; then echo "${initdb%/initdb}"; fi
 }
 
 # pgbouncer lives in /usr/sbin, which a non-root PATH usually lacks.
@@ -86,6 +88,7 @@ ensure_service_tools() {
     apt_install "${missing[@]}"
   fi
   PG_BINDIR=$(newest_pg_bindir)
+  [[ -n $PG_BINDIR ]] || die "no PostgreSQL server found in /usr/lib/postgresql"
 
   if ! python3 -c 'import moto.server' 2>/dev/null; then
     step "installing moto[server]"

@@ -14,9 +14,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
 
 use super::{QueueDef, QueueError, Transport};
+
+/// Cancelled to stop [`poll`].
+pub use tokio_util::sync::CancellationToken as Shutdown;
 
 /// A delivered message, transport-neutral.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +139,7 @@ where
         transport.delete(queue.name, &receipts).await?;
     }
     for message in &retry {
-        let delay = Duration::from_secs(1 << message.receive_count.min(6));
+        let delay = Duration::from_secs(1 << message.receive_count.saturating_sub(1).min(6));
         transport
             .change_visibility(queue.name, &message.receipt, delay)
             .await?;
@@ -154,7 +156,7 @@ pub async fn poll<M, H, Fut, E>(
     transport: &dyn Transport,
     queue: &QueueDef,
     mut handler: H,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) where
     M: DeserializeOwned,
     H: FnMut(M) -> Fut,

@@ -1,0 +1,99 @@
+//! A fresh database per test, so tests run in parallel without seeing each other's rows.
+//!
+//! `DATABASE_URL` names a server and a database to connect to for `CREATE DATABASE`; the
+//! test command points it either straight at PostgreSQL or at PgBouncer in transaction mode,
+//! and every test must pass both ways.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shared::db::{Pool, migrations};
+use shared::settings::DatabaseSettings;
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+/// The admin URL, or a clear instruction when it is missing.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL")
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |at| at + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// A direct (unpooled) connection, for set-up statements and for tests that need to control
+/// exactly which session runs what.
+pub async fn raw_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl TestDb {
+    /// Creates an empty database (no migrations).
+    pub async fn empty() -> Self {
+        let admin = admin_url();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        raw_connect(&admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("CREATE DATABASE");
+        let url = with_database(&admin, &name);
+        Self { name, url }
+    }
+
+    /// Creates a database with every migration applied.
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        let mut client = db.client().await;
+        migrations::apply(&mut client).await.expect("apply migrations");
+        db
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        raw_connect(&self.url).await
+    }
+
+    /// The production pool constructor, pointed at this database.
+    pub fn pool(&self, size: usize) -> Pool {
+        shared::db::connect(&DatabaseSettings {
+            url: SecretString::from(self.url.clone()),
+            pool_size: size,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+        })
+        .expect("build pool")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_is_swapped() {
+        assert_eq!(with_database("postgres://u@h:1/postgres", "t_1"), "postgres://u@h:1/t_1");
+        assert_eq!(with_database("postgres://u@h:1/postgres?sslmode=require", "t_1"), "postgres://u@h:1/t_1?sslmode=require");
+        assert_eq!(with_database("postgres://u@h:1", "t_1"), "postgres://u@h:1/t_1");
+    }
+}

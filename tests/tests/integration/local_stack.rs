@@ -1,0 +1,54 @@
+//! The local stack end to end: it starts, applies migrations and answers `GET /status.json` on
+//! a real socket — with a given database, and with a throwaway cluster of its own.
+
+use std::net::SocketAddr;
+
+use integration_tests::test_db::TestDb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A bare HTTP/1.1 GET, to exercise the real listener without another client library.
+async fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+fn options(database_url: Option<String>) -> local_stack::Options {
+    local_stack::Options { listen: "127.0.0.1:0".parse().unwrap(), database_url }
+}
+
+#[tokio::test]
+async fn serves_status_against_a_given_database() {
+    let db = TestDb::empty().await;
+    let stack = local_stack::start(options(Some(db.url.clone()))).await.unwrap();
+    let (status, json) = get(stack.addr, "/status.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(json["database"]["migration_version"], shared::db::migrations::all().last().unwrap().version);
+    assert_eq!(json["queues"].as_array().unwrap().len(), shared::queue::catalog::QUEUES.len());
+    assert_eq!(json["agents"], serde_json::json!(local_stack::AGENTS));
+    let addr = stack.addr;
+    stack.stop().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed after stop");
+}
+
+#[tokio::test]
+async fn starts_its_own_postgres_when_no_database_is_given() {
+    let stack = local_stack::start(options(None)).await.unwrap();
+    let directory = match &stack.data {
+        local_stack::DataLocation::Throwaway { directory } => directory.clone(),
+        other => panic!("expected a throwaway cluster, got {other}"),
+    };
+    assert!(directory.exists());
+    let (status, json) = get(stack.addr, "/status.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(json["database"]["reachable"], true);
+    let addr = stack.addr;
+    stack.stop().await;
+    assert!(!directory.exists(), "the throwaway cluster is deleted on stop");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed after stop");
+}

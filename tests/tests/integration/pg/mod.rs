@@ -1,0 +1,10 @@
+//! Tests against a real PostgreSQL, one fresh database each.
+
+mod consumer;
+mod lease;
+mod migrations;
+mod outbox;
+mod pool;
+mod queue_contract;
+mod retry;
+mod status;

@@ -1,0 +1,149 @@
+//! The transactional outbox: a message exists exactly when the state change that announces it
+//! commits, is dispatched after commit, and is relayed if that dispatch never happened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use integration_tests::test_db::TestDb;
+use shared::queue::outbox::{Outbox, enqueue};
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{OutgoingMessage, QueueDepth, QueueError, ReceivedMessage, Transport, catalog};
+
+fn message(dedup: &str) -> OutgoingMessage {
+    OutgoingMessage::new(catalog::METRICS.name, "ws-1".into(), dedup.into(), format!(r#"{{"d":"{dedup}"}}"#))
+}
+
+async fn outbox_rows(db: &TestDb) -> i64 {
+    db.client().await.query_typed_one("SELECT count(*) FROM outbox", &[]).await.unwrap().get(0)
+}
+
+async fn queued(transport: &PostgresTransport) -> u64 {
+    transport.depth(catalog::METRICS.name).await.unwrap().visible
+}
+
+struct Fixture {
+    db: TestDb,
+    transport: PostgresTransport,
+    outbox: Outbox,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDb::new().await;
+    let pool = db.pool(4);
+    let transport = PostgresTransport::new(pool.clone());
+    let outbox = Outbox::new(pool, Arc::new(transport.clone()));
+    Fixture { db, transport, outbox }
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_sends_nothing() {
+    let f = fixture().await;
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    transaction.rollback().await.unwrap();
+    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 0);
+    assert_eq!(f.outbox.relay(Duration::ZERO, 100).await.unwrap(), 0);
+    assert_eq!(queued(&f.transport).await, 0);
+}
+
+#[tokio::test]
+async fn committed_messages_are_dispatched_once() {
+    let f = fixture().await;
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let ids = enqueue(&transaction, &[message("a"), message("b")]).await.unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 2);
+    assert_eq!(queued(&f.transport).await, 2);
+    assert_eq!(outbox_rows(&f.db).await, 0);
+    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 0, "already sent");
+}
+
+#[tokio::test]
+async fn the_relay_sends_what_a_crash_left_behind() {
+    let f = fixture().await;
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    enqueue(&transaction, &[message("a")]).await.unwrap();
+    transaction.commit().await.unwrap();
+    // The writer "crashed" before dispatching. A young row is left to its writer…
+    assert_eq!(f.outbox.relay(Duration::from_secs(30), 100).await.unwrap(), 0);
+    // …an old one is relayed.
+    assert_eq!(f.outbox.relay(Duration::ZERO, 100).await.unwrap(), 1);
+    assert_eq!(queued(&f.transport).await, 1);
+    assert_eq!(outbox_rows(&f.db).await, 0);
+}
+
+#[tokio::test]
+async fn a_dispatch_and_a_relay_racing_deliver_one_message() {
+    let f = fixture().await;
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    transaction.commit().await.unwrap();
+    let (dispatched, relayed) = tokio::join!(f.outbox.dispatch(&ids), f.outbox.relay(Duration::ZERO, 100));
+    assert!(dispatched.unwrap() + relayed.unwrap() >= 1);
+    assert_eq!(queued(&f.transport).await, 1, "the deduplication id absorbs the second send");
+}
+
+struct DownTransport;
+
+#[async_trait]
+impl Transport for DownTransport {
+    async fn send(&self, _: &[OutgoingMessage]) -> Result<(), QueueError> {
+        Err(QueueError::Sqs { operation: "SendMessageBatch", message: "connection refused".into(), transient: true })
+    }
+    async fn receive(&self, _: &str, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        unreachable!("the outbox only sends")
+    }
+    async fn delete(&self, _: &str, _: &[String]) -> Result<(), QueueError> {
+        unreachable!("the outbox only sends")
+    }
+    async fn change_visibility(&self, _: &str, _: &str, _: Duration) -> Result<(), QueueError> {
+        unreachable!("the outbox only sends")
+    }
+    async fn depth(&self, _: &str) -> Result<QueueDepth, QueueError> {
+        unreachable!("the outbox only sends")
+    }
+    async fn redrive(&self, _: &str) -> Result<u64, QueueError> {
+        unreachable!("the outbox only sends")
+    }
+}
+
+#[tokio::test]
+async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
+    let f = fixture().await;
+    let down = Outbox::new(f.db.pool(2), Arc::new(DownTransport));
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    transaction.commit().await.unwrap();
+    assert!(down.dispatch(&ids).await.is_err());
+    let row = client.query_typed_one("SELECT attempts, last_error FROM outbox", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert!(row.get::<_, String>(1).contains("connection refused"));
+
+    let relay = relay::RelayDeps {
+        outbox: f.outbox.clone(),
+        postgres_queue: Some(f.transport.clone()),
+        grace: Duration::ZERO,
+    };
+    let report = relay::run(&relay).await.unwrap();
+    assert_eq!(report.relayed, 1);
+    assert_eq!(queued(&f.transport).await, 1);
+}
+
+#[tokio::test]
+async fn the_relay_forgets_expired_deduplication_ids() {
+    let f = fixture().await;
+    f.transport.send(&[message("old"), message("new")]).await.unwrap();
+    f.db.client()
+        .await
+        .batch_execute("UPDATE queue_dedup SET expires_at = now() - interval '1 second' WHERE dedup_id = 'old'")
+        .await
+        .unwrap();
+    let relay = relay::RelayDeps { outbox: f.outbox.clone(), postgres_queue: Some(f.transport.clone()), grace: relay::GRACE };
+    assert_eq!(relay::run(&relay).await.unwrap().dedup_ids_purged, 1);
+}
