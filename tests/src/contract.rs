@@ -20,15 +20,24 @@ fn message(group: &str, dedup: &str, body: &str) -> OutgoingMessage {
 }
 
 fn bodies(messages: &[ReceivedMessage]) -> Vec<&str> {
-    messages.iter().map(|message| message.body.as_str()).collect()
+    messages
+        .iter()
+        .map(|message| message.body.as_str())
+        .collect()
 }
 
 async fn receive_all(transport: &dyn Transport, visibility: Duration) -> Vec<ReceivedMessage> {
-    transport.receive(QUEUE, 10, visibility).await.expect("receive")
+    transport
+        .receive(QUEUE, 10, visibility)
+        .await
+        .expect("receive")
 }
 
 async fn delete(transport: &dyn Transport, messages: &[ReceivedMessage]) {
-    let receipts: Vec<String> = messages.iter().map(|message| message.receipt.clone()).collect();
+    let receipts: Vec<String> = messages
+        .iter()
+        .map(|message| message.receipt.clone())
+        .collect();
     transport.delete(QUEUE, &receipts).await.expect("delete");
 }
 
@@ -40,7 +49,11 @@ async fn outlast_visibility() {
 /// Sent messages arrive with their ids and body; deleted ones are gone for good.
 pub async fn send_receive_delete(transport: &dyn Transport) {
     transport
-        .send(&[message("a", "d-a", "A"), message("b", "d-b", "B"), message("c", "d-c", "C")])
+        .send(&[
+            message("a", "d-a", "A"),
+            message("b", "d-b", "B"),
+            message("c", "d-c", "C"),
+        ])
         .await
         .expect("send");
     let received = receive_all(transport, LONG).await;
@@ -48,24 +61,44 @@ pub async fn send_receive_delete(transport: &dyn Transport) {
     got.sort();
     assert_eq!(got, vec!["A", "B", "C"]);
     let a = received.iter().find(|m| m.body == "A").unwrap();
-    assert_eq!((a.group_id.as_str(), a.dedup_id.as_str(), a.receive_count), ("a", "d-a", 1));
-    assert!(received.iter().all(|m| !m.message_id.is_empty() && !m.receipt.is_empty()));
+    assert_eq!(
+        (a.group_id.as_str(), a.dedup_id.as_str(), a.receive_count),
+        ("a", "d-a", 1)
+    );
+    assert!(
+        received
+            .iter()
+            .all(|m| !m.message_id.is_empty() && !m.receipt.is_empty())
+    );
 
     let depth = transport.depth(QUEUE).await.expect("depth");
     assert_eq!((depth.visible, depth.in_flight), (0, 3));
     delete(transport, &received).await;
     let depth = transport.depth(QUEUE).await.expect("depth");
-    assert_eq!((depth.visible, depth.in_flight, depth.dead_letters), (0, 0, 0));
+    assert_eq!(
+        (depth.visible, depth.in_flight, depth.dead_letters),
+        (0, 0, 0)
+    );
     assert!(receive_all(transport, LONG).await.is_empty());
 }
 
 /// A deduplication id seen within the window is dropped, even with another body, even inside
 /// one batch.
 pub async fn duplicates_are_dropped(transport: &dyn Transport) {
-    transport.send(&[message("g", "same", "first")]).await.expect("send");
-    transport.send(&[message("g", "same", "second")]).await.expect("send");
     transport
-        .send(&[message("h", "twice", "x"), message("h", "twice", "y"), message("h", "other", "z")])
+        .send(&[message("g", "same", "first")])
+        .await
+        .expect("send");
+    transport
+        .send(&[message("g", "same", "second")])
+        .await
+        .expect("send");
+    transport
+        .send(&[
+            message("h", "twice", "x"),
+            message("h", "twice", "y"),
+            message("h", "other", "z"),
+        ])
         .await
         .expect("send");
     let mut all = Vec::new();
@@ -82,8 +115,17 @@ pub async fn duplicates_are_dropped(transport: &dyn Transport) {
 /// Within a group, messages arrive in the order sent, and none arrives while an earlier one of
 /// its group is in flight. Other groups are not held up.
 pub async fn groups_keep_their_order(transport: &dyn Transport) {
-    let sent = [("a", "a1"), ("a", "a2"), ("b", "b1"), ("a", "a3"), ("b", "b2")];
-    let outgoing: Vec<OutgoingMessage> = sent.iter().map(|(group, body)| message(group, body, body)).collect();
+    let sent = [
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("a", "a3"),
+        ("b", "b2"),
+    ];
+    let outgoing: Vec<OutgoingMessage> = sent
+        .iter()
+        .map(|(group, body)| message(group, body, body))
+        .collect();
     transport.send(&outgoing).await.expect("send");
 
     let mut order: HashMap<String, Vec<String>> = HashMap::new();
@@ -92,11 +134,20 @@ pub async fn groups_keep_their_order(transport: &dyn Transport) {
         rounds += 1;
         assert!(rounds <= 10, "messages missing after 10 rounds: {order:?}");
         let batch = receive_all(transport, LONG).await;
-        assert!(!batch.is_empty(), "a group with pending messages was not served: {order:?}");
+        assert!(
+            !batch.is_empty(),
+            "a group with pending messages was not served: {order:?}"
+        );
         // Everything delivered is in flight now: no group may be served again until deleted.
-        assert!(receive_all(transport, LONG).await.is_empty(), "a group was served while its head was in flight");
+        assert!(
+            receive_all(transport, LONG).await.is_empty(),
+            "a group was served while its head was in flight"
+        );
         for received in &batch {
-            order.entry(received.group_id.clone()).or_default().push(received.body.clone());
+            order
+                .entry(received.group_id.clone())
+                .or_default()
+                .push(received.body.clone());
         }
         delete(transport, &batch).await;
     }
@@ -106,10 +157,16 @@ pub async fn groups_keep_their_order(transport: &dyn Transport) {
 
 /// A message received and not deleted comes back after its visibility timeout, counted.
 pub async fn unacknowledged_messages_come_back(transport: &dyn Transport) {
-    transport.send(&[message("g", "d", "again")]).await.expect("send");
+    transport
+        .send(&[message("g", "d", "again")])
+        .await
+        .expect("send");
     let first = receive_all(transport, SHORT).await;
     assert_eq!(bodies(&first), vec!["again"]);
-    assert!(receive_all(transport, SHORT).await.is_empty(), "hidden while in flight");
+    assert!(
+        receive_all(transport, SHORT).await.is_empty(),
+        "hidden while in flight"
+    );
     outlast_visibility().await;
     let second = receive_all(transport, LONG).await;
     assert_eq!(bodies(&second), vec!["again"]);
@@ -119,9 +176,15 @@ pub async fn unacknowledged_messages_come_back(transport: &dyn Transport) {
 
 /// Changing the visibility to zero hands the message out again at once.
 pub async fn visibility_can_be_changed(transport: &dyn Transport) {
-    transport.send(&[message("g", "d", "retry-me")]).await.expect("send");
+    transport
+        .send(&[message("g", "d", "retry-me")])
+        .await
+        .expect("send");
     let first = receive_all(transport, LONG).await;
-    transport.change_visibility(QUEUE, &first[0].receipt, Duration::ZERO).await.expect("change visibility");
+    transport
+        .change_visibility(QUEUE, &first[0].receipt, Duration::ZERO)
+        .await
+        .expect("change visibility");
     let second = receive_all(transport, LONG).await;
     assert_eq!(bodies(&second), vec!["retry-me"]);
 }
@@ -129,21 +192,32 @@ pub async fn visibility_can_be_changed(transport: &dyn Transport) {
 /// After `max_receives` deliveries without a delete, a message moves to the dead letters and
 /// stops blocking its group; re-drive brings it back.
 pub async fn poison_messages_are_dead_lettered_and_redriven(transport: &dyn Transport) {
-    transport.send(&[message("g", "poison", "poison"), message("g", "next", "next")]).await.expect("send");
+    transport
+        .send(&[
+            message("g", "poison", "poison"),
+            message("g", "next", "next"),
+        ])
+        .await
+        .expect("send");
+    // One at a time: SQS may hand out a group's later messages in the same batch as its head.
     for attempt in 1..=METRICS.max_receives {
-        let batch = receive_all(transport, SHORT).await;
+        let batch = transport.receive(QUEUE, 1, SHORT).await.expect("receive");
         assert_eq!(bodies(&batch), vec!["poison"], "delivery {attempt}");
         outlast_visibility().await;
     }
     let mut next = Vec::new();
     for _ in 0..3 {
-        next = receive_all(transport, LONG).await;
+        next = transport.receive(QUEUE, 1, LONG).await.expect("receive");
         if !next.is_empty() {
             break;
         }
         outlast_visibility().await;
     }
-    assert_eq!(bodies(&next), vec!["next"], "the poison message must leave the group's head");
+    assert_eq!(
+        bodies(&next),
+        vec!["next"],
+        "the poison message must leave the group's head"
+    );
     delete(transport, &next).await;
     assert_eq!(transport.depth(QUEUE).await.expect("depth").dead_letters, 1);
 

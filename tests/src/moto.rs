@@ -10,12 +10,15 @@ use shared::queue::sqs::SqsTransport;
 use shared::settings::SqsQueueUrls;
 
 pub async fn client() -> Client {
-    let endpoint = std::env::var("MOTO_ENDPOINT")
-        .expect("MOTO_ENDPOINT is not set: run the tests with ./scripts/test.sh, which starts moto server");
+    let endpoint = std::env::var("MOTO_ENDPOINT").expect(
+        "MOTO_ENDPOINT is not set: run the tests with ./scripts/test.sh, which starts moto server",
+    );
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
         .load()
         .await;
     Client::new(&config)
@@ -33,7 +36,13 @@ async fn create_fifo(client: &Client, name: &str, redrive_to: Option<(&str, u32)
             format!(r#"{{"deadLetterTargetArn":"{dead_letter_arn}","maxReceiveCount":"{max_receives}"}}"#),
         );
     }
-    request.send().await.expect("create queue").queue_url().expect("queue url").to_string()
+    request
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string()
 }
 
 /// Creates every catalog queue under a fresh prefix and returns a transport over them.
@@ -43,7 +52,8 @@ pub async fn transport() -> SqsTransport {
     let mut queues = Vec::new();
     for queue in QUEUES {
         let stem = queue.name.trim_end_matches(".fifo");
-        let dead_letter_url = create_fifo(&client, &format!("{prefix}-{stem}-dlq.fifo"), None).await;
+        let dead_letter_url =
+            create_fifo(&client, &format!("{prefix}-{stem}-dlq.fifo"), None).await;
         let attributes = client
             .get_queue_attributes()
             .queue_url(&dead_letter_url)
@@ -51,8 +61,17 @@ pub async fn transport() -> SqsTransport {
             .send()
             .await
             .expect("dead-letter queue arn");
-        let arn = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).expect("arn").clone();
-        let url = create_fifo(&client, &format!("{prefix}-{}", queue.name), Some((&arn, queue.max_receives))).await;
+        let arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .expect("arn")
+            .clone();
+        let url = create_fifo(
+            &client,
+            &format!("{prefix}-{}", queue.name),
+            Some((&arn, queue.max_receives)),
+        )
+        .await;
         queues.push((queue.name.to_string(), url, dead_letter_url));
     }
     SqsTransport::new(client, SqsQueueUrls { queues })

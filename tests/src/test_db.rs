@@ -17,8 +17,9 @@ pub struct TestDb {
 
 /// The admin URL, or a clear instruction when it is missing.
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL")
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL",
+    )
 }
 
 /// `url` with its database name replaced.
@@ -66,7 +67,9 @@ impl TestDb {
     pub async fn new() -> Self {
         let db = Self::empty().await;
         let mut client = db.client().await;
-        migrations::apply(&mut client).await.expect("apply migrations");
+        migrations::apply(&mut client)
+            .await
+            .expect("apply migrations");
         db
     }
 
@@ -92,8 +95,17 @@ mod tests {
 
     #[test]
     fn database_name_is_swapped() {
-        assert_eq!(with_database("postgres://u@h:1/postgres", "t_1"), "postgres://u@h:1/t_1");
-        assert_eq!(with_database("postgres://u@h:1/postgres?sslmode=require", "t_1"), "postgres://u@h:1/t_1?sslmode=require");
-        assert_eq!(with_database("postgres://u@h:1", "t_1"), "postgres://u@h:1/t_1");
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres", "t_1"),
+            "postgres://u@h:1/t_1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres?sslmode=require", "t_1"),
+            "postgres://u@h:1/t_1?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1", "t_1"),
+            "postgres://u@h:1/t_1"
+        );
     }
 }

@@ -51,7 +51,7 @@ impl ThrowawayPostgres {
         }
         let data = cluster.data_dir();
         run(
-            &mut cluster
+            cluster
                 .command(
                     "initdb",
                     &[
@@ -73,7 +73,7 @@ impl ThrowawayPostgres {
         );
         let log = cluster.directory.join("postgres.log");
         run(
-            &mut cluster
+            cluster
                 .command("pg_ctl", &["-w", "-t", "60", "-D"])
                 .arg(&data)
                 .arg("-l")

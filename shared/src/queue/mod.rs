@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod sqs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::DbError;
 use crate::retry::{RetryClass, Retryable};
+use crate::settings::QueueSettings;
 pub use catalog::QueueDef;
 
 /// How long a deduplication id suppresses a repeat, as in SQS FIFO.
@@ -163,6 +165,17 @@ pub trait Transport: Send + Sync {
     async fn redrive(&self, queue: &str) -> Result<u64, QueueError>;
 }
 
+/// The transport the settings ask for: SQS in AWS, the Postgres queue otherwise.
+pub async fn connect(
+    settings: &QueueSettings,
+    pool: &deadpool_postgres::Pool,
+) -> Arc<dyn Transport> {
+    match settings {
+        QueueSettings::Postgres => Arc::new(postgres::PostgresTransport::new(pool.clone())),
+        QueueSettings::Sqs(urls) => Arc::new(sqs::SqsTransport::from_env(urls.clone()).await),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,20 +200,5 @@ mod tests {
         assert_eq!(first, sqs_safe_id(long));
         assert_ne!(sqs_safe_id("a b".into()), "a b");
         assert_ne!(sqs_safe_id("a b".into()), sqs_safe_id("a c".into()));
-    }
-}
-
-/// The transport the settings ask for: SQS in AWS, the Postgres queue otherwise.
-pub async fn connect(
-    settings: &crate::settings::QueueSettings,
-    pool: &deadpool_postgres::Pool,
-) -> std::sync::Arc<dyn Transport> {
-    match settings {
-        crate::settings::QueueSettings::Postgres => {
-            std::sync::Arc::new(postgres::PostgresTransport::new(pool.clone()))
-        }
-        crate::settings::QueueSettings::Sqs(urls) => {
-            std::sync::Arc::new(sqs::SqsTransport::from_env(urls.clone()).await)
-        }
     }
 }

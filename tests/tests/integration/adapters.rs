@@ -23,13 +23,21 @@ fn fifo_batch() -> SqsEvent {
 }
 
 fn ids(event: &SqsEvent) -> Vec<String> {
-    event.records.iter().map(|record| record.message_id.clone().unwrap()).collect()
+    event
+        .records
+        .iter()
+        .map(|record| record.message_id.clone().unwrap())
+        .collect()
 }
 
 #[test]
 fn the_sample_batch_is_a_fifo_batch() {
     let event = fifo_batch();
-    let groups: Vec<&str> = event.records.iter().map(|r| r.attributes["MessageGroupId"].as_str()).collect();
+    let groups: Vec<&str> = event
+        .records
+        .iter()
+        .map(|r| r.attributes["MessageGroupId"].as_str())
+        .collect();
     assert_eq!(groups, vec!["ws-1", "ws-1", "ws-2", "ws-1"]);
     for record in &event.records {
         assert!(record.attributes.contains_key("MessageDeduplicationId"));
@@ -40,7 +48,9 @@ fn the_sample_batch_is_a_fifo_batch() {
 #[tokio::test]
 async fn all_succeed_means_no_failures_reported() {
     let event = fifo_batch();
-    let response = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) }).await.unwrap();
+    let response = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
 }
 
@@ -56,10 +66,17 @@ async fn a_failure_reports_it_and_the_rest_of_its_group_only() {
     })
     .await
     .unwrap();
-    let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
     // ws-1's first message failed: ws-1's later messages are not attempted, ws-2 goes on.
     assert_eq!(failed, vec![all[0].clone(), all[1].clone(), all[3].clone()]);
-    assert_eq!(handled, vec!["ws-1/2026-11-30".to_string(), "ws-2/2026-11-30".to_string()]);
+    assert_eq!(
+        handled,
+        vec!["ws-1/2026-11-30".to_string(), "ws-2/2026-11-30".to_string()]
+    );
     assert!(failed.iter().all(|id| !id.is_empty()));
 }
 
@@ -67,8 +84,14 @@ async fn a_failure_reports_it_and_the_rest_of_its_group_only() {
 async fn a_malformed_body_fails_alone() {
     let mut event = fifo_batch();
     event.records[2].body = Some("{not json".into());
-    let response = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) }).await.unwrap();
-    let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let response = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
     assert_eq!(failed, vec![ids(&event)[2].clone()]);
 }
 
@@ -77,9 +100,16 @@ async fn a_record_without_message_id_fails_the_batch_instead_of_reporting_an_emp
     let mut event = fifo_batch();
     event.records[1].message_id = None;
     let result = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) }).await;
-    assert_eq!(result.unwrap_err(), BatchError::MissingMessageId { index: 1 });
+    assert_eq!(
+        result.unwrap_err(),
+        BatchError::MissingMessageId { index: 1 }
+    );
     event.records[1].message_id = Some(String::new());
-    assert!(handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) }).await.is_err());
+    assert!(
+        handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) })
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -90,16 +120,25 @@ fn the_scheduled_event_names_its_schedule() {
     assert_eq!(tick.at, event.time.unwrap());
 
     let mut unknown = event.clone();
-    unknown.resources = Some(vec!["arn:aws:events:us-east-1:1:rule/stack-something-else".into()]);
-    assert!(matches!(tick_from_event(&unknown), Err(TickError::UnknownRule(_))));
+    unknown.resources = Some(vec![
+        "arn:aws:events:us-east-1:1:rule/stack-something-else".into(),
+    ]);
+    assert!(matches!(
+        tick_from_event(&unknown),
+        Err(TickError::UnknownRule(_))
+    ));
     let mut not_scheduled = event;
     not_scheduled.detail_type = "Object Created".into();
-    assert!(matches!(tick_from_event(&not_scheduled), Err(TickError::NotScheduled(_))));
+    assert!(matches!(
+        tick_from_event(&not_scheduled),
+        Err(TickError::NotScheduled(_))
+    ));
 }
 
 #[test]
 fn the_http_sample_is_an_http_api_v2_request_for_the_status_route() {
-    let event: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest = serde_json::from_str(HTTP_GET_STATUS).unwrap();
+    let event: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_str(HTTP_GET_STATUS).unwrap();
     assert_eq!(event.raw_path.as_deref(), Some("/status.json"));
     assert_eq!(event.request_context.http.method, axum::http::Method::GET);
 }

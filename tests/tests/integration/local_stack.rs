@@ -15,25 +15,42 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     stream.read_to_string(&mut response).await.unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = response.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn options(database_url: Option<String>) -> local_stack::Options {
-    local_stack::Options { listen: "127.0.0.1:0".parse().unwrap(), database_url }
+    local_stack::Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+    }
 }
 
 #[tokio::test]
 async fn serves_status_against_a_given_database() {
     let db = TestDb::empty().await;
-    let stack = local_stack::start(options(Some(db.url.clone()))).await.unwrap();
+    let stack = local_stack::start(options(Some(db.url.clone())))
+        .await
+        .unwrap();
     let (status, json) = get(stack.addr, "/status.json").await;
     assert_eq!(status, 200);
-    assert_eq!(json["database"]["migration_version"], shared::db::migrations::all().last().unwrap().version);
-    assert_eq!(json["queues"].as_array().unwrap().len(), shared::queue::catalog::QUEUES.len());
+    assert_eq!(
+        json["database"]["migration_version"],
+        shared::db::migrations::all().last().unwrap().version
+    );
+    assert_eq!(
+        json["queues"].as_array().unwrap().len(),
+        shared::queue::catalog::QUEUES.len()
+    );
     assert_eq!(json["agents"], serde_json::json!(local_stack::AGENTS));
     let addr = stack.addr;
     stack.stop().await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed after stop");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port is closed after stop"
+    );
 }
 
 #[tokio::test]
@@ -49,6 +66,12 @@ async fn starts_its_own_postgres_when_no_database_is_given() {
     assert_eq!(json["database"]["reachable"], true);
     let addr = stack.addr;
     stack.stop().await;
-    assert!(!directory.exists(), "the throwaway cluster is deleted on stop");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed after stop");
+    assert!(
+        !directory.exists(),
+        "the throwaway cluster is deleted on stop"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port is closed after stop"
+    );
 }

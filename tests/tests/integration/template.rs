@@ -7,19 +7,34 @@ use shared::queue::catalog::QUEUES;
 use shared::schedule::SCHEDULES;
 
 fn template() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
-    serde_norway::from_str(&text).expect("the template parses as plain YAML (long-form intrinsics only)")
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ))
+    .unwrap();
+    serde_norway::from_str(&text)
+        .expect("the template parses as plain YAML (long-form intrinsics only)")
 }
 
 fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
-    template["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
 }
 
 /// The code name a queue's `QueueName` ends with (`${AWS::StackName}-metrics.fifo`).
 fn queue_name(resource: &Value) -> String {
     let name = &resource["Properties"]["QueueName"];
-    let text = name["Fn::Sub"].as_str().or(name.as_str()).expect("QueueName");
-    text.rsplit_once('-').map_or(text, |(_, name)| name).to_string()
+    let text = name["Fn::Sub"]
+        .as_str()
+        .or(name.as_str())
+        .expect("QueueName");
+    text.rsplit_once('-')
+        .map_or(text, |(_, name)| name)
+        .to_string()
 }
 
 fn get_att_target(value: &Value) -> Option<&str> {
@@ -34,27 +49,65 @@ fn get_att_target(value: &Value) -> Option<&str> {
 fn queues_match_the_catalog() {
     let template = template();
     let queues = resources_of(&template, "AWS::SQS::Queue");
-    let main_queues: Vec<_> = queues.iter().filter(|(_, q)| !q["Properties"]["RedrivePolicy"].is_null()).collect();
+    let main_queues: Vec<_> = queues
+        .iter()
+        .filter(|(_, q)| !q["Properties"]["RedrivePolicy"].is_null())
+        .collect();
     let mut names: Vec<String> = main_queues.iter().map(|(_, q)| queue_name(q)).collect();
     names.sort();
     let mut expected: Vec<String> = QUEUES.iter().map(|q| q.name.to_string()).collect();
     expected.sort();
-    assert_eq!(names, expected, "every code queue is in the template and nothing else");
+    assert_eq!(
+        names, expected,
+        "every code queue is in the template and nothing else"
+    );
 
     for queue in QUEUES {
-        let (_, resource) = main_queues.iter().find(|(_, q)| queue_name(q) == queue.name).unwrap();
+        let (_, resource) = main_queues
+            .iter()
+            .find(|(_, q)| queue_name(q) == queue.name)
+            .unwrap();
         let properties = &resource["Properties"];
         assert_eq!(properties["FifoQueue"], true, "{}", queue.name);
-        assert_eq!(properties["ContentBasedDeduplication"], false, "{}: ids are explicit", queue.name);
-        assert_eq!(properties["VisibilityTimeout"].as_u64(), Some(queue.visibility_timeout.as_secs()), "{}", queue.name);
+        assert_eq!(
+            properties["ContentBasedDeduplication"], false,
+            "{}: ids are explicit",
+            queue.name
+        );
+        assert_eq!(
+            properties["VisibilityTimeout"].as_u64(),
+            Some(queue.visibility_timeout.as_secs()),
+            "{}",
+            queue.name
+        );
         let redrive = &properties["RedrivePolicy"];
-        let max_receive = redrive["maxReceiveCount"].as_u64().or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok());
-        assert_eq!(max_receive, Some(u64::from(queue.max_receives)), "{}", queue.name);
-        let dead_letter = get_att_target(&redrive["deadLetterTargetArn"]).expect("deadLetterTargetArn GetAtt");
-        assert_eq!(template["Resources"][dead_letter]["Properties"]["FifoQueue"], true, "{} DLQ must be FIFO", queue.name);
+        let max_receive = redrive["maxReceiveCount"]
+            .as_u64()
+            .or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok());
+        assert_eq!(
+            max_receive,
+            Some(u64::from(queue.max_receives)),
+            "{}",
+            queue.name
+        );
+        let dead_letter =
+            get_att_target(&redrive["deadLetterTargetArn"]).expect("deadLetterTargetArn GetAtt");
+        assert_eq!(
+            template["Resources"][dead_letter]["Properties"]["FifoQueue"], true,
+            "{} DLQ must be FIFO",
+            queue.name
+        );
         let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
-        assert!(!variables[queue.url_variable].is_null(), "{} not given to functions", queue.url_variable);
-        assert!(!variables[queue.dead_letter_url_variable].is_null(), "{} not given to functions", queue.dead_letter_url_variable);
+        assert!(
+            !variables[queue.url_variable].is_null(),
+            "{} not given to functions",
+            queue.url_variable
+        );
+        assert!(
+            !variables[queue.dead_letter_url_variable].is_null(),
+            "{} not given to functions",
+            queue.dead_letter_url_variable
+        );
     }
 }
 
@@ -63,21 +116,46 @@ fn schedules_match_the_code() {
     let template = template();
     let mut found = Vec::new();
     for (_, function) in resources_of(&template, "AWS::Serverless::Function") {
-        let code_uri = function["Properties"]["CodeUri"].as_str().unwrap_or_default().trim_end_matches('/');
+        let code_uri = function["Properties"]["CodeUri"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let binary = code_uri.rsplit('/').next().unwrap_or_default().to_string();
-        for (_, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+        for (_, event) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
             if event["Type"] != "Schedule" && event["Type"] != "ScheduleV2" {
                 continue;
             }
             let properties = &event["Properties"];
-            let name = properties["Name"]["Fn::Sub"].as_str().or(properties["Name"].as_str()).unwrap_or_default();
-            let expression = properties["Schedule"].as_str().or(properties["ScheduleExpression"].as_str()).unwrap_or_default();
-            found.push((name.rsplit_once("}-").map_or(name, |(_, n)| n).to_string(), expression.to_string(), binary.clone()));
+            let name = properties["Name"]["Fn::Sub"]
+                .as_str()
+                .or(properties["Name"].as_str())
+                .unwrap_or_default();
+            let expression = properties["Schedule"]
+                .as_str()
+                .or(properties["ScheduleExpression"].as_str())
+                .unwrap_or_default();
+            found.push((
+                name.rsplit_once("}-").map_or(name, |(_, n)| n).to_string(),
+                expression.to_string(),
+                binary.clone(),
+            ));
         }
     }
     found.sort();
-    let mut expected: Vec<(String, String, String)> =
-        SCHEDULES.iter().map(|s| (s.name.to_string(), s.expression.to_string(), s.target.to_string())).collect();
+    let mut expected: Vec<(String, String, String)> = SCHEDULES
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.expression.to_string(),
+                s.target.to_string(),
+            )
+        })
+        .collect();
     expected.sort();
     assert_eq!(found, expected);
 }
@@ -85,18 +163,35 @@ fn schedules_match_the_code() {
 #[test]
 fn queue_consumers_report_partial_failures_and_fit_the_visibility_timeout() {
     let template = template();
-    let global_timeout = template["Globals"]["Function"]["Timeout"].as_u64().unwrap_or(3);
+    let global_timeout = template["Globals"]["Function"]["Timeout"]
+        .as_u64()
+        .unwrap_or(3);
     for (name, function) in resources_of(&template, "AWS::Serverless::Function") {
-        let timeout = function["Properties"]["Timeout"].as_u64().unwrap_or(global_timeout);
-        for (_, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+        let timeout = function["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap_or(global_timeout);
+        for (_, event) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
             if event["Type"] != "SQS" {
                 continue;
             }
             let properties = &event["Properties"];
-            assert_eq!(properties["FunctionResponseTypes"], serde_json::json!(["ReportBatchItemFailures"]), "{name}");
+            assert_eq!(
+                properties["FunctionResponseTypes"],
+                serde_json::json!(["ReportBatchItemFailures"]),
+                "{name}"
+            );
             let queue = get_att_target(&properties["Queue"]).expect("Queue GetAtt");
-            let visibility = template["Resources"][queue]["Properties"]["VisibilityTimeout"].as_u64().unwrap();
-            assert!(visibility >= 6 * timeout, "{name}: visibility {visibility} < 6 × timeout {timeout}");
+            let visibility = template["Resources"][queue]["Properties"]["VisibilityTimeout"]
+                .as_u64()
+                .unwrap();
+            assert!(
+                visibility >= 6 * timeout,
+                "{name}: visibility {visibility} < 6 × timeout {timeout}"
+            );
         }
     }
 }
@@ -108,10 +203,20 @@ fn functions_are_arm64_al2023_built_by_cargo_lambda() {
     assert_eq!(globals["Runtime"], "provided.al2023");
     assert_eq!(globals["Architectures"], serde_json::json!(["arm64"]));
     for (name, function) in resources_of(&template, "AWS::Serverless::Function") {
-        let code_uri = function["Properties"]["CodeUri"].as_str().unwrap_or_default();
-        assert!(code_uri.contains("target/lambda/"), "{name}: CodeUri {code_uri}");
+        let code_uri = function["Properties"]["CodeUri"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            code_uri.contains("target/lambda/"),
+            "{name}: CodeUri {code_uri}"
+        );
         let binary = code_uri.trim_end_matches('/').rsplit('/').next().unwrap();
-        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions").join(binary);
-        assert!(crate_dir.join("Cargo.toml").exists(), "{name}: no crate functions/{binary}");
+        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions")
+            .join(binary);
+        assert!(
+            crate_dir.join("Cargo.toml").exists(),
+            "{name}: no crate functions/{binary}"
+        );
     }
 }

@@ -7,13 +7,19 @@ use secrecy::SecretString;
 use shared::settings::DatabaseSettings;
 
 fn settings(url: &str, ca_file: Option<String>) -> DatabaseSettings {
-    DatabaseSettings { url: SecretString::from(url.to_string()), pool_size: 1, ca_file, connect_timeout: Duration::from_secs(5) }
+    DatabaseSettings {
+        url: SecretString::from(url.to_string()),
+        pool_size: 1,
+        ca_file,
+        connect_timeout: Duration::from_secs(5),
+    }
 }
 
 fn tls_env() -> (String, String) {
     let url = std::env::var("TEST_TLS_DATABASE_URL")
         .expect("TEST_TLS_DATABASE_URL is not set: run the tests with ./scripts/test.sh");
-    let ca = std::env::var("TEST_TLS_CA_FILE").expect("TEST_TLS_CA_FILE is not set: run the tests with ./scripts/test.sh");
+    let ca = std::env::var("TEST_TLS_CA_FILE")
+        .expect("TEST_TLS_CA_FILE is not set: run the tests with ./scripts/test.sh");
     (url, ca)
 }
 
@@ -22,9 +28,15 @@ async fn sslmode_require_connects_over_verified_tls() {
     let (url, ca) = tls_env();
     assert!(url.contains("sslmode=require"));
     let pool = shared::db::connect(&settings(&url, Some(ca))).unwrap();
-    let client = pool.get().await.expect("TLS connection with the test CA trusted");
+    let client = pool
+        .get()
+        .await
+        .expect("TLS connection with the test CA trusted");
     let encrypted: bool = client
-        .query_typed_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query_typed_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -36,14 +48,29 @@ async fn an_untrusted_server_certificate_is_refused() {
     let (url, _) = tls_env();
     // Only Supabase's root is trusted: the test server's certificate must not verify.
     let pool = shared::db::connect(&settings(&url, None)).unwrap();
-    let error = pool.get().await.expect_err("must not connect to an unverified server").to_string();
-    assert!(error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"), "{error}");
+    let error = pool
+        .get()
+        .await
+        .expect_err("must not connect to an unverified server")
+        .to_string();
+    assert!(
+        error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn a_host_name_outside_the_certificate_is_refused() {
     let (url, ca) = tls_env();
-    let pool = shared::db::connect(&settings(&url.replace("localhost", "127.0.0.1"), Some(ca))).unwrap();
-    let error = pool.get().await.expect_err("the certificate names localhost only").to_string();
-    assert!(error.to_lowercase().contains("certificate") || error.contains("NotValidForName"), "{error}");
+    let pool =
+        shared::db::connect(&settings(&url.replace("localhost", "127.0.0.1"), Some(ca))).unwrap();
+    let error = pool
+        .get()
+        .await
+        .expect_err("the certificate names localhost only")
+        .to_string();
+    assert!(
+        error.to_lowercase().contains("certificate") || error.contains("NotValidForName"),
+        "{error}"
+    );
 }

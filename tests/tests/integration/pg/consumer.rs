@@ -16,14 +16,22 @@ struct Job {
 }
 
 fn job(group: &str, n: u32) -> OutgoingMessage {
-    OutgoingMessage::new(catalog::METRICS.name, group.into(), format!("{group}-{n}"), format!(r#"{{"n":{n}}}"#))
+    OutgoingMessage::new(
+        catalog::METRICS.name,
+        group.into(),
+        format!("{group}-{n}"),
+        format!(r#"{{"n":{n}}}"#),
+    )
 }
 
 #[tokio::test]
 async fn a_failed_message_is_retried_before_its_group_moves_on() {
     let db = TestDb::new().await;
     let transport = PostgresTransport::new(db.pool(2));
-    transport.send(&[job("a", 1), job("a", 2), job("b", 10)]).await.unwrap();
+    transport
+        .send(&[job("a", 1), job("a", 2), job("b", 10)])
+        .await
+        .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let fail_once = Arc::new(Mutex::new(true));
     let handler = |job: Job| {
@@ -36,18 +44,34 @@ async fn a_failed_message_is_retried_before_its_group_moves_on() {
             Ok(())
         }
     };
-    let first = poll_once(&transport, &catalog::METRICS, handler).await.unwrap();
-    assert_eq!(first, PollOutcome { received: 2, succeeded: 1, failed: 1 });
+    let first = poll_once(&transport, &catalog::METRICS, handler)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        PollOutcome {
+            received: 2,
+            succeeded: 1,
+            failed: 1
+        }
+    );
     // The failed head is hidden for about a second; nothing of group a may run meanwhile.
-    let idle = poll_once(&transport, &catalog::METRICS, handler).await.unwrap();
+    let idle = poll_once(&transport, &catalog::METRICS, handler)
+        .await
+        .unwrap();
     assert_eq!(idle.received, 0);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for _ in 0..2 {
-        poll_once(&transport, &catalog::METRICS, handler).await.unwrap();
+        poll_once(&transport, &catalog::METRICS, handler)
+            .await
+            .unwrap();
     }
     assert_eq!(*seen.lock().unwrap(), vec![1, 10, 1, 2]);
     let depth = transport.depth(catalog::METRICS.name).await.unwrap();
-    assert_eq!((depth.visible, depth.in_flight, depth.dead_letters), (0, 0, 0));
+    assert_eq!(
+        (depth.visible, depth.in_flight, depth.dead_letters),
+        (0, 0, 0)
+    );
 }
 
 #[tokio::test]
@@ -83,7 +107,10 @@ async fn the_poll_loop_drains_the_queue_and_stops_on_shutdown() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), worker).await.expect("the loop stops").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the loop stops")
+        .unwrap();
     let done = done.lock().unwrap().clone();
     assert_eq!(done.len(), 25);
     for group in 0..5u32 {

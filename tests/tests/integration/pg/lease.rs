@@ -16,16 +16,34 @@ async fn acquire_renew_release_and_takeover() {
     let pool = db.pool(2);
     let client = pool.get().await.unwrap();
 
-    let a = try_acquire(&**client, "etl:meta:1", "a", TTL).await.unwrap().expect("free lease");
+    let a = try_acquire(&**client, "etl:meta:1", "a", TTL)
+        .await
+        .unwrap()
+        .expect("free lease");
     assert_eq!(a.token, 1);
-    assert!(try_acquire(&**client, "etl:meta:1", "b", TTL).await.unwrap().is_none(), "held by a");
+    assert!(
+        try_acquire(&**client, "etl:meta:1", "b", TTL)
+            .await
+            .unwrap()
+            .is_none(),
+        "held by a"
+    );
     a.renew(&**client).await.unwrap();
     a.release(&**client).await.unwrap();
 
-    let b = try_acquire(&**client, "etl:meta:1", "b", TTL).await.unwrap().expect("released");
+    let b = try_acquire(&**client, "etl:meta:1", "b", TTL)
+        .await
+        .unwrap()
+        .expect("released");
     assert_eq!(b.token, 2, "tokens only grow");
-    assert!(matches!(a.renew(&**client).await, Err(LeaseError::Lost { .. })));
-    assert!(matches!(a.fence(&**client).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(
+        a.renew(&**client).await,
+        Err(LeaseError::Lost { .. })
+    ));
+    assert!(matches!(
+        a.fence(&**client).await,
+        Err(LeaseError::Lost { .. })
+    ));
     b.fence(&**client).await.unwrap();
 }
 
@@ -34,13 +52,28 @@ async fn an_expired_holder_cannot_write_under_its_lease() {
     let db = TestDb::new().await;
     let pool = db.pool(2);
     let mut client = pool.get().await.unwrap();
-    client.batch_execute("CREATE TABLE watermark (account text PRIMARY KEY, value int)").await.unwrap();
-    client.batch_execute("INSERT INTO watermark VALUES ('acct', 0)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE watermark (account text PRIMARY KEY, value int)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO watermark VALUES ('acct', 0)")
+        .await
+        .unwrap();
 
-    let stale = try_acquire(&**client, "acct", "stale", Duration::from_millis(300)).await.unwrap().unwrap();
+    let stale = try_acquire(&**client, "acct", "stale", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(matches!(stale.renew(&**client).await, Err(LeaseError::Lost { .. })), "an expired lease is not revived");
-    let fresh = try_acquire(&**client, "acct", "fresh", TTL).await.unwrap().expect("expired lease is free");
+    assert!(
+        matches!(stale.renew(&**client).await, Err(LeaseError::Lost { .. })),
+        "an expired lease is not revived"
+    );
+    let fresh = try_acquire(&**client, "acct", "fresh", TTL)
+        .await
+        .unwrap()
+        .expect("expired lease is free");
     assert_eq!(fresh.token, 2);
 
     // The stale holder tries to write: the fence in its transaction stops it.
@@ -51,9 +84,16 @@ async fn an_expired_holder_cannot_write_under_its_lease() {
 
     let transaction = client.transaction().await.unwrap();
     fresh.fence(&*transaction).await.unwrap();
-    transaction.execute_typed("UPDATE watermark SET value = 2", &[]).await.unwrap();
+    transaction
+        .execute_typed("UPDATE watermark SET value = 2", &[])
+        .await
+        .unwrap();
     transaction.commit().await.unwrap();
-    let value: i32 = client.query_typed_one("SELECT value FROM watermark", &[]).await.unwrap().get(0);
+    let value: i32 = client
+        .query_typed_one("SELECT value FROM watermark", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(value, 2);
 }
 
@@ -78,7 +118,8 @@ async fn two_contenders_never_overlap() {
         contenders.push(tokio::spawn(async move {
             for _ in 0..ROUNDS {
                 let mut client = pool.get().await.unwrap();
-                let Some(lease) = try_acquire(&**client, "shared", holder, TTL).await.unwrap() else {
+                let Some(lease) = try_acquire(&**client, "shared", holder, TTL).await.unwrap()
+                else {
                     tokio::task::yield_now().await;
                     continue;
                 };
@@ -113,7 +154,11 @@ async fn two_contenders_never_overlap() {
     }
     assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
     let client = db.client().await;
-    let rows: i64 = client.query_typed_one("SELECT count(*) FROM tenure", &[]).await.unwrap().get(0);
+    let rows: i64 = client
+        .query_typed_one("SELECT count(*) FROM tenure", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(rows as usize, acquired.load(Ordering::SeqCst));
     assert!(rows > 10, "the contenders should each win often: {rows}");
     let overlapping: i64 = client
@@ -124,8 +169,15 @@ async fn two_contenders_never_overlap() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(overlapping, 0, "tenures overlap in the database's own clock");
-    let max_token: i64 = client.query_typed_one("SELECT max(token) FROM tenure", &[]).await.unwrap().get(0);
+    assert_eq!(
+        overlapping, 0,
+        "tenures overlap in the database's own clock"
+    );
+    let max_token: i64 = client
+        .query_typed_one("SELECT max(token) FROM tenure", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(max_token, rows, "every acquisition took the next token");
 }
 
@@ -144,7 +196,10 @@ async fn simultaneous_attempts_have_exactly_one_winner() {
             let mut wins = Vec::new();
             for round in 0..ROUNDS {
                 barrier.wait().await;
-                let won = try_acquire(&**client, &format!("round-{round}"), holder, TTL).await.unwrap().is_some();
+                let won = try_acquire(&**client, &format!("round-{round}"), holder, TTL)
+                    .await
+                    .unwrap()
+                    .is_some();
                 wins.push(won);
             }
             wins
@@ -153,6 +208,11 @@ async fn simultaneous_attempts_have_exactly_one_winner() {
     let a = contenders.remove(0).await.unwrap();
     let b = contenders.remove(0).await.unwrap();
     for round in 0..ROUNDS {
-        assert!(a[round] ^ b[round], "round {round}: a won {}, b won {}", a[round], b[round]);
+        assert!(
+            a[round] ^ b[round],
+            "round {round}: a won {}, b won {}",
+            a[round],
+            b[round]
+        );
     }
 }

@@ -10,18 +10,29 @@ async fn applies_everything_once_and_records_it_like_the_supabase_cli() {
     let mut client = db.client().await;
     let first = migrations::apply(&mut client).await.unwrap();
     assert_eq!(first.len(), migrations::all().len());
-    assert!(migrations::apply(&mut client).await.unwrap().is_empty(), "a second run applies nothing");
+    assert!(
+        migrations::apply(&mut client).await.unwrap().is_empty(),
+        "a second run applies nothing"
+    );
 
     let rows = client
-        .query_typed("SELECT version, name FROM supabase_migrations.schema_migrations ORDER BY version", &[])
+        .query_typed(
+            "SELECT version, name FROM supabase_migrations.schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap();
     let recorded: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-    let expected: Vec<(String, String)> =
-        migrations::all().iter().map(|m| (m.version.to_string(), m.name.to_string())).collect();
+    let expected: Vec<(String, String)> = migrations::all()
+        .iter()
+        .map(|m| (m.version.to_string(), m.name.to_string()))
+        .collect();
     assert_eq!(recorded, expected);
     assert_eq!(
-        migrations::current_version(&client).await.unwrap().as_deref(),
+        migrations::current_version(&client)
+            .await
+            .unwrap()
+            .as_deref(),
         migrations::all().last().map(|m| m.version)
     );
 }
@@ -51,14 +62,20 @@ async fn every_public_table_has_row_level_security() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert!(unprotected.is_empty(), "tables without row level security: {unprotected:?}");
+    assert!(
+        unprotected.is_empty(),
+        "tables without row level security: {unprotected:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_role_like_supabase_anon_reads_nothing() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
-    client.batch_execute("INSERT INTO workspaces (name) VALUES ('acme')").await.unwrap();
+    client
+        .batch_execute("INSERT INTO workspaces (name) VALUES ('acme')")
+        .await
+        .unwrap();
     let role = format!("anon_{}", &db.name[2..14]);
     // Everything inside one transaction (roles are transactional), with SET LOCAL, so the
     // test leaves nothing behind and stays valid behind a transaction pooler.
@@ -69,9 +86,20 @@ async fn a_role_like_supabase_anon_reads_nothing() {
         ))
         .await
         .unwrap();
-    let visible: i64 = transaction.query_typed_one("SELECT count(*) FROM workspaces", &[]).await.unwrap().get(0);
-    assert_eq!(visible, 0, "row level security must hide rows from API roles");
+    let visible: i64 = transaction
+        .query_typed_one("SELECT count(*) FROM workspaces", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        visible, 0,
+        "row level security must hide rows from API roles"
+    );
     transaction.rollback().await.unwrap();
-    let owner_sees: i64 = client.query_typed_one("SELECT count(*) FROM workspaces", &[]).await.unwrap().get(0);
+    let owner_sees: i64 = client
+        .query_typed_one("SELECT count(*) FROM workspaces", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(owner_sees, 1);
 }

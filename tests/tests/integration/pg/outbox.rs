@@ -11,15 +11,29 @@ use shared::queue::postgres::PostgresTransport;
 use shared::queue::{OutgoingMessage, QueueDepth, QueueError, ReceivedMessage, Transport, catalog};
 
 fn message(dedup: &str) -> OutgoingMessage {
-    OutgoingMessage::new(catalog::METRICS.name, "ws-1".into(), dedup.into(), format!(r#"{{"d":"{dedup}"}}"#))
+    OutgoingMessage::new(
+        catalog::METRICS.name,
+        "ws-1".into(),
+        dedup.into(),
+        format!(r#"{{"d":"{dedup}"}}"#),
+    )
 }
 
 async fn outbox_rows(db: &TestDb) -> i64 {
-    db.client().await.query_typed_one("SELECT count(*) FROM outbox", &[]).await.unwrap().get(0)
+    db.client()
+        .await
+        .query_typed_one("SELECT count(*) FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 async fn queued(transport: &PostgresTransport) -> u64 {
-    transport.depth(catalog::METRICS.name).await.unwrap().visible
+    transport
+        .depth(catalog::METRICS.name)
+        .await
+        .unwrap()
+        .visible
 }
 
 struct Fixture {
@@ -33,7 +47,11 @@ async fn fixture() -> Fixture {
     let pool = db.pool(4);
     let transport = PostgresTransport::new(pool.clone());
     let outbox = Outbox::new(pool, Arc::new(transport.clone()));
-    Fixture { db, transport, outbox }
+    Fixture {
+        db,
+        transport,
+        outbox,
+    }
 }
 
 #[tokio::test]
@@ -53,7 +71,9 @@ async fn committed_messages_are_dispatched_once() {
     let f = fixture().await;
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    let ids = enqueue(&transaction, &[message("a"), message("b")]).await.unwrap();
+    let ids = enqueue(&transaction, &[message("a"), message("b")])
+        .await
+        .unwrap();
     transaction.commit().await.unwrap();
     assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 2);
     assert_eq!(queued(&f.transport).await, 2);
@@ -69,7 +89,10 @@ async fn the_relay_sends_what_a_crash_left_behind() {
     enqueue(&transaction, &[message("a")]).await.unwrap();
     transaction.commit().await.unwrap();
     // The writer "crashed" before dispatching. A young row is left to its writer…
-    assert_eq!(f.outbox.relay(Duration::from_secs(30), 100).await.unwrap(), 0);
+    assert_eq!(
+        f.outbox.relay(Duration::from_secs(30), 100).await.unwrap(),
+        0
+    );
     // …an old one is relayed.
     assert_eq!(f.outbox.relay(Duration::ZERO, 100).await.unwrap(), 1);
     assert_eq!(queued(&f.transport).await, 1);
@@ -83,9 +106,14 @@ async fn a_dispatch_and_a_relay_racing_deliver_one_message() {
     let transaction = client.transaction().await.unwrap();
     let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
     transaction.commit().await.unwrap();
-    let (dispatched, relayed) = tokio::join!(f.outbox.dispatch(&ids), f.outbox.relay(Duration::ZERO, 100));
+    let (dispatched, relayed) =
+        tokio::join!(f.outbox.dispatch(&ids), f.outbox.relay(Duration::ZERO, 100));
     assert!(dispatched.unwrap() + relayed.unwrap() >= 1);
-    assert_eq!(queued(&f.transport).await, 1, "the deduplication id absorbs the second send");
+    assert_eq!(
+        queued(&f.transport).await,
+        1,
+        "the deduplication id absorbs the second send"
+    );
 }
 
 struct DownTransport;
@@ -93,9 +121,18 @@ struct DownTransport;
 #[async_trait]
 impl Transport for DownTransport {
     async fn send(&self, _: &[OutgoingMessage]) -> Result<(), QueueError> {
-        Err(QueueError::Sqs { operation: "SendMessageBatch", message: "connection refused".into(), transient: true })
+        Err(QueueError::Sqs {
+            operation: "SendMessageBatch",
+            message: "connection refused".into(),
+            transient: true,
+        })
     }
-    async fn receive(&self, _: &str, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        _: &str,
+        _: usize,
+        _: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         unreachable!("the outbox only sends")
     }
     async fn delete(&self, _: &str, _: &[String]) -> Result<(), QueueError> {
@@ -121,7 +158,10 @@ async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
     let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
     transaction.commit().await.unwrap();
     assert!(down.dispatch(&ids).await.is_err());
-    let row = client.query_typed_one("SELECT attempts, last_error FROM outbox", &[]).await.unwrap();
+    let row = client
+        .query_typed_one("SELECT attempts, last_error FROM outbox", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
     assert!(row.get::<_, String>(1).contains("connection refused"));
 
@@ -138,12 +178,19 @@ async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
 #[tokio::test]
 async fn the_relay_forgets_expired_deduplication_ids() {
     let f = fixture().await;
-    f.transport.send(&[message("old"), message("new")]).await.unwrap();
+    f.transport
+        .send(&[message("old"), message("new")])
+        .await
+        .unwrap();
     f.db.client()
         .await
         .batch_execute("UPDATE queue_dedup SET expires_at = now() - interval '1 second' WHERE dedup_id = 'old'")
         .await
         .unwrap();
-    let relay = relay::RelayDeps { outbox: f.outbox.clone(), postgres_queue: Some(f.transport.clone()), grace: relay::GRACE };
+    let relay = relay::RelayDeps {
+        outbox: f.outbox.clone(),
+        postgres_queue: Some(f.transport.clone()),
+        grace: relay::GRACE,
+    };
     assert_eq!(relay::run(&relay).await.unwrap().dedup_ids_purged, 1);
 }

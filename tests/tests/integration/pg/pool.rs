@@ -11,18 +11,29 @@ async fn a_connection_killed_while_idle_is_replaced_on_checkout() {
     let pool = db.pool(1);
     let first_pid: i32 = {
         let client = pool.get().await.unwrap();
-        client.query_typed_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+        client
+            .query_typed_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0)
     };
     let admin = db.client().await;
     // Behind PgBouncer the pid belongs to a server connection the pooler may hand to anyone;
     // terminating it still breaks the pooled client's next use, which is the point.
     admin
-        .query_typed("SELECT pg_terminate_backend($1)", &[(&first_pid, Type::INT4)])
+        .query_typed(
+            "SELECT pg_terminate_backend($1)",
+            &[(&first_pid, Type::INT4)],
+        )
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let client = pool.get().await.expect("checkout after the backend died");
-    let answer: i32 = client.query_typed_one("SELECT 41 + 1", &[]).await.expect("query on a fresh connection").get(0);
+    let answer: i32 = client
+        .query_typed_one("SELECT 41 + 1", &[])
+        .await
+        .expect("query on a fresh connection")
+        .get(0);
     assert_eq!(answer, 42);
 }
 
@@ -38,10 +49,16 @@ async fn concurrent_parameterised_queries_get_their_own_answers() {
                 let client = pool.get().await.unwrap();
                 let expected = worker * 1_000 + i;
                 let (sql, got) = if i % 2 == 0 {
-                    let row = client.query_typed_one("SELECT $1::int8 + 0", &[(&expected, Type::INT8)]).await.unwrap();
+                    let row = client
+                        .query_typed_one("SELECT $1::int8 + 0", &[(&expected, Type::INT8)])
+                        .await
+                        .unwrap();
                     ("plus", row.get::<_, i64>(0))
                 } else {
-                    let row = client.query_typed_one("SELECT $1::int8 * 1", &[(&expected, Type::INT8)]).await.unwrap();
+                    let row = client
+                        .query_typed_one("SELECT $1::int8 * 1", &[(&expected, Type::INT8)])
+                        .await
+                        .unwrap();
                     ("times", row.get::<_, i64>(0))
                 };
                 assert_eq!(got, expected, "{sql}: wrong answer");

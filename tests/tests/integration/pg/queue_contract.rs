@@ -44,14 +44,38 @@ async fn stale_receipts_cannot_delete_a_redelivered_message() {
     use std::time::Duration;
     let transport = transport().await;
     let queue = shared::queue::catalog::METRICS.name;
-    transport.send(&[OutgoingMessage::new(queue, "g".into(), "d".into(), "x".into())]).await.unwrap();
-    let first = transport.receive(queue, 1, Duration::from_millis(200)).await.unwrap();
+    transport
+        .send(&[OutgoingMessage::new(
+            queue,
+            "g".into(),
+            "d".into(),
+            "x".into(),
+        )])
+        .await
+        .unwrap();
+    let first = transport
+        .receive(queue, 1, Duration::from_millis(200))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = transport.receive(queue, 1, Duration::from_secs(60)).await.unwrap();
+    let second = transport
+        .receive(queue, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
-    transport.delete(queue, &[first[0].receipt.clone()]).await.unwrap();
-    assert_eq!(transport.depth(queue).await.unwrap().in_flight, 1, "the old receipt must not delete the new delivery");
-    transport.delete(queue, &[second[0].receipt.clone()]).await.unwrap();
+    transport
+        .delete(queue, &[first[0].receipt.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        transport.depth(queue).await.unwrap().in_flight,
+        1,
+        "the old receipt must not delete the new delivery"
+    );
+    transport
+        .delete(queue, &[second[0].receipt.clone()])
+        .await
+        .unwrap();
     assert_eq!(transport.depth(queue).await.unwrap().in_flight, 0);
 }
 
@@ -59,6 +83,13 @@ async fn stale_receipts_cannot_delete_a_redelivered_message() {
 async fn unknown_queues_are_refused() {
     use shared::queue::{OutgoingMessage, QueueError, Transport};
     let transport = transport().await;
-    let error = transport.send(&[OutgoingMessage::new("nope.fifo", "g".into(), "d".into(), "x".into())]).await;
+    let error = transport
+        .send(&[OutgoingMessage::new(
+            "nope.fifo",
+            "g".into(),
+            "d".into(),
+            "x".into(),
+        )])
+        .await;
     assert!(matches!(error, Err(QueueError::UnknownQueue(name)) if name == "nope.fifo"));
 }

@@ -33,14 +33,34 @@ async fn table(db: &TestDb) {
 async fn serialization_failure(db: &TestDb) -> tokio_postgres::Error {
     let mut a = db.client().await;
     let mut b = db.client().await;
-    let ta = a.build_transaction().isolation_level(tokio_postgres::IsolationLevel::Serializable).start().await.unwrap();
-    let tb = b.build_transaction().isolation_level(tokio_postgres::IsolationLevel::Serializable).start().await.unwrap();
-    ta.query_typed("SELECT sum(amount) FROM ledger", &[]).await.unwrap();
-    tb.query_typed("SELECT sum(amount) FROM ledger", &[]).await.unwrap();
-    ta.execute_typed("UPDATE ledger SET amount = 0 WHERE id = 1", &[]).await.unwrap();
-    tb.execute_typed("UPDATE ledger SET amount = 0 WHERE id = 2", &[]).await.unwrap();
+    let ta = a
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+        .start()
+        .await
+        .unwrap();
+    let tb = b
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+        .start()
+        .await
+        .unwrap();
+    ta.query_typed("SELECT sum(amount) FROM ledger", &[])
+        .await
+        .unwrap();
+    tb.query_typed("SELECT sum(amount) FROM ledger", &[])
+        .await
+        .unwrap();
+    ta.execute_typed("UPDATE ledger SET amount = 0 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    tb.execute_typed("UPDATE ledger SET amount = 0 WHERE id = 2", &[])
+        .await
+        .unwrap();
     ta.commit().await.unwrap();
-    tb.commit().await.expect_err("write skew must abort one transaction")
+    tb.commit()
+        .await
+        .expect_err("write skew must abort one transaction")
 }
 
 #[tokio::test]
@@ -60,13 +80,20 @@ async fn deadlocks_are_transient() {
     let mut b = db.client().await;
     let ta = a.transaction().await.unwrap();
     let tb = b.transaction().await.unwrap();
-    ta.execute_typed("UPDATE ledger SET amount = 1 WHERE id = 1", &[]).await.unwrap();
-    tb.execute_typed("UPDATE ledger SET amount = 1 WHERE id = 2", &[]).await.unwrap();
+    ta.execute_typed("UPDATE ledger SET amount = 1 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    tb.execute_typed("UPDATE ledger SET amount = 1 WHERE id = 2", &[])
+        .await
+        .unwrap();
     let (ra, rb) = tokio::join!(
         ta.execute_typed("UPDATE ledger SET amount = 2 WHERE id = 2", &[]),
         tb.execute_typed("UPDATE ledger SET amount = 2 WHERE id = 1", &[]),
     );
-    let error = ra.err().or(rb.err()).expect("one side must be chosen as the deadlock victim");
+    let error = ra
+        .err()
+        .or(rb.err())
+        .expect("one side must be chosen as the deadlock victim");
     assert_eq!(error.code().map(|c| c.code()), Some("40P01"));
     assert!(classify_postgres(&error).is_transient());
 }
@@ -76,7 +103,10 @@ async fn constraint_violations_are_permanent() {
     let db = TestDb::new().await;
     table(&db).await;
     let client = db.client().await;
-    let error = client.execute_typed("INSERT INTO ledger VALUES (1, 1)", &[]).await.unwrap_err();
+    let error = client
+        .execute_typed("INSERT INTO ledger VALUES (1, 1)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(classify_postgres(&error), RetryClass::Permanent);
 }
 
@@ -84,8 +114,16 @@ async fn constraint_violations_are_permanent() {
 async fn a_lost_connection_is_transient() {
     let db = TestDb::new().await;
     let victim = db.client().await;
-    let pid: i32 = victim.query_typed_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    db.client().await.query_typed("SELECT pg_terminate_backend($1)", &[(&pid, Type::INT4)]).await.unwrap();
+    let pid: i32 = victim
+        .query_typed_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client()
+        .await
+        .query_typed("SELECT pg_terminate_backend($1)", &[(&pid, Type::INT4)])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let error = victim.query_typed("SELECT 1", &[]).await.unwrap_err();
     assert!(classify_postgres(&error).is_transient(), "{error:?}");
@@ -97,16 +135,25 @@ async fn a_serialization_failure_is_retried_until_the_write_lands() {
     table(&db).await;
     let pool = db.pool(2);
     let attempts = Arc::new(AtomicUsize::new(0));
-    let policy = RetryPolicy { jitter_seed: Some(1), ..RetryPolicy::default() };
+    let policy = RetryPolicy {
+        jitter_seed: Some(1),
+        ..RetryPolicy::default()
+    };
     let result = retry_with_sleeper(policy, NoSleep, || {
         let (db, pool, attempts) = (&db, pool.clone(), attempts.clone());
         async move {
             if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
                 let error = serialization_failure(db).await;
-                return Err(DbError::Postgres { context: "transfer", source: error });
+                return Err(DbError::Postgres {
+                    context: "transfer",
+                    source: error,
+                });
             }
             let client = pool.get().await.context("checkout")?;
-            client.execute_typed("UPDATE ledger SET amount = 99 WHERE id = 1", &[]).await.context("transfer")
+            client
+                .execute_typed("UPDATE ledger SET amount = 99 WHERE id = 1", &[])
+                .await
+                .context("transfer")
         }
     })
     .await;

@@ -23,20 +23,40 @@ async fn reports_database_migrations_and_queue_depths() {
         ])
         .await
         .unwrap();
-    let _in_flight = transport.receive(catalog::METRICS.name, 1, std::time::Duration::from_secs(60)).await.unwrap();
+    let _in_flight = transport
+        .receive(catalog::METRICS.name, 1, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
 
-    let deps = status::StatusDeps { pool, transport, agents: vec!["status"] };
+    let deps = status::StatusDeps {
+        pool,
+        transport,
+        agents: vec!["status"],
+    };
     let response = status::router(Arc::new(deps))
         .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["ok"], true);
     assert_eq!(json["database"]["reachable"], true);
-    assert_eq!(json["database"]["migration_version"], migrations::all().last().unwrap().version);
-    let queue = |name: &str| json["queues"].as_array().unwrap().iter().find(|q| q["name"] == name).unwrap().clone();
+    assert_eq!(
+        json["database"]["migration_version"],
+        migrations::all().last().unwrap().version
+    );
+    let queue = |name: &str| {
+        json["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(queue("metrics.fifo")["visible"], 1);
     assert_eq!(queue("metrics.fifo")["in_flight"], 1);
     assert_eq!(queue("email.fifo")["visible"], 1);
@@ -50,15 +70,25 @@ async fn an_unreachable_database_is_reported_not_hidden() {
     let pool = db.pool(1);
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     pool.close();
-    let deps = status::StatusDeps { pool, transport, agents: vec!["status"] };
+    let deps = status::StatusDeps {
+        pool,
+        transport,
+        agents: vec!["status"],
+    };
     let response = status::router(Arc::new(deps))
         .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["ok"], false);
     assert_eq!(json["database"]["reachable"], false);
-    assert!(json["database"]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        json["database"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
 }
