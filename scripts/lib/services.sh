@@ -154,7 +154,8 @@ make_services_dir() {
 
 # A CA plus a server certificate for localhost signed by it: tests hand the
 # CA file to their client as its only root, like Supabase's bundled CA.
-# Certificates are v3 with CA:FALSE and a SAN, as rustls/webpki insist.
+# Certificates are v3 with CA:FALSE and a SAN, as rustls/webpki insist. The
+# SAN names localhost only, so tests can check that 127.0.0.1 is refused.
 make_tls_certificates() {
   local dir=$SERVICES_DIR log=$SERVICES_DIR/openssl.log
   local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -noenc)
@@ -169,7 +170,7 @@ make_tls_certificates() {
     basicConstraints=critical,CA:FALSE \
     keyUsage=critical,digitalSignature \
     extendedKeyUsage=serverAuth \
-    subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    subjectAltName=DNS:localhost \
     subjectKeyIdentifier=hash \
     authorityKeyIdentifier=keyid >"$dir/server.ext"
   run_logged "$log" openssl x509 -req -in "$dir/server.csr" -sha256 -days 2 \

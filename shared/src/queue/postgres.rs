@@ -1,8 +1,9 @@
 //! The Postgres queue: SQS FIFO semantics on three tables (`queue_messages`, `queue_dedup`,
 //! `queue_dead_letters`), for the local stack and the tests.
 //!
-//! Every operation is one statement (autocommit), so it is safe behind a transaction pooler
-//! and costs one commit. The interesting one is the claim in [`PostgresTransport::receive`]:
+//! Every operation is one call of a PL/pgSQL function (migration `queue_functions`) in its own
+//! autocommit transaction: safe behind a transaction pooler, one commit each, and planned once
+//! per backend rather than on every call. The interesting one is the claim (`queue.receive`):
 //! a message is deliverable when it is visible and *no older message of its group exists*
 //! (the older one is either in flight or waiting to be retried, and must go first). Rows are
 //! claimed with `FOR UPDATE SKIP LOCKED`, so concurrent receivers take different groups
@@ -11,6 +12,13 @@
 //!
 //! A claimed message that has already been delivered `max_receives` times is moved to the
 //! dead letters in the same statement, which is when SQS moves it too.
+//!
+//! Only sends wait for their commit to reach the disk. Receives and deletes commit
+//! asynchronously (`synchronous_commit` off for that one transaction): if the server crashes
+//! just after, the claim or the delete is forgotten and the message is delivered again, which
+//! at-least-once delivery allows and idempotent consumers absorb. A later synchronous commit
+//! flushes everything before it, so the order of events survives. This halves the disk
+//! flushes per message, which bound the one-message-at-a-time rate.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -49,49 +57,6 @@ fn queue_def(queue: &str) -> Result<&'static catalog::QueueDef, QueueError> {
     catalog::find(queue).ok_or_else(|| QueueError::UnknownQueue(queue.to_string()))
 }
 
-/// Inserts the messages whose (queue, dedup id) was not seen within the window. The dedup row
-/// is claimed first, so two senders of the same id race on its primary key and one loses.
-const SEND: &str = "
-    WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-                 AS m(queue, group_id, dedup_id, body, position)
-    ), fresh AS (
-        INSERT INTO queue_dedup AS d (queue, dedup_id, expires_at)
-        SELECT queue, dedup_id, now() + make_interval(secs => $5) FROM input
-        ON CONFLICT (queue, dedup_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-         WHERE d.expires_at < now()
-        RETURNING queue, dedup_id
-    )
-    INSERT INTO queue_messages (queue, group_id, dedup_id, body)
-    SELECT i.queue, i.group_id, i.dedup_id, i.body
-      FROM input i JOIN fresh f USING (queue, dedup_id)
-     ORDER BY i.position";
-
-const RECEIVE: &str = "
-    WITH picked AS (
-        SELECT m.id FROM queue_messages m
-         WHERE m.queue = $1 AND m.visible_at <= now()
-           AND NOT EXISTS (SELECT 1 FROM queue_messages older
-                            WHERE older.queue = m.queue AND older.group_id = m.group_id AND older.id < m.id)
-         ORDER BY m.id
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED
-    ), exhausted AS (
-        DELETE FROM queue_messages m USING picked p
-         WHERE m.id = p.id AND m.receive_count >= $4
-        RETURNING m.*
-    ), buried AS (
-        INSERT INTO queue_dead_letters (id, queue, group_id, dedup_id, body, sent_at, receive_count)
-        SELECT id, queue, group_id, dedup_id, body, sent_at, receive_count FROM exhausted
-    )
-    UPDATE queue_messages m
-       SET visible_at = now() + make_interval(secs => $3),
-           receive_count = m.receive_count + 1,
-           receipt = gen_random_uuid()
-      FROM picked p
-     WHERE m.id = p.id AND m.receive_count < $4
-    RETURNING m.id, m.receipt, m.group_id, m.dedup_id, m.body, m.receive_count";
-
 /// Receipts are `<message id>:<claim uuid>`: the uuid changes on every delivery, so a
 /// consumer whose visibility expired cannot delete the copy someone else now holds.
 fn parse_receipt(receipt: &str) -> Result<(i64, Uuid), QueueError> {
@@ -124,8 +89,8 @@ impl Transport for PostgresTransport {
         }
         let client = self.pool.get().await.context("send messages")?;
         client
-            .execute_typed(
-                SEND,
+            .query_typed(
+                "SELECT queue.send($1, $2, $3, $4, $5)",
                 &[
                     (&columns[0], Type::TEXT_ARRAY),
                     (&columns[1], Type::TEXT_ARRAY),
@@ -149,17 +114,17 @@ impl Transport for PostgresTransport {
         let client = self.pool.get().await.context("receive messages")?;
         let rows = client
             .query_typed(
-                RECEIVE,
+                "SELECT id, receipt, group_id, dedup_id, body, receive_count FROM queue.receive($1, $2, $3, $4)",
                 &[
                     (&queue, Type::TEXT),
-                    (&(max as i64), Type::INT8),
+                    (&(max as i32), Type::INT4),
                     (&visibility.as_secs_f64(), Type::FLOAT8),
                     (&(def.max_receives as i32), Type::INT4),
                 ],
             )
             .await
             .context("receive messages")?;
-        let mut messages: Vec<ReceivedMessage> = rows
+        Ok(rows
             .iter()
             .map(|row| {
                 let id: i64 = row.get(0);
@@ -173,10 +138,7 @@ impl Transport for PostgresTransport {
                     receive_count: row.get::<_, i32>(5) as u32,
                 }
             })
-            .collect();
-        // UPDATE … RETURNING does not promise an order; consumers expect the queue's.
-        messages.sort_by_key(|message| message.message_id.parse::<i64>().unwrap_or_default());
-        Ok(messages)
+            .collect())
     }
 
     async fn delete(&self, queue: &str, receipts: &[String]) -> Result<(), QueueError> {
@@ -187,10 +149,13 @@ impl Transport for PostgresTransport {
         let (ids, claims): (Vec<i64>, Vec<Uuid>) = parsed.into_iter().unzip();
         let client = self.pool.get().await.context("delete messages")?;
         client
-            .execute_typed(
-                "DELETE FROM queue_messages m USING unnest($2::int8[], $3::uuid[]) AS d(id, receipt)
-                  WHERE m.queue = $1 AND m.id = d.id AND m.receipt = d.receipt",
-                &[(&queue, Type::TEXT), (&ids, Type::INT8_ARRAY), (&claims, Type::UUID_ARRAY)],
+            .query_typed(
+                "SELECT queue.delete($1, $2, $3)",
+                &[
+                    (&queue, Type::TEXT),
+                    (&ids, Type::INT8_ARRAY),
+                    (&claims, Type::UUID_ARRAY),
+                ],
             )
             .await
             .context("delete messages")?;
