@@ -43,18 +43,30 @@ impl LogConfig {
 /// the local stack may call it freely.
 pub fn init() {
     let config = LogConfig::from_lookup(|name| std::env::var(name).ok());
+    let _ = tracing::subscriber::set_global_default(subscriber(&config, std::io::stdout));
+}
+
+/// The subscriber `config` describes, writing to `writer`.
+pub fn subscriber<W>(config: &LogConfig, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match config.format {
-        // Lambda stamps each line itself; the span list carries request ids.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .without_time()
-            .try_init(),
-        LogFormat::Text => builder.compact().try_init(),
-    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match config.format {
+        // Lambda stamps each line with its own time and request id.
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .without_time()
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.compact().finish()),
+    }
 }
 
 #[cfg(test)]
@@ -119,16 +131,17 @@ mod tests {
         }
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let lambda = LogConfig {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        };
+        tracing::subscriber::with_default(subscriber(&lambda, move || writer.clone()), || {
+            tracing::debug!("filtered out below the configured level");
             tracing::info!(agent = "status", rows = 3, "run finished");
         });
-        let line = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let parsed: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(output.lines().count(), 1, "{output}");
+        let parsed: serde_json::Value = serde_json::from_str(output.trim()).unwrap();
         assert_eq!(parsed["agent"], "status");
         assert_eq!(parsed["rows"], 3);
         assert_eq!(parsed["message"], "run finished");

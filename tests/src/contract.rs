@@ -1,6 +1,6 @@
 //! The queue contract: what every [`Transport`] must do, written once. The integration tests
-//! run each function against the Postgres queue (`pg::queue_contract`) and against SQS on
-//! moto (`sqs::queue_contract`).
+//! run it against the Postgres queue (`pg::queue_contract`) and against SQS on moto
+//! (`sqs::queue_contract`), through [`queue_contract_tests!`](crate::queue_contract_tests).
 //!
 //! Visibility timeouts are whole seconds because SQS counts in seconds; the waits are real,
 //! so the suite keeps them few and short.
@@ -225,4 +225,27 @@ pub async fn poison_messages_are_dead_lettered_and_redriven(transport: &dyn Tran
     assert_eq!(transport.depth(QUEUE).await.expect("depth").dead_letters, 0);
     let back = receive_all(transport, LONG).await;
     assert_eq!(bodies(&back), vec!["poison"]);
+}
+
+/// Declares one `#[tokio::test]` per contract function, each on a fresh transport made by
+/// `$transport` (an async expression).
+#[macro_export]
+macro_rules! queue_contract_tests {
+    ($transport:expr) => {
+        $crate::queue_contract_tests!(@tests $transport;
+            send_receive_delete,
+            duplicates_are_dropped,
+            groups_keep_their_order,
+            unacknowledged_messages_come_back,
+            visibility_can_be_changed,
+            poison_messages_are_dead_lettered_and_redriven);
+    };
+    (@tests $transport:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::contract::$name(&$transport).await;
+            }
+        )*
+    };
 }

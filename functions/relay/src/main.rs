@@ -2,33 +2,28 @@
 
 use std::sync::Arc;
 
-use shared::lambda::LambdaError;
+use shared::lambda::{Container, LambdaError};
+use shared::queue::QueueError;
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
-use shared::settings::{QueueSettings, Settings};
+use shared::settings::QueueSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    shared::telemetry::init();
-    let settings = Settings::from_env()?;
-    let pool = shared::db::connect(&settings.database)?;
-    let transport = shared::queue::connect(&settings.queue, &pool).await;
+    let container = Container::init().await?;
+    let pool = container.pool;
     let deps = Arc::new(relay::RelayDeps {
-        outbox: Outbox::new(pool.clone(), transport),
-        postgres_queue: matches!(settings.queue, QueueSettings::Postgres)
+        postgres_queue: matches!(container.settings.queue, QueueSettings::Postgres)
             .then(|| PostgresTransport::new(pool.clone())),
+        outbox: Outbox::new(pool, container.transport),
         grace: relay::GRACE,
     });
     shared::lambda::schedule::serve(move |tick| {
         let deps = deps.clone();
         async move {
             let report = relay::run(&deps).await?;
-            tracing::info!(
-                schedule = tick.schedule.name,
-                relayed = report.relayed,
-                "relay pass done"
-            );
-            Ok::<(), shared::queue::QueueError>(())
+            tracing::info!(schedule = tick.schedule.name, ?report, "relay pass done");
+            Ok::<(), QueueError>(())
         }
     })
     .await

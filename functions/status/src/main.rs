@@ -1,20 +1,16 @@
-//! Lambda entrypoint of the status agent: settings, telemetry, pool and transport are built
-//! once per container, then every API Gateway request is served by [`status::router`].
+//! Lambda entrypoint of the status agent: the container's dependencies are built once, then
+//! every API Gateway request is served by [`status::router`].
 
 use std::sync::Arc;
 
-use shared::lambda::LambdaError;
-use shared::settings::Settings;
+use shared::lambda::{Container, LambdaError};
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    shared::telemetry::init();
-    let settings = Settings::from_env()?;
-    let pool = shared::db::connect(&settings.database)?;
-    let transport = shared::queue::connect(&settings.queue, &pool).await;
+    let container = Container::init().await?;
     let deps = status::StatusDeps {
-        pool,
-        transport,
+        pool: container.pool,
+        transport: container.transport,
         agents: vec!["status"],
     };
     shared::lambda::http::serve(status::router(Arc::new(deps))).await

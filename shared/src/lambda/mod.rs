@@ -11,5 +11,36 @@ pub mod http;
 pub mod schedule;
 pub mod sqs;
 
+use std::sync::Arc;
+
+use crate::db::Pool;
+use crate::queue::Transport;
+use crate::settings::Settings;
+
 /// What a Lambda entrypoint returns when the runtime itself fails.
 pub type LambdaError = lambda_runtime::Error;
+
+/// What every function builds once per container, before its first event: logging, settings,
+/// the connection pool and the queue transport. Building them per invocation would pay a TLS
+/// handshake each time and could exhaust the pooler's client slots.
+pub struct Container {
+    pub settings: Settings,
+    pub pool: Pool,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Container {
+    /// Fails (and so stops the container before it serves anything) on a missing or
+    /// malformed setting.
+    pub async fn init() -> Result<Self, LambdaError> {
+        crate::telemetry::init();
+        let settings = Settings::from_env()?;
+        let pool = crate::db::connect(&settings.database)?;
+        let transport = crate::queue::connect(&settings.queue, &pool).await;
+        Ok(Self {
+            settings,
+            pool,
+            transport,
+        })
+    }
+}

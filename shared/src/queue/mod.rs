@@ -179,6 +179,44 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Recompute {
+        workspace: String,
+        date: String,
+        bucket: u64,
+    }
+
+    impl Message for Recompute {
+        const QUEUE: &'static QueueDef = &catalog::METRICS;
+        fn group_id(&self) -> String {
+            self.workspace.clone()
+        }
+        fn dedup_id(&self) -> String {
+            format!("metrics:{}:{}:{}", self.workspace, self.date, self.bucket)
+        }
+    }
+
+    #[test]
+    fn typed_messages_carry_their_queue_and_deterministic_ids() {
+        let message = Recompute {
+            workspace: "ws-1".into(),
+            date: "2026-11-30".into(),
+            bucket: 5_899_520,
+        };
+        let outgoing = message.to_outgoing().unwrap();
+        assert_eq!(outgoing.queue, "metrics.fifo");
+        assert_eq!(outgoing.group_id, "ws-1");
+        assert_eq!(outgoing.dedup_id, "metrics:ws-1:2026-11-30:5899520");
+        assert_eq!(
+            outgoing,
+            message.to_outgoing().unwrap(),
+            "the same message, the same ids"
+        );
+        let back: Recompute = serde_json::from_str(&outgoing.body).unwrap();
+        assert_eq!(back, message);
+    }
 
     #[test]
     fn safe_ids_pass_through() {

@@ -22,6 +22,14 @@ fn fifo_batch() -> SqsEvent {
     serde_json::from_str(SQS_FIFO_BATCH).unwrap()
 }
 
+fn reported(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|failure| failure.item_identifier.clone())
+        .collect()
+}
+
 fn ids(event: &SqsEvent) -> Vec<String> {
     event
         .records
@@ -66,11 +74,7 @@ async fn a_failure_reports_it_and_the_rest_of_its_group_only() {
     })
     .await
     .unwrap();
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
+    let failed = reported(&response);
     // ws-1's first message failed: ws-1's later messages are not attempted, ws-2 goes on.
     assert_eq!(failed, vec![all[0].clone(), all[1].clone(), all[3].clone()]);
     assert_eq!(
@@ -87,11 +91,7 @@ async fn a_malformed_body_fails_alone() {
     let response = handle_batch(&event, |_: Recompute| async { Ok::<(), String>(()) })
         .await
         .unwrap();
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
+    let failed = reported(&response);
     assert_eq!(failed, vec![ids(&event)[2].clone()]);
 }
 

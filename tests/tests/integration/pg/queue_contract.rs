@@ -1,6 +1,5 @@
 //! The queue contract against the Postgres transport.
 
-use integration_tests::contract;
 use integration_tests::test_db::TestDb;
 use shared::queue::postgres::PostgresTransport;
 
@@ -8,35 +7,7 @@ async fn transport() -> PostgresTransport {
     PostgresTransport::new(TestDb::new().await.pool(4))
 }
 
-#[tokio::test]
-async fn send_receive_delete() {
-    contract::send_receive_delete(&transport().await).await;
-}
-
-#[tokio::test]
-async fn duplicates_are_dropped() {
-    contract::duplicates_are_dropped(&transport().await).await;
-}
-
-#[tokio::test]
-async fn groups_keep_their_order() {
-    contract::groups_keep_their_order(&transport().await).await;
-}
-
-#[tokio::test]
-async fn unacknowledged_messages_come_back() {
-    contract::unacknowledged_messages_come_back(&transport().await).await;
-}
-
-#[tokio::test]
-async fn visibility_can_be_changed() {
-    contract::visibility_can_be_changed(&transport().await).await;
-}
-
-#[tokio::test]
-async fn poison_messages_are_dead_lettered_and_redriven() {
-    contract::poison_messages_are_dead_lettered_and_redriven(&transport().await).await;
-}
+integration_tests::queue_contract_tests!(transport().await);
 
 #[tokio::test]
 async fn stale_receipts_cannot_delete_a_redelivered_message() {

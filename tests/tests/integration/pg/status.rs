@@ -10,6 +10,27 @@ use shared::queue::postgres::PostgresTransport;
 use shared::queue::{OutgoingMessage, Transport, catalog};
 use tower::ServiceExt;
 
+/// `GET /status.json` through the status router, as Lambda or the local stack would serve it.
+async fn get_status(
+    pool: shared::db::Pool,
+    transport: Arc<PostgresTransport>,
+) -> (StatusCode, serde_json::Value) {
+    let deps = status::StatusDeps {
+        pool,
+        transport,
+        agents: vec!["status"],
+    };
+    let response = status::router(Arc::new(deps))
+        .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let code = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (code, serde_json::from_slice(&body).unwrap())
+}
+
 #[tokio::test]
 async fn reports_database_migrations_and_queue_depths() {
     let db = TestDb::new().await;
@@ -28,20 +49,8 @@ async fn reports_database_migrations_and_queue_depths() {
         .await
         .unwrap();
 
-    let deps = status::StatusDeps {
-        pool,
-        transport,
-        agents: vec!["status"],
-    };
-    let response = status::router(Arc::new(deps))
-        .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (code, json) = get_status(pool, transport).await;
+    assert_eq!(code, StatusCode::OK);
     assert_eq!(json["ok"], true);
     assert_eq!(json["database"]["reachable"], true);
     assert_eq!(
@@ -70,20 +79,8 @@ async fn an_unreachable_database_is_reported_not_hidden() {
     let pool = db.pool(1);
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     pool.close();
-    let deps = status::StatusDeps {
-        pool,
-        transport,
-        agents: vec!["status"],
-    };
-    let response = status::router(Arc::new(deps))
-        .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (code, json) = get_status(pool, transport).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json["ok"], false);
     assert_eq!(json["database"]["reachable"], false);
     assert!(
