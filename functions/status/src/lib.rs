@@ -24,7 +24,7 @@ pub struct StatusDeps {
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
-    /// True when every check below succeeded.
+    /// True when the database is reachable and migrated and every queue answered.
     pub ok: bool,
     pub database: DatabaseStatus,
     pub queues: Vec<QueueStatus>,
@@ -79,7 +79,10 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
         };
         queues.push(status);
     }
-    let ok = database.reachable && queues.iter().all(|queue| queue.error.is_none());
+    // An unmigrated database is reachable but not usable by any agent.
+    let ok = database.reachable
+        && database.migration_version.is_some()
+        && queues.iter().all(|queue| queue.error.is_none());
     StatusReport {
         ok,
         database,

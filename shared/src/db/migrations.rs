@@ -96,8 +96,18 @@ pub async fn apply_set(
     Ok(applied)
 }
 
-/// The newest version recorded in the database, if any.
+/// The newest version recorded in the database; `None` when nothing was ever applied.
 pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<String>, DbError> {
+    let history = client
+        .query_typed_one(
+            "SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .context("look for migration history")?;
+    if !history.get::<_, bool>(0) {
+        return Ok(None);
+    }
     let row = client
         .query_typed_one(
             "SELECT max(version) FROM supabase_migrations.schema_migrations",

@@ -21,7 +21,7 @@ use crate::retry::{RetryClass, Retryable};
 /// A database failure, with the operation that failed as context.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", describe_postgres(source))]
     Postgres {
         context: &'static str,
         #[source]
@@ -35,6 +35,18 @@ pub enum DbError {
     },
     #[error("invalid database configuration: {0}")]
     Config(String),
+}
+
+/// The driver's own `Display` says only "db error"; the server's message and SQLSTATE are
+/// what an operator needs.
+fn describe_postgres(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 /// Attaches context to driver errors at each I/O boundary.

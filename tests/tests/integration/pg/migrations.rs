@@ -103,3 +103,23 @@ async fn a_role_like_supabase_anon_reads_nothing() {
         .get(0);
     assert_eq!(owner_sees, 1);
 }
+
+#[tokio::test]
+async fn an_unmigrated_database_has_no_version_and_errors_name_the_cause() {
+    let db = TestDb::empty().await;
+    let client = db.client().await;
+    assert_eq!(migrations::current_version(&client).await.unwrap(), None);
+    let error = client
+        .query_typed("SELECT * FROM no_such_table", &[])
+        .await
+        .unwrap_err();
+    let described = shared::db::DbError::Postgres {
+        context: "read",
+        source: error,
+    }
+    .to_string();
+    assert!(
+        described.contains("42P01") && described.contains("no_such_table"),
+        "{described}"
+    );
+}
