@@ -14,6 +14,7 @@
 //!   and two transports behind one trait: SQS FIFO in AWS, a Postgres queue locally.
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
+//! * [`messages`] — the messages agents send each other (body, group, deduplication id).
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
 //! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
 //!
@@ -23,6 +24,7 @@
 pub mod db;
 pub mod lambda;
 pub mod lease;
+pub mod messages;
 pub mod queue;
 pub mod retry;
 pub mod schedule;

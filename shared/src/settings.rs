@@ -138,19 +138,34 @@ impl Settings {
 }
 
 /// Typed access to variables, turning absence and parse errors into [`SettingsError`]s that
-/// name the variable (but never echo a value, which may be a secret).
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+/// name the variable (but never echo a value, which may be a secret). Agents use it for their
+/// own variables, so every configuration error reads the same.
+pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
-    fn optional(&self, name: &'static str) -> Option<String> {
+    pub fn optional(&self, name: &'static str) -> Option<String> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
     }
 
-    fn required(&self, name: &'static str) -> Result<String, SettingsError> {
+    /// A required comma-separated list (e.g. webhook secrets during a rotation).
+    pub fn required_list(&self, name: &'static str) -> Result<Vec<String>, SettingsError> {
+        let items: Vec<String> = self
+            .required(name)?
+            .split(',')
+            .map(|item| item.trim().to_string())
+            .filter(|item| !item.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err(SettingsError::Missing { name });
+        }
+        Ok(items)
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, SettingsError> {
         self.optional(name).ok_or(SettingsError::Missing { name })
     }
 
-    fn parsed_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
+    pub fn parsed_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,

@@ -33,13 +33,19 @@ use tokio_util::sync::CancellationToken;
 use throwaway_postgres::ThrowawayPostgres;
 
 /// The agents this process hosts.
-pub const AGENTS: &[&str] = &["status", "relay"];
+pub const AGENTS: &[&str] = &["status", "relay", "billing"];
+
+/// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
+/// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
+pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_local";
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub listen: SocketAddr,
     /// Use this database instead of starting a throwaway cluster.
     pub database_url: Option<String>,
+    /// Stripe endpoint secrets the billing route accepts.
+    pub stripe_webhook_secrets: Vec<String>,
 }
 
 /// Where the stack keeps its data, for the start-up banner.
@@ -135,7 +141,12 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         postgres_queue: Some(PostgresTransport::new(pool.clone())),
         grace: relay::GRACE,
     });
-    let router = status::router(status);
+    let billing = Arc::new(billing::BillingDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+        webhook_secrets: options.stripe_webhook_secrets.clone(),
+    });
+    let router = status::router(status).merge(billing::router(billing));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

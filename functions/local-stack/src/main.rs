@@ -31,9 +31,12 @@ fn options() -> anyhow::Result<local_stack::Options> {
     let database_url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty());
+    let stripe_webhook_secrets = billing::webhook_secrets(|name| std::env::var(name).ok())
+        .unwrap_or_else(|_| vec![local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET.to_string()]);
     Ok(local_stack::Options {
         listen,
         database_url,
+        stripe_webhook_secrets,
     })
 }
 
@@ -54,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  open      {}/status.json", stack.url());
     println!("  data      {}", stack.data);
     println!("  agents    {}", local_stack::AGENTS.join(", "));
+    println!(
+        "  stripe    POST {}/webhooks/stripe (endpoint secret: STRIPE_WEBHOOK_SECRET, default {})",
+        stack.url(),
+        local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET
+    );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;
     println!("stopping…");

@@ -25,6 +25,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
     local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url,
+        stripe_webhook_secrets: vec!["whsec_test".into()],
     }
 }
 

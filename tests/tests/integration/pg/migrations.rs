@@ -48,13 +48,14 @@ async fn concurrent_runners_apply_each_file_exactly_once() {
 }
 
 #[tokio::test]
-async fn every_public_table_has_row_level_security() {
+async fn every_table_has_row_level_security() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let unprotected: Vec<String> = client
         .query_typed(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity",
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'supabase_migrations')
+                AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity",
             &[],
         )
         .await

@@ -1,5 +1,6 @@
 //! Tests against a real PostgreSQL, one fresh database each.
 
+mod billing;
 mod consumer;
 mod lease;
 mod migrations;
