@@ -36,7 +36,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shared::db::{DbContext, DbError, Pool};
 use shared::messages::MetricsRecompute;
-use shared::queue::outbox::{Outbox, enqueue};
+use shared::queue::outbox::{Outbox, Pending};
 use shared::queue::{Message, QueueError, Transport};
 use shared::retry::{RetryClass, RetryPolicy, Retryable, retry};
 use shared::settings::{Env, SettingsError};
@@ -182,11 +182,11 @@ impl StripeEvent {
 /// database failures.
 pub async fn ingest(deps: &BillingDeps, payload: &[u8]) -> Result<Ingested, BillingError> {
     let event = StripeEvent::parse(payload)?;
-    let (outcome, outbox_ids) = retry(RetryPolicy::default(), || apply(deps, &event)).await?;
-    if !outbox_ids.is_empty() {
+    let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
+    let (outcome, pending) = retry(RetryPolicy::default(), || apply(deps, &outbox, &event)).await?;
+    if !pending.is_empty() {
         // Committed already: if this send fails, the relay sends it later.
-        let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
-        if let Err(error) = outbox.dispatch(&outbox_ids).await {
+        if let Err(error) = outbox.dispatch(&pending).await {
             tracing::warn!(%error, event = %event.id, "metrics request left for the outbox relay");
         }
     }
@@ -213,8 +213,9 @@ fn refs(params: &Params) -> Vec<(&(dyn ToSql + Sync), Type)> {
 
 async fn apply(
     deps: &BillingDeps,
+    outbox: &Outbox,
     event: &StripeEvent,
-) -> Result<(Ingested, Vec<i64>), BillingError> {
+) -> Result<(Ingested, Pending), BillingError> {
     let mut client = deps.pool.get().await.context("check out a connection")?;
     let transaction = client
         .transaction()
@@ -222,10 +223,10 @@ async fn apply(
         .context("begin event transaction")?;
     let Some(route) = mirror::route(&event.event_type) else {
         if !record(&transaction, event, None, Ingested::Unsupported).await? {
-            return Ok((Ingested::Duplicate, Vec::new()));
+            return Ok((Ingested::Duplicate, Pending::default()));
         }
         transaction.commit().await.context("commit event")?;
-        return Ok((Ingested::Unsupported, Vec::new()));
+        return Ok((Ingested::Unsupported, Pending::default()));
     };
     let object_id = event
         .object_id()
@@ -241,7 +242,7 @@ async fn apply(
     let newer = match &stored {
         None => true,
         Some(stored) if stored.event_id == event.id => {
-            return Ok((Ingested::Duplicate, Vec::new()));
+            return Ok((Ingested::Duplicate, Pending::default()));
         }
         Some(stored) if stored.deleted => false,
         Some(stored) => ordering::is_newer(
@@ -260,9 +261,9 @@ async fn apply(
         Ingested::Stale
     };
     if !record(&transaction, event, Some(object_id), outcome).await? {
-        return Ok((Ingested::Duplicate, Vec::new()));
+        return Ok((Ingested::Duplicate, Pending::default()));
     }
-    let mut outbox_ids = Vec::new();
+    let mut pending = Pending::default();
     if newer {
         let workspace = upsert(&transaction, route, event, object_id).await?;
         if route.table == Table::Subscriptions {
@@ -274,11 +275,13 @@ async fn apply(
                 .unwrap_or_else(Utc::now)
                 .date_naive();
             let request = MetricsRecompute::new(workspace, day, "billing", Utc::now());
-            outbox_ids = enqueue(&*transaction, &[request.to_outgoing()?]).await?;
+            pending = outbox
+                .enqueue(&transaction, &[request.to_outgoing()?])
+                .await?;
         }
     }
     transaction.commit().await.context("commit event")?;
-    Ok((outcome, outbox_ids))
+    Ok((outcome, pending))
 }
 
 /// Inserts the ledger row; false if the event was recorded before.

@@ -163,6 +163,17 @@ pub trait Transport: Send + Sync {
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError>;
     /// Moves every dead letter of `queue` back to it; returns how many moved.
     async fn redrive(&self, queue: &str) -> Result<u64, QueueError>;
+
+    /// Sends inside the caller's open transaction, when this transport lives in the same
+    /// database (the message then exists exactly when the transaction commits). `None`: this
+    /// transport cannot, so the caller goes through the outbox.
+    async fn send_within(
+        &self,
+        _transaction: &tokio_postgres::Transaction<'_>,
+        _messages: &[OutgoingMessage],
+    ) -> Option<Result<(), QueueError>> {
+        None
+    }
 }
 
 /// The transport the settings ask for: SQS in AWS, the Postgres queue otherwise.

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -57,6 +58,43 @@ fn queue_def(queue: &str) -> Result<&'static catalog::QueueDef, QueueError> {
     catalog::find(queue).ok_or_else(|| QueueError::UnknownQueue(queue.to_string()))
 }
 
+/// Sends through `client`, which may be inside a transaction.
+async fn send_on(
+    client: &impl GenericClient,
+    messages: &[OutgoingMessage],
+) -> Result<(), QueueError> {
+    // One statement may not touch a dedup row twice; a repeat inside the batch is a
+    // duplicate by definition, so the first one is kept.
+    let mut seen = HashSet::new();
+    let mut columns: [Vec<&str>; 4] = Default::default();
+    for message in messages {
+        queue_def(&message.queue)?;
+        if seen.insert((message.queue.as_str(), message.dedup_id.as_str())) {
+            columns[0].push(&message.queue);
+            columns[1].push(&message.group_id);
+            columns[2].push(&message.dedup_id);
+            columns[3].push(&message.body);
+        }
+    }
+    if columns[0].is_empty() {
+        return Ok(());
+    }
+    client
+        .query_typed(
+            "SELECT queue.send($1, $2, $3, $4, $5)",
+            &[
+                (&columns[0], Type::TEXT_ARRAY),
+                (&columns[1], Type::TEXT_ARRAY),
+                (&columns[2], Type::TEXT_ARRAY),
+                (&columns[3], Type::TEXT_ARRAY),
+                (&DEDUP_WINDOW.as_secs_f64(), Type::FLOAT8),
+            ],
+        )
+        .await
+        .context("send messages")?;
+    Ok(())
+}
+
 /// Receipts are `<message id>:<claim uuid>`: the uuid changes on every delivery, so a
 /// consumer whose visibility expired cannot delete the copy someone else now holds.
 fn parse_receipt(receipt: &str) -> Result<(i64, Uuid), QueueError> {
@@ -71,37 +109,17 @@ fn parse_receipt(receipt: &str) -> Result<(i64, Uuid), QueueError> {
 #[async_trait]
 impl Transport for PostgresTransport {
     async fn send(&self, messages: &[OutgoingMessage]) -> Result<(), QueueError> {
-        // One statement may not touch a dedup row twice; a repeat inside the batch is a
-        // duplicate by definition, so the first one is kept.
-        let mut seen = HashSet::new();
-        let mut columns: [Vec<&str>; 4] = Default::default();
-        for message in messages {
-            queue_def(&message.queue)?;
-            if seen.insert((message.queue.as_str(), message.dedup_id.as_str())) {
-                columns[0].push(&message.queue);
-                columns[1].push(&message.group_id);
-                columns[2].push(&message.dedup_id);
-                columns[3].push(&message.body);
-            }
-        }
-        if columns[0].is_empty() {
-            return Ok(());
-        }
         let client = self.pool.get().await.context("send messages")?;
-        client
-            .query_typed(
-                "SELECT queue.send($1, $2, $3, $4, $5)",
-                &[
-                    (&columns[0], Type::TEXT_ARRAY),
-                    (&columns[1], Type::TEXT_ARRAY),
-                    (&columns[2], Type::TEXT_ARRAY),
-                    (&columns[3], Type::TEXT_ARRAY),
-                    (&DEDUP_WINDOW.as_secs_f64(), Type::FLOAT8),
-                ],
-            )
-            .await
-            .context("send messages")?;
-        Ok(())
+        send_on(&**client, messages).await
+    }
+
+    /// The queue is in the agents' own database, so a message can join their transaction.
+    async fn send_within(
+        &self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        messages: &[OutgoingMessage],
+    ) -> Option<Result<(), QueueError>> {
+        Some(send_on(transaction, messages).await)
     }
 
     async fn receive(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use integration_tests::test_db::TestDb;
-use shared::queue::outbox::{Outbox, enqueue};
+use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{OutgoingMessage, QueueDepth, QueueError, ReceivedMessage, Transport, catalog};
 
@@ -46,7 +46,7 @@ async fn fixture() -> Fixture {
     let db = TestDb::new().await;
     let pool = db.pool(4);
     let transport = PostgresTransport::new(pool.clone());
-    let outbox = Outbox::new(pool, Arc::new(transport.clone()));
+    let outbox = Outbox::relaying(pool, Arc::new(transport.clone()));
     Fixture {
         db,
         transport,
@@ -59,9 +59,13 @@ async fn a_rolled_back_transaction_sends_nothing() {
     let f = fixture().await;
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    let pending = f
+        .outbox
+        .enqueue(&transaction, &[message("a")])
+        .await
+        .unwrap();
     transaction.rollback().await.unwrap();
-    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 0);
+    assert_eq!(f.outbox.dispatch(&pending).await.unwrap(), 0);
     assert_eq!(f.outbox.relay(Duration::ZERO, 100).await.unwrap(), 0);
     assert_eq!(queued(&f.transport).await, 0);
 }
@@ -71,14 +75,20 @@ async fn committed_messages_are_dispatched_once() {
     let f = fixture().await;
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    let ids = enqueue(&transaction, &[message("a"), message("b")])
+    let pending = f
+        .outbox
+        .enqueue(&transaction, &[message("a"), message("b")])
         .await
         .unwrap();
     transaction.commit().await.unwrap();
-    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 2);
+    assert_eq!(f.outbox.dispatch(&pending).await.unwrap(), 2);
     assert_eq!(queued(&f.transport).await, 2);
     assert_eq!(outbox_rows(&f.db).await, 0);
-    assert_eq!(f.outbox.dispatch(&ids).await.unwrap(), 0, "already sent");
+    assert_eq!(
+        f.outbox.dispatch(&pending).await.unwrap(),
+        0,
+        "already sent"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +96,11 @@ async fn the_relay_sends_what_a_crash_left_behind() {
     let f = fixture().await;
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    enqueue(&transaction, &[message("a")]).await.unwrap();
+    let _never_dispatched = f
+        .outbox
+        .enqueue(&transaction, &[message("a")])
+        .await
+        .unwrap();
     transaction.commit().await.unwrap();
     // The writer "crashed" before dispatching. A young row is left to its writer…
     assert_eq!(
@@ -104,10 +118,16 @@ async fn a_dispatch_and_a_relay_racing_deliver_one_message() {
     let f = fixture().await;
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    let pending = f
+        .outbox
+        .enqueue(&transaction, &[message("a")])
+        .await
+        .unwrap();
     transaction.commit().await.unwrap();
-    let (dispatched, relayed) =
-        tokio::join!(f.outbox.dispatch(&ids), f.outbox.relay(Duration::ZERO, 100));
+    let (dispatched, relayed) = tokio::join!(
+        f.outbox.dispatch(&pending),
+        f.outbox.relay(Duration::ZERO, 100)
+    );
     assert!(dispatched.unwrap() + relayed.unwrap() >= 1);
     assert_eq!(
         queued(&f.transport).await,
@@ -152,12 +172,16 @@ impl Transport for DownTransport {
 #[tokio::test]
 async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
     let f = fixture().await;
-    let down = Outbox::new(f.db.pool(2), Arc::new(DownTransport));
+    let down = Outbox::relaying(f.db.pool(2), Arc::new(DownTransport));
     let mut client = f.db.client().await;
     let transaction = client.transaction().await.unwrap();
-    let ids = enqueue(&transaction, &[message("a")]).await.unwrap();
+    let pending = f
+        .outbox
+        .enqueue(&transaction, &[message("a")])
+        .await
+        .unwrap();
     transaction.commit().await.unwrap();
-    assert!(down.dispatch(&ids).await.is_err());
+    assert!(down.dispatch(&pending).await.is_err());
     let row = client
         .query_typed_one("SELECT attempts, last_error FROM outbox", &[])
         .await
@@ -193,4 +217,31 @@ async fn the_relay_forgets_expired_deduplication_ids() {
         grace: relay::GRACE,
     };
     assert_eq!(relay::run(&relay).await.unwrap().dedup_ids_purged, 1);
+}
+
+#[tokio::test]
+async fn with_the_postgres_queue_messages_join_the_transaction_itself() {
+    let f = fixture().await;
+    let direct = Outbox::new(f.db.pool(2), Arc::new(f.transport.clone()));
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let pending = direct.enqueue(&transaction, &[message("a")]).await.unwrap();
+    assert!(pending.is_empty(), "nothing left to dispatch");
+    transaction.rollback().await.unwrap();
+    assert_eq!(
+        queued(&f.transport).await,
+        0,
+        "rolled back with the transaction"
+    );
+
+    let transaction = client.transaction().await.unwrap();
+    let pending = direct.enqueue(&transaction, &[message("a")]).await.unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(direct.dispatch(&pending).await.unwrap(), 0);
+    assert_eq!(
+        queued(&f.transport).await,
+        1,
+        "committed with the transaction"
+    );
+    assert_eq!(outbox_rows(&f.db).await, 0, "no outbox row needed");
 }
