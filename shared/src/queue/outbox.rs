@@ -80,11 +80,11 @@ impl Outbox {
         if messages.is_empty() {
             return Ok(Pending::default());
         }
-        if self.in_transaction {
-            if let Some(sent) = self.transport.send_within(transaction, messages).await {
-                sent?;
-                return Ok(Pending::default());
-            }
+        if self.in_transaction
+            && let Some(sent) = self.transport.send_within(transaction, messages).await
+        {
+            sent?;
+            return Ok(Pending::default());
         }
         let column =
             |field: fn(&OutgoingMessage) -> &str| messages.iter().map(field).collect::<Vec<_>>();
