@@ -16,7 +16,13 @@ REVOKE ALL ON SCHEMA queue FROM PUBLIC;
 -- Returns how many were accepted.
 CREATE FUNCTION queue.send(p_queues text[], p_groups text[], p_dedup_ids text[], p_bodies text[], p_window_secs float8)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Plans are cached per backend and first built when the tables are empty; without this, a
+-- plan chosen for an empty table (a sequential scan of queue_dedup) would stay as it grows.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     accepted integer;
@@ -24,16 +30,24 @@ BEGIN
     WITH input AS (
         SELECT * FROM unnest(p_queues, p_groups, p_dedup_ids, p_bodies) WITH ORDINALITY
                  AS m(queue, group_id, dedup_id, body, position)
+    ), unseen AS (
+        -- A plain read first: when a committed, live dedup row exists (the common case for a
+        -- flood of identical requests) nothing is inserted, so concurrent senders inside
+        -- longer transactions do not queue on that row's lock.
+        SELECT * FROM input i
+         WHERE NOT EXISTS (SELECT 1 FROM public.queue_dedup seen
+                            WHERE seen.queue = i.queue AND seen.dedup_id = i.dedup_id
+                              AND seen.expires_at >= now())
     ), fresh AS (
         INSERT INTO public.queue_dedup AS d (queue, dedup_id, expires_at)
-        SELECT queue, dedup_id, now() + make_interval(secs => p_window_secs) FROM input
+        SELECT queue, dedup_id, now() + make_interval(secs => p_window_secs) FROM unseen
         ON CONFLICT (queue, dedup_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
          WHERE d.expires_at < now()
         RETURNING queue, dedup_id
     )
     INSERT INTO public.queue_messages (queue, group_id, dedup_id, body)
     SELECT i.queue, i.group_id, i.dedup_id, i.body
-      FROM input i JOIN fresh f USING (queue, dedup_id)
+      FROM unseen i JOIN fresh f USING (queue, dedup_id)
      ORDER BY i.position;
     GET DIAGNOSTICS accepted = ROW_COUNT;
     RETURN accepted;
@@ -49,6 +63,8 @@ END $$;
 CREATE FUNCTION queue.receive(p_queue text, p_max integer, p_visibility_secs float8, p_max_receives integer)
 RETURNS TABLE (id bigint, receipt uuid, group_id text, dedup_id text, body text, receive_count integer)
 LANGUAGE plpgsql
+-- Pinned to index paths for the same reason as queue.send, and no hash or merge joins: the
+-- claim is a walk of the queue's index with a probe per candidate.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_bitmapscan = off

@@ -4,7 +4,12 @@
 //! * [`moto`] — SQS queues on the moto server the test command starts (`MOTO_ENDPOINT`).
 //! * [`contract`] — the queue contract: the behaviour both transports must show, written
 //!   once against the [`shared::queue::Transport`] trait and run against each.
+//! * [`stripe_events`] — seeded, realistic Stripe webhook traffic (out of order, duplicated,
+//!   same-second chains, two API shapes) and the mirror state it must produce.
+//! * [`stripe_check`] — compares a database's `stripe` schema with that state.
 
 pub mod contract;
 pub mod moto;
+pub mod stripe_check;
+pub mod stripe_events;
 pub mod test_db;

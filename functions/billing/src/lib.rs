@@ -22,7 +22,10 @@ pub mod mirror;
 pub mod ordering;
 pub mod revenue;
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io::BufRead;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -168,12 +171,13 @@ impl StripeEvent {
         self.object().get("id").and_then(Value::as_str)
     }
 
-    fn version(&self) -> ordering::Version<'_> {
+    fn version(&self, deletes: bool) -> ordering::Version<'_> {
         ordering::Version {
             event_id: &self.id,
             created: self.created,
             object: self.object(),
             previous_attributes: self.previous_attributes(),
+            deletes,
         }
     }
 }
@@ -211,6 +215,28 @@ fn refs(params: &Params) -> Vec<(&(dyn ToSql + Sync), Type)> {
         .collect()
 }
 
+/// A statement of the write phase, already sent when first polled.
+type Write<'a> = Pin<Box<dyn Future<Output = Result<(), BillingError>> + Send + 'a>>;
+
+/// Runs `sql` as one write of the pipelined write phase.
+fn write<'a>(
+    transaction: &'a Transaction<'_>,
+    sql: String,
+    params: Params,
+    context: &'static str,
+) -> Write<'a> {
+    Box::pin(async move {
+        transaction
+            .execute_typed(&sql, &refs(&params))
+            .await
+            .context(context)?;
+        Ok(())
+    })
+}
+
+/// One event, one transaction, four round trips: `BEGIN`; the object lock and every read,
+/// pipelined (the server runs them in order, so the reads see the state after the lock); the
+/// decision; every write, pipelined; `COMMIT`.
 async fn apply(
     deps: &BillingDeps,
     outbox: &Outbox,
@@ -231,14 +257,37 @@ async fn apply(
     let object_id = event
         .object_id()
         .ok_or_else(|| BillingError::Malformed("`data.object.id` is missing".into()))?;
-    transaction
-        .execute_typed(
+    let is_subscription = route.table == Table::Subscriptions;
+    let lock_key = format!("stripe:{object_id}");
+    let lock_params: [(&(dyn ToSql + Sync), Type); 1] = [(&lock_key, Type::TEXT)];
+    let (locked, stored, workspace, mrr_before, items_before) = tokio::join!(
+        transaction.execute_typed(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[(&format!("stripe:{object_id}"), Type::TEXT)],
-        )
-        .await
-        .context("lock object")?;
-    let stored = read(&transaction, route.table, object_id).await?;
+            &lock_params,
+        ),
+        read(&transaction, route.table, object_id),
+        resolve_workspace(
+            &transaction,
+            mirror::workspace_ref(route.table, event.object())
+        ),
+        async {
+            if is_subscription {
+                read_mrr(&transaction, object_id).await
+            } else {
+                Ok((Decimal::ZERO, false))
+            }
+        },
+        async {
+            if is_subscription {
+                read_items(&transaction, event.object()).await
+            } else {
+                Ok(HashMap::new())
+            }
+        },
+    );
+    locked.context("lock object")?;
+    let (stored, workspace, mrr_before, items_before) =
+        (stored?, workspace?, mrr_before?, items_before?);
     let newer = match &stored {
         None => true,
         Some(stored) if stored.event_id == event.id => {
@@ -246,12 +295,13 @@ async fn apply(
         }
         Some(stored) if stored.deleted => false,
         Some(stored) => ordering::is_newer(
-            &event.version(),
+            &event.version(route.deletes),
             &ordering::Version {
                 event_id: &stored.event_id,
                 created: stored.created,
                 object: &stored.raw,
                 previous_attributes: stored.previous_attributes.as_ref(),
+                deletes: stored.deleted,
             },
         ),
     };
@@ -260,26 +310,48 @@ async fn apply(
     } else {
         Ingested::Stale
     };
-    if !record(&transaction, event, Some(object_id), outcome).await? {
-        return Ok((Ingested::Duplicate, Pending::default()));
+
+    let mut writes: Vec<Write<'_>> = Vec::new();
+    let mut messages = Vec::new();
+    if is_subscription {
+        writes.extend(item_writes(
+            &transaction,
+            event,
+            object_id,
+            newer,
+            &items_before,
+        ));
     }
-    let mut pending = Pending::default();
     if newer {
-        let workspace = upsert(&transaction, route, event, object_id).await?;
-        if route.table == Table::Subscriptions {
-            sync_items(&transaction, event, object_id).await?;
-            record_revenue(&transaction, event, object_id, workspace).await?;
+        writes.push(upsert(&transaction, route, event, object_id, workspace));
+        if is_subscription {
+            writes.extend(revenue_writes(
+                &transaction,
+                event,
+                object_id,
+                workspace,
+                mrr_before,
+            ));
         }
         if let (true, Some(workspace)) = (route.table.affects_revenue(), workspace) {
             let day = mirror::timestamp(event.created)
                 .unwrap_or_else(Utc::now)
                 .date_naive();
-            let request = MetricsRecompute::new(workspace, day, "billing", Utc::now());
-            pending = outbox
-                .enqueue(&transaction, &[request.to_outgoing()?])
-                .await?;
+            messages
+                .push(MetricsRecompute::new(workspace, day, "billing", Utc::now()).to_outgoing()?);
         }
     }
+    let (recorded, written, pending) = tokio::join!(
+        record(&transaction, event, Some(object_id), outcome),
+        futures::future::try_join_all(writes),
+        outbox.enqueue(&transaction, &messages),
+    );
+    if !recorded? {
+        // Already in the ledger: dropping the transaction rolls the writes back.
+        return Ok((Ingested::Duplicate, Pending::default()));
+    }
+    written?;
+    let pending = pending?;
     transaction.commit().await.context("commit event")?;
     Ok((outcome, pending))
 }
@@ -337,8 +409,114 @@ async fn read(
     }))
 }
 
-/// A deletion event may carry only `{id, object, deleted}`; its columns must not blank out
-/// what the mirror knew.
+/// The object's workspace, if it names one that exists or its customer has one.
+async fn resolve_workspace(
+    transaction: &Transaction<'_>,
+    reference: Option<mirror::WorkspaceRef>,
+) -> Result<Option<Uuid>, BillingError> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let row = transaction
+        .query_typed_one(
+            "SELECT COALESCE((SELECT w.id FROM public.workspaces w WHERE w.id = $1),
+                             (SELECT c.workspace_id FROM stripe.customers c WHERE c.id = $2))",
+            &[
+                (&reference.metadata, Type::UUID),
+                (&reference.customer, Type::TEXT),
+            ],
+        )
+        .await
+        .context("resolve workspace")?;
+    Ok(row.get(0))
+}
+
+/// A subscription's MRR and whether it ever had any.
+async fn read_mrr(
+    transaction: &Transaction<'_>,
+    subscription: &str,
+) -> Result<(Decimal, bool), BillingError> {
+    let row = transaction
+        .query_typed_opt(
+            "SELECT mrr, ever_active FROM stripe.subscription_mrr WHERE subscription = $1",
+            &[(&subscription, Type::TEXT)],
+        )
+        .await
+        .context("read subscription MRR")?;
+    Ok(row.map_or((Decimal::ZERO, false), |row| (row.get(0), row.get(1))))
+}
+
+/// What the mirror knows of the items a subscription snapshot lists: for each known item,
+/// whether it is deleted and the event its values came from (from the ledger).
+async fn read_items(
+    transaction: &Transaction<'_>,
+    subscription: &Value,
+) -> Result<HashMap<String, KnownItem>, BillingError> {
+    let ids: Vec<&str> = mirror::items(subscription)
+        .iter()
+        .filter_map(|item| item.get("id")?.as_str())
+        .collect();
+    let rows = transaction
+        .query_typed(
+            "SELECT i.id, i.deleted, e.id, extract(epoch FROM e.created)::int8, e.payload
+               FROM stripe.subscription_items i LEFT JOIN stripe.events e ON e.id = i.last_event_id
+              WHERE i.id = ANY ($1)",
+            &[(&ids, Type::TEXT_ARRAY)],
+        )
+        .await
+        .context("read subscription items")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let source = match (row.get(2), row.get(3), row.get(4)) {
+                (Some(event_id), Some(created), Some(payload)) => {
+                    Some((event_id, created, payload))
+                }
+                _ => None,
+            };
+            (
+                row.get(0),
+                KnownItem {
+                    deleted: row.get(1),
+                    source,
+                },
+            )
+        })
+        .collect())
+}
+
+/// An item the mirror already has.
+struct KnownItem {
+    deleted: bool,
+    /// The event the item's values came from: id, created, payload.
+    source: Option<(String, i64, Value)>,
+}
+
+impl KnownItem {
+    /// Whether a late snapshot (`event`) should refresh this removed item's values: only when
+    /// the snapshot is newer, by the same rule as whole objects, than the one they came from.
+    fn refreshed_by(&self, event: &StripeEvent) -> bool {
+        self.deleted
+            && self
+                .source
+                .as_ref()
+                .is_none_or(|(event_id, created, payload)| {
+                    ordering::is_newer(
+                        &event.version(false),
+                        &ordering::Version {
+                            event_id,
+                            created: *created,
+                            object: &payload["data"]["object"],
+                            previous_attributes: payload.pointer("/data/previous_attributes"),
+                            deletes: false,
+                        },
+                    )
+                })
+    }
+}
+
+/// A deletion event may carry only `{id, object, deleted}`, as Stripe's API then answers for
+/// the object too.
 fn is_tombstone(object: &Value) -> bool {
     object.as_object().is_some_and(|fields| {
         fields
@@ -347,214 +525,211 @@ fn is_tombstone(object: &Value) -> bool {
     })
 }
 
-/// Writes the object's row; returns its workspace.
-async fn upsert(
-    transaction: &Transaction<'_>,
+/// `INSERT … ON CONFLICT (id) DO UPDATE` of `columns` (the first is `id`) into `table`; an
+/// existing row is updated only where `guard` holds.
+fn upsert_sql(table: &str, columns: &[(&str, Field)], guard: &str, params: &mut Params) -> String {
+    let mut next = 0;
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|(_, field)| field.render(&mut next, params))
+        .collect();
+    let mut updates: Vec<String> = names[1..]
+        .iter()
+        .map(|name| format!("{name} = EXCLUDED.{name}"))
+        .collect();
+    updates.push("updated_at = now()".into());
+    format!(
+        "INSERT INTO stripe.{table} ({}) VALUES ({})
+         ON CONFLICT (id) DO UPDATE SET {} WHERE {guard}",
+        names.join(", "),
+        values.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Writes the object's row. A tombstone (a bare deleted object) blanks Stripe's columns, as
+/// Stripe itself then knows nothing more, but keeps our workspace link.
+fn upsert<'a>(
+    transaction: &'a Transaction<'_>,
     route: Route,
     event: &StripeEvent,
     id: &str,
-) -> Result<Option<Uuid>, BillingError> {
+    workspace: Option<Uuid>,
+) -> Write<'a> {
     let object = event.object();
-    let tombstone = route.deletes && is_tombstone(object);
-    let columns = if tombstone {
-        Vec::new()
-    } else {
-        mirror::columns(route.table, object)
-    };
-    let has_workspace = columns.iter().any(|(name, _)| *name == "workspace_id");
-    let mut params: Params = Vec::new();
-    let mut next = 0;
-    let mut names = vec!["id"];
-    let mut values = vec![Field::Text(Some(id.to_string())).render(&mut next, &mut params)];
-    for (name, field) in &columns {
-        names.push(name);
-        values.push(field.render(&mut next, &mut params));
+    let mut columns = vec![("id", Field::Text(Some(id.to_string())))];
+    columns.extend(mirror::columns(route.table, object));
+    if mirror::workspace_ref(route.table, object).is_some()
+        && !(route.deletes && is_tombstone(object))
+    {
+        columns.push(("workspace_id", Field::Uuid(workspace)));
     }
-    let bookkeeping = [
+    columns.extend([
         ("deleted", Field::Bool(Some(route.deletes))),
         ("last_event_id", Field::Text(Some(event.id.clone()))),
         (
             "last_event_created",
             Field::Time(mirror::timestamp(event.created)),
         ),
-    ];
-    for (name, field) in &bookkeeping {
-        names.push(name);
-        values.push(field.render(&mut next, &mut params));
-    }
-    params.push((Box::new(object.clone()), Type::JSONB));
-    params.push((Box::new(event.previous_attributes().cloned()), Type::JSONB));
-    names.extend(["raw", "last_event_previous"]);
-    values.extend([format!("${}", next + 1), format!("${}", next + 2)]);
-    let mut updates: Vec<String> = names[1..]
-        .iter()
-        .filter(|name| !(tombstone && **name == "raw"))
-        .map(|name| format!("{name} = EXCLUDED.{name}"))
-        .collect();
-    updates.push("updated_at = now()".into());
+        ("raw", Field::Json(Some(object.clone()))),
+        (
+            "last_event_previous",
+            Field::Json(event.previous_attributes().cloned()),
+        ),
+    ]);
     let table = route.table.name();
-    let returning = if has_workspace {
-        "workspace_id"
-    } else {
-        "NULL::uuid"
-    };
-    let sql = format!(
-        "INSERT INTO stripe.{table} ({}) VALUES ({})
-         ON CONFLICT (id) DO UPDATE SET {} WHERE NOT stripe.{table}.deleted
-         RETURNING {returning}",
-        names.join(", "),
-        values.join(", "),
-        updates.join(", ")
+    let mut params = Params::new();
+    let sql = upsert_sql(
+        table,
+        &columns,
+        &format!("NOT stripe.{table}.deleted"),
+        &mut params,
     );
-    let row = transaction
-        .query_typed_opt(&sql, &refs(&params))
-        .await
-        .context("write mirror row")?;
-    Ok(row.and_then(|row| row.get(0)))
+    write(transaction, sql, params, "write mirror row")
 }
 
-/// Rewrites a subscription's items from its snapshot: items in it are upserted, items missing
-/// from it (removed or replaced) are marked deleted, and a deleted item never comes back. When
-/// the subscription has ended, all its items are gone.
-async fn sync_items(
-    transaction: &Transaction<'_>,
+/// A subscription's items from one of its snapshots.
+///
+/// From the newest snapshot (`current`): items in it are upserted, items missing from it
+/// (removed or replaced) are marked deleted, and a deleted item never comes back; when the
+/// subscription has ended, all its items are gone.
+///
+/// From an older snapshot arriving late: an item the mirror does not know was removed by a
+/// newer snapshot already applied (else that snapshot would have written it), so it is
+/// recorded as deleted; a deleted item takes this snapshot's values if they are newer than
+/// the ones it has. Live items are left alone. So the items converge whatever the order.
+fn item_writes<'a>(
+    transaction: &'a Transaction<'_>,
     event: &StripeEvent,
     subscription_id: &str,
-) -> Result<(), BillingError> {
+    current: bool,
+    known: &HashMap<String, KnownItem>,
+) -> Vec<Write<'a>> {
     let subscription = event.object();
     let ended = matches!(
         subscription.get("status").and_then(Value::as_str),
         Some("canceled" | "incomplete_expired")
     );
+    let guard = if current {
+        "NOT stripe.subscription_items.deleted"
+    } else {
+        "stripe.subscription_items.deleted"
+    };
     let created = mirror::timestamp(event.created);
-    let mut current = Vec::new();
+    let mut writes = Vec::new();
+    let mut listed = Vec::new();
     for item in mirror::items(subscription) {
         let Some(item_id) = item.get("id").and_then(Value::as_str) else {
             continue;
         };
-        current.push(item_id.to_string());
-        let mut params: Params = Vec::new();
-        let mut next = 0;
-        let mut names = vec!["id"];
-        let mut values =
-            vec![Field::Text(Some(item_id.to_string())).render(&mut next, &mut params)];
-        for (name, field) in mirror::item_columns(item, subscription_id, subscription) {
-            names.push(name);
-            values.push(field.render(&mut next, &mut params));
+        listed.push(item_id.to_string());
+        if !current
+            && known
+                .get(item_id)
+                .is_some_and(|item| !item.refreshed_by(event))
+        {
+            continue;
         }
-        for (name, field) in [
-            ("deleted", Field::Bool(Some(ended))),
+        let mut columns = vec![("id", Field::Text(Some(item_id.to_string())))];
+        columns.extend(mirror::item_columns(item, subscription_id, subscription));
+        columns.extend([
+            ("deleted", Field::Bool(Some(ended || !current))),
             ("last_event_id", Field::Text(Some(event.id.clone()))),
             ("last_event_created", Field::Time(created)),
-        ] {
-            names.push(name);
-            values.push(field.render(&mut next, &mut params));
-        }
-        params.push((Box::new(item.clone()), Type::JSONB));
-        names.push("raw");
-        values.push(format!("${}", next + 1));
-        let updates: Vec<String> = names[1..]
-            .iter()
-            .map(|name| format!("{name} = EXCLUDED.{name}"))
-            .collect();
-        let sql = format!(
-            "INSERT INTO stripe.subscription_items ({}) VALUES ({})
-             ON CONFLICT (id) DO UPDATE SET {}, updated_at = now() WHERE NOT stripe.subscription_items.deleted",
-            names.join(", "),
-            values.join(", "),
-            updates.join(", ")
-        );
-        transaction
-            .execute_typed(&sql, &refs(&params))
-            .await
-            .context("write subscription item")?;
+            ("raw", Field::Json(Some(item.clone()))),
+        ]);
+        let mut params = Params::new();
+        let sql = upsert_sql("subscription_items", &columns, guard, &mut params);
+        writes.push(write(transaction, sql, params, "write subscription item"));
     }
-    transaction
-        .execute_typed(
-            "UPDATE stripe.subscription_items
-                SET deleted = true, last_event_id = $3, last_event_created = $4, updated_at = now()
-              WHERE subscription = $1 AND NOT deleted AND id <> ALL ($2)",
-            &[
-                (&subscription_id, Type::TEXT),
-                (&current, Type::TEXT_ARRAY),
-                (&event.id, Type::TEXT),
-                (&created, Type::TIMESTAMPTZ),
-            ],
-        )
-        .await
-        .context("remove replaced subscription items")?;
-    Ok(())
+    if current {
+        // last_event_* keep naming the snapshot the item's values came from, so that a late
+        // snapshot with newer values for it can still be told apart from an older one.
+        let params: Params = vec![
+            (Box::new(subscription_id.to_string()), Type::TEXT),
+            (Box::new(listed), Type::TEXT_ARRAY),
+        ];
+        writes.push(write(
+            transaction,
+            "UPDATE stripe.subscription_items SET deleted = true, updated_at = now()
+              WHERE subscription = $1 AND NOT deleted AND id <> ALL ($2)"
+                .into(),
+            params,
+            "remove replaced subscription items",
+        ));
+    }
+    writes
 }
 
-/// Updates the subscription's MRR and, when it moved, records the change.
-async fn record_revenue(
-    transaction: &Transaction<'_>,
+/// The subscription's new MRR and, when it moved, the change.
+fn revenue_writes<'a>(
+    transaction: &'a Transaction<'_>,
     event: &StripeEvent,
     subscription_id: &str,
     workspace: Option<Uuid>,
-) -> Result<(), BillingError> {
+    (before, ever_active): (Decimal, bool),
+) -> Vec<Write<'a>> {
     let subscription = event.object();
     let after = revenue::mrr(subscription);
-    let previous = transaction
-        .query_typed_opt(
-            "SELECT mrr, ever_active FROM stripe.subscription_mrr WHERE subscription = $1",
-            &[(&subscription_id, Type::TEXT)],
-        )
-        .await
-        .context("read subscription MRR")?;
-    let (before, ever_active) =
-        previous.map_or((Decimal::ZERO, false), |row| (row.get(0), row.get(1)));
     let customer = subscription
         .get("customer")
-        .and_then(|c| c.as_str().or_else(|| c.get("id")?.as_str()));
-    let currency = subscription.get("currency").and_then(Value::as_str);
-    let status = subscription.get("status").and_then(Value::as_str);
+        .and_then(|c| c.as_str().or_else(|| c.get("id")?.as_str()))
+        .map(str::to_string);
+    let currency = subscription
+        .get("currency")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let status = subscription
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let at = mirror::timestamp(event.created);
-    transaction
-        .execute_typed(
-            "INSERT INTO stripe.subscription_mrr (subscription, customer, workspace_id, currency, status, mrr, ever_active, as_of, event_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (subscription) DO UPDATE SET customer = EXCLUDED.customer, workspace_id = EXCLUDED.workspace_id,
-                 currency = EXCLUDED.currency, status = EXCLUDED.status, mrr = EXCLUDED.mrr,
-                 ever_active = stripe.subscription_mrr.ever_active OR EXCLUDED.ever_active,
-                 as_of = EXCLUDED.as_of, event_id = EXCLUDED.event_id",
-            &[
-                (&subscription_id, Type::TEXT),
-                (&customer, Type::TEXT),
-                (&workspace, Type::UUID),
-                (&currency, Type::TEXT),
-                (&status, Type::TEXT),
-                (&after, Type::NUMERIC),
-                (&(ever_active || !after.is_zero()), Type::BOOL),
-                (&at, Type::TIMESTAMPTZ),
-                (&event.id, Type::TEXT),
-            ],
-        )
-        .await
-        .context("write subscription MRR")?;
+    let mut writes = vec![write(
+        transaction,
+        "INSERT INTO stripe.subscription_mrr (subscription, customer, workspace_id, currency, status, mrr, ever_active, as_of, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (subscription) DO UPDATE SET customer = EXCLUDED.customer, workspace_id = EXCLUDED.workspace_id,
+             currency = EXCLUDED.currency, status = EXCLUDED.status, mrr = EXCLUDED.mrr,
+             ever_active = stripe.subscription_mrr.ever_active OR EXCLUDED.ever_active,
+             as_of = EXCLUDED.as_of, event_id = EXCLUDED.event_id"
+            .into(),
+        vec![
+            (Box::new(subscription_id.to_string()), Type::TEXT),
+            (Box::new(customer.clone()), Type::TEXT),
+            (Box::new(workspace), Type::UUID),
+            (Box::new(currency.clone()), Type::TEXT),
+            (Box::new(status), Type::TEXT),
+            (Box::new(after), Type::NUMERIC),
+            (Box::new(ever_active || !after.is_zero()), Type::BOOL),
+            (Box::new(at), Type::TIMESTAMPTZ),
+            (Box::new(event.id.clone()), Type::TEXT),
+        ],
+        "write subscription MRR",
+    )];
     if let Some(kind) = revenue::classify(before, after, ever_active) {
-        transaction
-            .execute_typed(
-                "INSERT INTO stripe.mrr_changes (event_id, subscription, customer, workspace_id, kind, mrr_before, mrr_after, delta, currency, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT DO NOTHING",
-                &[
-                    (&event.id, Type::TEXT),
-                    (&subscription_id, Type::TEXT),
-                    (&customer, Type::TEXT),
-                    (&workspace, Type::UUID),
-                    (&kind.as_str(), Type::TEXT),
-                    (&before, Type::NUMERIC),
-                    (&after, Type::NUMERIC),
-                    (&(after - before), Type::NUMERIC),
-                    (&currency, Type::TEXT),
-                    (&at, Type::TIMESTAMPTZ),
-                ],
-            )
-            .await
-            .context("record MRR change")?;
+        writes.push(write(
+            transaction,
+            "INSERT INTO stripe.mrr_changes (event_id, subscription, customer, workspace_id, kind, mrr_before, mrr_after, delta, currency, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT DO NOTHING"
+                .into(),
+            vec![
+                (Box::new(event.id.clone()), Type::TEXT),
+                (Box::new(subscription_id.to_string()), Type::TEXT),
+                (Box::new(customer), Type::TEXT),
+                (Box::new(workspace), Type::UUID),
+                (Box::new(kind.as_str()), Type::TEXT),
+                (Box::new(before), Type::NUMERIC),
+                (Box::new(after), Type::NUMERIC),
+                (Box::new(after - before), Type::NUMERIC),
+                (Box::new(currency), Type::TEXT),
+                (Box::new(at), Type::TIMESTAMPTZ),
+            ],
+            "record MRR change",
+        ));
     }
-    Ok(())
+    writes
 }
 
 /// How a backfill went.

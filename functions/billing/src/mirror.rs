@@ -55,7 +55,8 @@ impl Table {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub table: Table,
-    /// The event removes the object (`*.deleted` of customers, products, prices, draft invoices).
+    /// The event removes the object (`*.deleted`: customers, products, prices, draft invoices,
+    /// subscriptions).
     pub deletes: bool,
 }
 
@@ -80,8 +81,9 @@ pub fn route(event_type: &str) -> Option<Route> {
         };
         (table, action)
     };
-    // A deleted subscription is canceled, not gone: its row stays with status `canceled`.
-    let deletes = action == "deleted" && table != Table::Subscriptions;
+    // A deleted subscription is canceled and final: its row stays, with status `canceled`,
+    // marked deleted like any other deleted object.
+    let deletes = action == "deleted";
     Some(Route { table, deletes })
 }
 
@@ -92,12 +94,8 @@ pub enum Field {
     Bool(Option<bool>),
     Int(Option<i64>),
     Time(Option<DateTime<Utc>>),
-    /// The workspace: the object's own `metadata.workspace_id` if that workspace exists, else
-    /// its customer's workspace.
-    Workspace {
-        metadata: Option<Uuid>,
-        customer: Option<String>,
-    },
+    Uuid(Option<Uuid>),
+    Json(Option<Value>),
 }
 
 impl Field {
@@ -117,14 +115,8 @@ impl Field {
             Field::Bool(value) => push(Box::new(*value), Type::BOOL),
             Field::Int(value) => push(Box::new(*value), Type::INT8),
             Field::Time(value) => push(Box::new(*value), Type::TIMESTAMPTZ),
-            Field::Workspace { metadata, customer } => {
-                let metadata = push(Box::new(*metadata), Type::UUID);
-                let customer = push(Box::new(customer.clone()), Type::TEXT);
-                format!(
-                    "COALESCE((SELECT w.id FROM public.workspaces w WHERE w.id = {metadata}), \
-                     (SELECT c.workspace_id FROM stripe.customers c WHERE c.id = {customer}))"
-                )
-            }
+            Field::Uuid(value) => push(Box::new(*value), Type::UUID),
+            Field::Json(value) => push(Box::new(value.clone()), Type::JSONB),
         }
     }
 }
@@ -165,17 +157,28 @@ fn time(value: Option<&Value>) -> Field {
     Field::Time(value.and_then(Value::as_i64).and_then(timestamp))
 }
 
-fn workspace(object: &Value) -> Field {
+/// Where an object's workspace comes from: its own `metadata.workspace_id` (if that
+/// workspace exists), else its customer's workspace. `None` for tables without a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRef {
+    pub metadata: Option<Uuid>,
+    pub customer: Option<String>,
+}
+
+pub fn workspace_ref(table: Table, object: &Value) -> Option<WorkspaceRef> {
+    if matches!(table, Table::Products | Table::Prices | Table::Disputes) {
+        return None;
+    }
     let metadata = object
         .pointer("/metadata/workspace_id")
         .and_then(Value::as_str)
         .and_then(|id| id.parse().ok());
-    let customer = if object.get("object").and_then(Value::as_str) == Some("customer") {
+    let customer = if table == Table::Customers {
         None
     } else {
         reference(object.get("customer"))
     };
-    Field::Workspace { metadata, customer }
+    Some(WorkspaceRef { metadata, customer })
 }
 
 /// The subscription items of a subscription snapshot.
@@ -221,7 +224,6 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
             ("delinquent", boolean(object, "delinquent")),
             ("currency", text(object, "currency")),
             created,
-            ("workspace_id", workspace(object)),
         ],
         Table::Products => vec![
             ("name", text(object, "name")),
@@ -274,7 +276,6 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
             ("trial_end", time(object.get("trial_end"))),
             ("currency", text(object, "currency")),
             created,
-            ("workspace_id", workspace(object)),
         ],
         Table::Invoices => {
             let subscription = reference(object.get("subscription"))
@@ -296,7 +297,6 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
                 ("period_start", time(object.get("period_start"))),
                 ("period_end", time(object.get("period_end"))),
                 created,
-                ("workspace_id", workspace(object)),
             ]
         }
         Table::Charges => vec![
@@ -310,7 +310,6 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
             ("disputed", boolean(object, "disputed")),
             ("currency", text(object, "currency")),
             created,
-            ("workspace_id", workspace(object)),
         ],
         Table::Disputes => vec![
             ("charge", id_of(object, "charge")),
@@ -330,7 +329,6 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
             ("amount_total", int(object, "amount_total")),
             ("currency", text(object, "currency")),
             created,
-            ("workspace_id", workspace(object)),
         ],
     }
 }
@@ -403,7 +401,7 @@ mod tests {
             route("customer.subscription.deleted"),
             Some(Route {
                 table: Table::Subscriptions,
-                deletes: false
+                deletes: true
             })
         );
         assert_eq!(

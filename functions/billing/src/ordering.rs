@@ -7,13 +7,14 @@
 //!
 //! 1. The same event: not newer (a duplicate).
 //! 2. A later `created` second wins.
-//! 3. Same second, the change chain: an event whose `data.previous_attributes` equal the other
+//! 3. Same second, a deletion comes last: nothing happens to an object after it is deleted.
+//! 4. Same second, the change chain: an event whose `data.previous_attributes` equal the other
 //!    event's object (for every attribute it lists) happened after it.
-//! 4. Same second, no chain: lifecycle progress read from the object itself — a status that
+//! 5. Same second, no chain: lifecycle progress read from the object itself — a status that
 //!    cannot go backwards (invoice draft → open → paid/void/uncollectible; subscription
 //!    incomplete → trialing/active… → canceled), then counters that only grow (amount
 //!    refunded, amount paid).
-//! 5. Still tied: the larger event id, so every replica settles on the same state whatever the
+//! 6. Still tied: the larger event id, so every replica settles on the same state whatever the
 //!    delivery order. (Two such events describe the same state as far as we can tell.)
 //!
 //! Deleted objects are terminal and never replaced; the caller checks that before asking.
@@ -27,6 +28,8 @@ pub struct Version<'a> {
     pub created: i64,
     pub object: &'a Value,
     pub previous_attributes: Option<&'a Value>,
+    /// The event deleted the object.
+    pub deletes: bool,
 }
 
 /// Whether `incoming` should replace `stored`.
@@ -36,6 +39,9 @@ pub fn is_newer(incoming: &Version<'_>, stored: &Version<'_>) -> bool {
     }
     if incoming.created != stored.created {
         return incoming.created > stored.created;
+    }
+    if incoming.deletes != stored.deletes {
+        return incoming.deletes;
     }
     if follows(incoming, stored) {
         return true;
@@ -101,6 +107,7 @@ mod tests {
             created,
             object,
             previous_attributes: previous,
+            deletes: false,
         }
     }
 
@@ -145,6 +152,19 @@ mod tests {
         );
         assert!(is_newer(&o, &d) && is_newer(&p, &o) && is_newer(&p, &d));
         assert!(!is_newer(&d, &p) && !is_newer(&o, &p) && !is_newer(&d, &o));
+    }
+
+    #[test]
+    fn a_same_second_deletion_is_last() {
+        let object = json!({"object": "customer", "email": "a@x.io"});
+        let tombstone = json!({"object": "customer", "deleted": true});
+        let update = version("evt_z", 5, &object, None);
+        let deletion = Version {
+            deletes: true,
+            ..version("evt_a", 5, &tombstone, None)
+        };
+        assert!(is_newer(&deletion, &update));
+        assert!(!is_newer(&update, &deletion));
     }
 
     #[test]

@@ -426,9 +426,9 @@ async fn deleted_objects_stay_deleted() {
             .unwrap();
     assert!(row.get::<_, bool>(0));
     assert_eq!(
-        row.get::<_, String>(1),
-        "Pro",
-        "a tombstone keeps what was known"
+        row.get::<_, Option<String>>(1),
+        None,
+        "a bare deleted object, as Stripe answers for it"
     );
 
     // A price deleted before anything else about it arrives is born deleted.

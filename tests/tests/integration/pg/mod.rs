@@ -1,6 +1,7 @@
 //! Tests against a real PostgreSQL, one fresh database each.
 
 mod billing;
+mod billing_load;
 mod consumer;
 mod lease;
 mod migrations;
