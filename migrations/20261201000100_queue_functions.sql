@@ -14,7 +14,8 @@ REVOKE ALL ON SCHEMA queue FROM PUBLIC;
 -- Inserts the messages whose (queue, dedup id) was not seen within the window. The dedup
 -- row is claimed first, so two senders of the same id race on its primary key and one loses.
 -- Returns how many were accepted.
-CREATE FUNCTION queue.send(p_queues text[], p_groups text[], p_dedup_ids text[], p_bodies text[], p_window_secs float8)
+CREATE FUNCTION queue.send(p_queues text[], p_groups text[], p_dedup_ids text[], p_bodies text[], p_window_secs float8,
+                           p_inside_caller_transaction boolean)
 RETURNS integer
 LANGUAGE plpgsql
 -- Plans are cached per backend and first built when the tables are empty; without this, a
@@ -31,11 +32,13 @@ BEGIN
         SELECT * FROM unnest(p_queues, p_groups, p_dedup_ids, p_bodies) WITH ORDINALITY
                  AS m(queue, group_id, dedup_id, body, position)
     ), unseen AS (
-        -- A plain read first: when a committed, live dedup row exists (the common case for a
-        -- flood of identical requests) nothing is inserted, so concurrent senders inside
-        -- longer transactions do not queue on that row's lock.
+        -- Inside a caller's transaction, a plain read first: when a committed, live dedup row
+        -- exists (the common case for a flood of identical requests) nothing is inserted, so
+        -- concurrent writers do not queue on that row's lock until their commits. A sender
+        -- on its own commits at once and skips the extra probe.
         SELECT * FROM input i
-         WHERE NOT EXISTS (SELECT 1 FROM public.queue_dedup seen
+         WHERE NOT p_inside_caller_transaction
+            OR NOT EXISTS (SELECT 1 FROM public.queue_dedup seen
                             WHERE seen.queue = i.queue AND seen.dedup_id = i.dedup_id
                               AND seen.expires_at >= now())
     ), fresh AS (

@@ -62,6 +62,7 @@ fn queue_def(queue: &str) -> Result<&'static catalog::QueueDef, QueueError> {
 async fn send_on(
     client: &impl GenericClient,
     messages: &[OutgoingMessage],
+    inside_caller_transaction: bool,
 ) -> Result<(), QueueError> {
     // One statement may not touch a dedup row twice; a repeat inside the batch is a
     // duplicate by definition, so the first one is kept.
@@ -81,13 +82,14 @@ async fn send_on(
     }
     client
         .query_typed(
-            "SELECT queue.send($1, $2, $3, $4, $5)",
+            "SELECT queue.send($1, $2, $3, $4, $5, $6)",
             &[
                 (&columns[0], Type::TEXT_ARRAY),
                 (&columns[1], Type::TEXT_ARRAY),
                 (&columns[2], Type::TEXT_ARRAY),
                 (&columns[3], Type::TEXT_ARRAY),
                 (&DEDUP_WINDOW.as_secs_f64(), Type::FLOAT8),
+                (&inside_caller_transaction, Type::BOOL),
             ],
         )
         .await
@@ -110,7 +112,7 @@ fn parse_receipt(receipt: &str) -> Result<(i64, Uuid), QueueError> {
 impl Transport for PostgresTransport {
     async fn send(&self, messages: &[OutgoingMessage]) -> Result<(), QueueError> {
         let client = self.pool.get().await.context("send messages")?;
-        send_on(&**client, messages).await
+        send_on(&**client, messages, false).await
     }
 
     /// The queue is in the agents' own database, so a message can join their transaction.
@@ -119,7 +121,7 @@ impl Transport for PostgresTransport {
         transaction: &tokio_postgres::Transaction<'_>,
         messages: &[OutgoingMessage],
     ) -> Option<Result<(), QueueError>> {
-        Some(send_on(transaction, messages).await)
+        Some(send_on(transaction, messages, true).await)
     }
 
     async fn receive(
