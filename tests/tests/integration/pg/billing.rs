@@ -70,24 +70,26 @@ fn event(id: &str, kind: &str, created: i64, object: Value, previous: Option<Val
     .to_string()
 }
 
+/// `POST /webhooks/stripe` through the router, as API Gateway or the local stack would.
+async fn post(router: Router, body: Vec<u8>, signature: Option<String>) -> (StatusCode, Value) {
+    let mut request = Request::post("/webhooks/stripe").header("content-type", "application/json");
+    if let Some(signature) = signature {
+        request = request.header("stripe-signature", signature);
+    }
+    let response = router
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 impl Billing {
     async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> (StatusCode, Value) {
-        let mut request =
-            Request::post("/webhooks/stripe").header("content-type", "application/json");
-        if let Some(signature) = signature {
-            request = request.header("stripe-signature", signature);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        post(self.router.clone(), body, signature).await
     }
 
     async fn deliver(&self, body: &str) -> (StatusCode, Value) {
@@ -722,18 +724,7 @@ async fn the_same_event_delivered_concurrently_has_one_effect() {
             let body = body.clone();
             tokio::spawn(async move {
                 let signature = sign_stripe(body.as_bytes(), SECRET, now());
-                let request = Request::post("/webhooks/stripe")
-                    .header("stripe-signature", signature)
-                    .body(Body::from(body))
-                    .unwrap();
-                let response = router.oneshot(request).await.unwrap();
-                let status = response.status();
-                let answer: Value = serde_json::from_slice(
-                    &axum::body::to_bytes(response.into_body(), 1 << 20)
-                        .await
-                        .unwrap(),
-                )
-                .unwrap();
+                let (status, answer) = post(router, body.into_bytes(), Some(signature)).await;
                 (
                     status,
                     answer["outcome"].as_str().unwrap_or_default().to_string(),
