@@ -80,6 +80,7 @@ main() {
   ensure_service_tools
   ensure_rust_tools
   ensure_cfn_lint
+  step "installing SDK clients"; "$REPO_ROOT/scripts/install-sdk-clients.sh"
 
   start_test_services
   run_checks

@@ -49,6 +49,28 @@ impl Message for MetricsRecompute {
     }
 }
 
+/// "This user signed up": starts the email agent's D1/D7/D30 clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSignedUp {
+    pub workspace_id: Uuid,
+    pub distinct_id: String,
+    pub signed_up_at: DateTime<Utc>,
+}
+
+impl Message for UserSignedUp {
+    const QUEUE: &'static QueueDef = &catalog::EMAIL;
+
+    /// One user's emails are decided in order.
+    fn group_id(&self) -> String {
+        format!("{}:{}", self.workspace_id, self.distinct_id)
+    }
+
+    /// A user signs up once.
+    fn dedup_id(&self) -> String {
+        format!("signup:{}:{}", self.workspace_id, self.distinct_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,11 +33,17 @@ use tokio_util::sync::CancellationToken;
 use throwaway_postgres::ThrowawayPostgres;
 
 /// The agents this process hosts.
-pub const AGENTS: &[&str] = &["status", "relay", "billing"];
+pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics"];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
 /// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
 pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_local";
+
+/// Tokens of the workspace the local stack creates when the database has none, so an SDK
+/// can be pointed at it at once.
+pub const LOCAL_POSTHOG_TOKEN: &str = "phc_local";
+pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
+pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -130,6 +136,20 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             .context("apply migrations")?;
     }
 
+    analytics::ensure_default_workspace(
+        &pool,
+        "Local workspace",
+        &[
+            (LOCAL_POSTHOG_TOKEN, analytics::TokenKind::PosthogProject),
+            (LOCAL_MIXPANEL_TOKEN, analytics::TokenKind::MixpanelProject),
+            (
+                LOCAL_POSTHOG_WEBHOOK_SECRET,
+                analytics::TokenKind::PosthogWebhookSecret,
+            ),
+        ],
+    )
+    .await
+    .context("create the default workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     let status = Arc::new(status::StatusDeps {
         pool: pool.clone(),
@@ -146,7 +166,13 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         transport: transport.clone(),
         webhook_secrets: options.stripe_webhook_secrets.clone(),
     });
-    let router = status::router(status).merge(billing::router(billing));
+    let analytics = Arc::new(analytics::AnalyticsDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+    });
+    let router = status::router(status)
+        .merge(billing::router(billing))
+        .merge(analytics::router(analytics));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -62,6 +62,17 @@ async fn main() -> anyhow::Result<()> {
         stack.url(),
         local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET
     );
+    println!(
+        "  posthog   host {} (project token {}, webhook secret {} for POST /webhooks/posthog)",
+        stack.url(),
+        local_stack::LOCAL_POSTHOG_TOKEN,
+        local_stack::LOCAL_POSTHOG_WEBHOOK_SECRET
+    );
+    println!(
+        "  mixpanel  {}/track and /import (project token {})",
+        stack.url(),
+        local_stack::LOCAL_MIXPANEL_TOKEN
+    );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;
     println!("stopping…");

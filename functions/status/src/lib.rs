@@ -28,6 +28,9 @@ pub struct StatusReport {
     pub ok: bool,
     pub database: DatabaseStatus,
     pub queues: Vec<QueueStatus>,
+    /// Events received in the last 24 hours (the KPI wants more than 100 a day); `None`
+    /// when the database could not say.
+    pub events_last_24h: Option<i64>,
     pub agents: Vec<&'static str>,
 }
 
@@ -83,10 +86,16 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
     let ok = database.reachable
         && database.migration_version.is_some()
         && queues.iter().all(|queue| queue.error.is_none());
+    let events_last_24h = if database.migration_version.is_some() {
+        events_last_24h(&deps.pool).await
+    } else {
+        None
+    };
     StatusReport {
         ok,
         database,
         queues,
+        events_last_24h,
         agents: deps.agents.clone(),
     }
 }
@@ -96,6 +105,18 @@ async fn database_status(pool: &Pool) -> Result<Option<String>, String> {
     migrations::current_version(&client)
         .await
         .map_err(|error| error.to_string())
+}
+
+async fn events_last_24h(pool: &Pool) -> Option<i64> {
+    let client = pool.get().await.ok()?;
+    let row = client
+        .query_typed_one(
+            "SELECT count(*) FROM events WHERE received_at > now() - interval '24 hours'",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some(row.get(0))
 }
 
 async fn status_json(State(deps): State<Arc<StatusDeps>>) -> (StatusCode, Json<StatusReport>) {

@@ -2,12 +2,14 @@
 //!
 //! Modules under `pg` need only PostgreSQL (each test gets a fresh database) and run twice
 //! in the test command: directly and through PgBouncer in transaction mode. `sqs` needs the
-//! moto server, `tls` the test command's TLS-enabled cluster; `adapters` and `template` need
+//! moto server, `tls` the test command's TLS-enabled cluster, `sdk_clients` the official
+//! PostHog and Mixpanel SDKs (`scripts/install-sdk-clients.sh`); `adapters` and `template` need
 //! nothing running.
 
 mod adapters;
 mod local_stack;
 mod pg;
+mod sdk_clients;
 mod sqs;
 mod template;
 mod tls;

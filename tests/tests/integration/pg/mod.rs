@@ -1,5 +1,6 @@
 //! Tests against a real PostgreSQL, one fresh database each.
 
+mod analytics;
 mod billing;
 mod billing_load;
 mod consumer;

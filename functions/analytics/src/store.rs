@@ -1,0 +1,184 @@
+//! Writing a batch of accepted events: one transaction, set-based statements.
+//!
+//! * events: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` for the whole batch,
+//!   so duplicates (by workspace and id) are dropped by the key, even across concurrent
+//!   batches;
+//! * users: `$identify` / `$set` / signup events create or update `users` (email, name,
+//!   signed_up_at — the earliest signup wins), again one statement;
+//! * messages: one metrics recompute per workspace and UTC day that got new events
+//!   (deduplicated per five minutes downstream), and a signup notice for users whose
+//!   `signed_up_at` was set by this batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use shared::db::{DbContext, Pool};
+use shared::messages::{MetricsRecompute, UserSignedUp};
+use shared::queue::Message;
+use shared::queue::outbox::{Outbox, Pending};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::AnalyticsError;
+use crate::events::{Event, Source};
+
+/// Event names that mean "this person just signed up".
+pub const SIGNUP_EVENTS: &[&str] = &[
+    "signed_up",
+    "sign_up",
+    "signup",
+    "user_signed_up",
+    "$signup",
+];
+
+/// What a stored batch changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub inserted: usize,
+    pub duplicates: usize,
+    pub signups: usize,
+}
+
+/// A person as a batch describes them.
+#[derive(Debug, Default)]
+struct Person {
+    email: Option<String>,
+    name: Option<String>,
+    signed_up_at: Option<DateTime<Utc>>,
+}
+
+fn person_updates(events: &[Event]) -> BTreeMap<&str, Person> {
+    let mut people: BTreeMap<&str, Person> = BTreeMap::new();
+    for event in events {
+        let set = event
+            .properties
+            .get("$set")
+            .or_else(|| event.properties.get("$set_once"));
+        let signup = SIGNUP_EVENTS.contains(&event.name.as_str());
+        if set.is_none() && !signup && event.name != "$identify" {
+            continue;
+        }
+        let person = people.entry(&event.distinct_id).or_default();
+        let field = |key: &str| {
+            set.and_then(|set| set.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        person.email = field("email").or_else(|| person.email.take());
+        person.name = field("name").or_else(|| person.name.take());
+        if signup {
+            person.signed_up_at = Some(
+                person
+                    .signed_up_at
+                    .map_or(event.timestamp, |at| at.min(event.timestamp)),
+            );
+        }
+    }
+    people
+}
+
+/// Stores `events` for `workspace` in one transaction; returns what changed and what to
+/// dispatch after commit.
+pub async fn store(
+    pool: &Pool,
+    outbox: &Outbox,
+    workspace: Uuid,
+    source: Source,
+    events: &[Event],
+) -> Result<(Stored, Pending), AnalyticsError> {
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = client.transaction().await.context("begin event batch")?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let distinct_ids: Vec<&str> = events.iter().map(|e| e.distinct_id.as_str()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    let timestamps: Vec<DateTime<Utc>> = events.iter().map(|e| e.timestamp).collect();
+    let properties: Vec<&Value> = events.iter().map(|e| &e.properties).collect();
+    let inserted_days = transaction
+        .query_typed(
+            "INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp, properties)
+             SELECT id, $2, $3, distinct_id, event, ts, properties
+               FROM unnest($1::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+                    AS e(id, distinct_id, event, ts, properties)
+             ON CONFLICT (workspace_id, id) DO NOTHING
+             RETURNING (timestamp AT TIME ZONE 'UTC')::date",
+            &[
+                (&ids, Type::UUID_ARRAY),
+                (&workspace, Type::UUID),
+                (&source.as_str(), Type::TEXT),
+                (&distinct_ids, Type::TEXT_ARRAY),
+                (&names, Type::TEXT_ARRAY),
+                (&timestamps, Type::TIMESTAMPTZ_ARRAY),
+                (&properties, Type::JSONB_ARRAY),
+            ],
+        )
+        .await
+        .context("insert events")?;
+    let days: BTreeSet<NaiveDate> = inserted_days.iter().map(|row| row.get(0)).collect();
+
+    let people = person_updates(events);
+    let mut signups = Vec::new();
+    if !people.is_empty() {
+        let who: Vec<&str> = people.keys().copied().collect();
+        let emails: Vec<Option<&str>> = people.values().map(|p| p.email.as_deref()).collect();
+        let full_names: Vec<Option<&str>> = people.values().map(|p| p.name.as_deref()).collect();
+        let signed_up: Vec<Option<DateTime<Utc>>> =
+            people.values().map(|p| p.signed_up_at).collect();
+        let rows = transaction
+            .query_typed(
+                "WITH before AS (
+                     SELECT distinct_id, signed_up_at FROM users
+                      WHERE workspace_id = $1 AND distinct_id = ANY ($2)
+                 )
+                 INSERT INTO users AS u (workspace_id, distinct_id, email, name, signed_up_at)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                 ON CONFLICT (workspace_id, distinct_id) DO UPDATE
+                    SET email = COALESCE(EXCLUDED.email, u.email),
+                        name = COALESCE(EXCLUDED.name, u.name),
+                        signed_up_at = LEAST(u.signed_up_at, EXCLUDED.signed_up_at),
+                        updated_at = now()
+                 RETURNING u.distinct_id, u.signed_up_at,
+                           (SELECT b.signed_up_at FROM before b WHERE b.distinct_id = u.distinct_id)",
+                &[
+                    (&workspace, Type::UUID),
+                    (&who, Type::TEXT_ARRAY),
+                    (&emails, Type::TEXT_ARRAY),
+                    (&full_names, Type::TEXT_ARRAY),
+                    (&signed_up, Type::TIMESTAMPTZ_ARRAY),
+                ],
+            )
+            .await
+            .context("update users")?;
+        for row in rows {
+            let (distinct_id, now_signed, before): (
+                String,
+                Option<DateTime<Utc>>,
+                Option<DateTime<Utc>>,
+            ) = (row.get(0), row.get(1), row.get(2));
+            if let (Some(signed_up_at), None) = (now_signed, before) {
+                signups.push(UserSignedUp {
+                    workspace_id: workspace,
+                    distinct_id,
+                    signed_up_at,
+                });
+            }
+        }
+    }
+
+    let now = Utc::now();
+    let mut messages = Vec::new();
+    for day in &days {
+        messages.push(MetricsRecompute::new(workspace, *day, "analytics", now).to_outgoing()?);
+    }
+    for signup in &signups {
+        messages.push(signup.to_outgoing()?);
+    }
+    let pending = outbox.enqueue(&transaction, &messages).await?;
+    transaction.commit().await.context("commit event batch")?;
+    let stored = Stored {
+        inserted: inserted_days.len(),
+        duplicates: events.len() - inserted_days.len(),
+        signups: signups.len(),
+    };
+    Ok((stored, pending))
+}
