@@ -196,7 +196,7 @@ async fn store_events(
     Ok(stored)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         axum::Json(json!({ "status": 0, "error": message.into() })),
@@ -204,20 +204,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn decode_error(error: DecodeError) -> Response {
-    match error {
-        DecodeError::TooLarge(_) => error_response(StatusCode::PAYLOAD_TOO_LARGE, &error),
-        _ => error_response(StatusCode::BAD_REQUEST, &error),
-    }
-}
-
-fn error_response(status: StatusCode, error: &dyn std::fmt::Display) -> Response {
-    self::error(status, error.to_string())
+fn decode_failure(error: DecodeError) -> Response {
+    let status = match error {
+        DecodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    failure(status, error.to_string())
 }
 
 fn internal(error: AnalyticsError) -> Response {
     tracing::error!(%error, "events not stored");
-    self::error(
+    failure(
         StatusCode::SERVICE_UNAVAILABLE,
         "events could not be stored; retry later",
     )
@@ -236,12 +233,12 @@ fn envelope<'a>(headers: &'a HeaderMap, query: &'a BTreeMap<String, String>) -> 
 async fn posthog_capture(deps: &AnalyticsDeps, body: &[u8], envelope: Envelope<'_>) -> Response {
     let text = match decode::decode(body, envelope, MAX_DECODED_BYTES) {
         Ok(text) => text,
-        Err(error) => return decode_error(error),
+        Err(error) => return decode_failure(error),
     };
     let json: Value = match serde_json::from_slice(&text) {
         Ok(json) => json,
         Err(error) => {
-            return self::error(
+            return failure(
                 StatusCode::BAD_REQUEST,
                 format!("body is not JSON: {error}"),
             );
@@ -249,7 +246,7 @@ async fn posthog_capture(deps: &AnalyticsDeps, body: &[u8], envelope: Envelope<'
     };
     let (batch_token, raw_events) = match events::posthog_batch(json) {
         Ok(parsed) => parsed,
-        Err(reason) => return self::error(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return failure(StatusCode::BAD_REQUEST, reason),
     };
     let now = Utc::now();
     let mut rejected = Vec::new();
@@ -271,7 +268,7 @@ async fn posthog_capture(deps: &AnalyticsDeps, body: &[u8], envelope: Envelope<'
         let workspace = match workspace_for(&deps.pool, token, TokenKind::PosthogProject).await {
             Ok(Some(workspace)) => workspace,
             Ok(None) => {
-                return self::error(
+                return failure(
                     StatusCode::UNAUTHORIZED,
                     format!("unknown project token {token:?}"),
                 );
@@ -325,20 +322,20 @@ async fn posthog_webhook(
     body: Bytes,
 ) -> Response {
     let Some(secret) = presented_secret(&headers) else {
-        return self::error(
+        return failure(
             StatusCode::UNAUTHORIZED,
             "missing webhook secret (Authorization: Bearer … or X-Webhook-Secret)",
         );
     };
     let workspace = match workspace_for_secret(&deps.pool, secret).await {
         Ok(Some(workspace)) => workspace,
-        Ok(None) => return self::error(StatusCode::UNAUTHORIZED, "wrong webhook secret"),
+        Ok(None) => return failure(StatusCode::UNAUTHORIZED, "wrong webhook secret"),
         Err(error) => return internal(error),
     };
     let payload: WebhookBody = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
         Err(error) => {
-            return self::error(
+            return failure(
                 StatusCode::BAD_REQUEST,
                 format!("expected {{\"event\": {{…}}, \"person\": {{…}}}}: {error}"),
             );
@@ -356,7 +353,7 @@ async fn posthog_webhook(
     }
     let event = match events::posthog_event(&raw, Utc::now()) {
         Ok(event) => event,
-        Err(reason) => return self::error(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return failure(StatusCode::BAD_REQUEST, reason),
     };
     match store_events(
         &deps,
@@ -381,11 +378,11 @@ async fn mixpanel(
 ) -> Response {
     let text = match decode::decode(body, envelope(headers, query), MAX_DECODED_BYTES) {
         Ok(text) => text,
-        Err(error) => return decode_error(error),
+        Err(error) => return decode_failure(error),
     };
     let raw_events = match events::mixpanel_batch(&text) {
         Ok(raw) => raw,
-        Err(reason) => return self::error(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return failure(StatusCode::BAD_REQUEST, reason),
     };
     // `/import` may name the project by Basic auth (the project token as the user name).
     let basic_user = headers
@@ -425,7 +422,7 @@ async fn mixpanel(
         let workspace = match workspace_for(&deps.pool, token, TokenKind::MixpanelProject).await {
             Ok(Some(workspace)) => workspace,
             Ok(None) => {
-                return self::error(
+                return failure(
                     StatusCode::UNAUTHORIZED,
                     format!("unknown project token {token:?}"),
                 );
