@@ -196,6 +196,34 @@ async fn store_events(
     Ok(stored)
 }
 
+/// Stores each token's events in its workspace; how many were accepted (new or duplicate),
+/// or the answer to give when a token is unknown or the database fails.
+async fn store_by_token(
+    deps: &AnalyticsDeps,
+    by_token: &BTreeMap<String, Vec<Event>>,
+    kind: TokenKind,
+    source: Source,
+) -> Result<usize, Response> {
+    let mut accepted = 0;
+    for (token, batch) in by_token {
+        let workspace = match workspace_for(&deps.pool, token, kind).await {
+            Ok(Some(workspace)) => workspace,
+            Ok(None) => {
+                return Err(failure(
+                    StatusCode::UNAUTHORIZED,
+                    format!("unknown project token {token:?}"),
+                ));
+            }
+            Err(error) => return Err(internal(error)),
+        };
+        let stored = store_events(deps, workspace, source, batch)
+            .await
+            .map_err(internal)?;
+        accepted += stored.inserted + stored.duplicates;
+    }
+    Ok(accepted)
+}
+
 fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
@@ -263,23 +291,11 @@ async fn posthog_capture(deps: &AnalyticsDeps, body: &[u8], envelope: Envelope<'
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
-    let mut stored = 0;
-    for (token, batch) in &by_token {
-        let workspace = match workspace_for(&deps.pool, token, TokenKind::PosthogProject).await {
-            Ok(Some(workspace)) => workspace,
-            Ok(None) => {
-                return failure(
-                    StatusCode::UNAUTHORIZED,
-                    format!("unknown project token {token:?}"),
-                );
-            }
-            Err(error) => return internal(error),
+    let stored =
+        match store_by_token(deps, &by_token, TokenKind::PosthogProject, Source::Posthog).await {
+            Ok(stored) => stored,
+            Err(response) => return response,
         };
-        match store_events(deps, workspace, Source::Posthog, batch).await {
-            Ok(result) => stored += result.inserted + result.duplicates,
-            Err(error) => return internal(error),
-        }
-    }
     if stored == 0 && !rejected.is_empty() {
         return (
             StatusCode::BAD_REQUEST,
@@ -417,23 +433,17 @@ async fn mixpanel(
             Err(reason) => failed.push(json!({"index": index, "insert_id": insert_id, "field": "event", "message": reason})),
         }
     }
-    let mut imported = 0;
-    for (token, batch) in &by_token {
-        let workspace = match workspace_for(&deps.pool, token, TokenKind::MixpanelProject).await {
-            Ok(Some(workspace)) => workspace,
-            Ok(None) => {
-                return failure(
-                    StatusCode::UNAUTHORIZED,
-                    format!("unknown project token {token:?}"),
-                );
-            }
-            Err(error) => return internal(error),
-        };
-        match store_events(deps, workspace, Source::Mixpanel, batch).await {
-            Ok(result) => imported += result.inserted + result.duplicates,
-            Err(error) => return internal(error),
-        }
-    }
+    let imported = match store_by_token(
+        deps,
+        &by_token,
+        TokenKind::MixpanelProject,
+        Source::Mixpanel,
+    )
+    .await
+    {
+        Ok(imported) => imported,
+        Err(response) => return response,
+    };
     if import {
         let status = if failed.is_empty() {
             StatusCode::OK
