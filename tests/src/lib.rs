@@ -8,6 +8,7 @@
 //!   same-second chains, two API shapes) and the mirror state it must produce.
 //! * [`stripe_check`] — compares a database's `stripe` schema with that state.
 
+pub mod bench_http;
 pub mod contract;
 pub mod moto;
 pub mod stripe_check;

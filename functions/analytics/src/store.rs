@@ -48,7 +48,7 @@ struct Person {
     signed_up_at: Option<DateTime<Utc>>,
 }
 
-fn person_updates(events: &[Event]) -> BTreeMap<&str, Person> {
+fn person_updates<'a>(events: &[&'a Event]) -> BTreeMap<&'a str, Person> {
     let mut people: BTreeMap<&str, Person> = BTreeMap::new();
     for event in events {
         let set = event
@@ -87,6 +87,11 @@ pub async fn store(
     source: Source,
     events: &[Event],
 ) -> Result<(Stored, Pending), AnalyticsError> {
+    // Rows are inserted in id order: two batches sharing events (an SDK retrying) then take
+    // their key locks in the same order and cannot deadlock.
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|event| event.id);
+    let events = sorted;
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = client.transaction().await.context("begin event batch")?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
@@ -116,7 +121,7 @@ pub async fn store(
         .context("insert events")?;
     let days: BTreeSet<NaiveDate> = inserted_days.iter().map(|row| row.get(0)).collect();
 
-    let people = person_updates(events);
+    let people = person_updates(&events);
     let mut signups = Vec::new();
     if !people.is_empty() {
         let who: Vec<&str> = people.keys().copied().collect();

@@ -11,6 +11,7 @@
 //! [`start`] returns once the port is bound and migrations are applied; [`LocalStack::stop`]
 //! shuts everything down gracefully (the binary calls it on Ctrl-C).
 
+pub mod standins;
 pub mod throwaway_postgres;
 
 use std::net::SocketAddr;
