@@ -4,6 +4,7 @@ mod analytics;
 mod billing;
 mod billing_load;
 mod consumer;
+mod etl;
 mod lease;
 mod migrations;
 mod outbox;

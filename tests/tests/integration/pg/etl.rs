@@ -1,0 +1,336 @@
+//! The Meta ETL run against the local Meta stand-in: full and repeated syncs, restatement,
+//! throttling, auth failure, a failure mid-run, a held lease, and dispatch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
+use integration_tests::test_db::TestDb;
+use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use local_stack::standins::{Outcome, StandinConfig, Standins};
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{Transport, catalog};
+use shared::retry::RetryPolicy;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+const TODAY: &str = "2026-11-30";
+
+struct Etl {
+    db: TestDb,
+    deps: EtlDeps,
+    standins: Standins,
+    transport: Arc<PostgresTransport>,
+    connection: Uuid,
+}
+
+fn day(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+fn fast_retries(max_retries: usize) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        first_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        ..RetryPolicy::default()
+    }
+}
+
+async fn etl() -> Etl {
+    let db = TestDb::new().await;
+    let pool = db.pool(4);
+    let client = db.client().await;
+    let workspace: Uuid = client
+        .query_typed_one(
+            "INSERT INTO workspaces (name) VALUES ('acme') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let connection: Uuid = client
+        .query_typed_one(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+             VALUES ($1, 'meta', $2, $3, 'USD') RETURNING id",
+            &[(&workspace, Type::UUID), (&DEFAULT_META_ACCOUNT, Type::TEXT), (&DEFAULT_META_TOKEN, Type::TEXT)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut config = StandinConfig {
+        today: Some(day(TODAY)),
+        ..StandinConfig::default()
+    };
+    config.meta.regain_access_minutes = 0;
+    let standins = local_stack::standins::start(config).await.unwrap();
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let deps = EtlDeps {
+        pool,
+        transport: transport.clone(),
+        http: reqwest::Client::new(),
+        endpoints: Endpoints {
+            meta_base_url: standins.meta_base_url(),
+        },
+        retry: fast_retries(3),
+    };
+    Etl {
+        db,
+        deps,
+        standins,
+        transport,
+        connection,
+    }
+}
+
+impl Etl {
+    fn run(&self, start: &str, end: &str) -> EtlRun {
+        EtlRun {
+            platform: Platform::Meta,
+            connection_id: self.connection,
+            account_id: DEFAULT_META_ACCOUNT.into(),
+            window_start: day(start),
+            window_end: day(end),
+        }
+    }
+
+    /// (rows, spend in cents, impressions, clicks, purchases, purchase value in cents)
+    async fn stored(&self) -> (i64, i64, i64, i64, i64, i64) {
+        let row = self
+            .db
+            .client()
+            .await
+            .query_typed_one(
+                "SELECT count(*), (sum(spend) * 100)::int8, sum(impressions)::int8, sum(clicks)::int8,
+                        sum(conversions)::int8, (sum(conversion_value) * 100)::int8
+                   FROM ad_insights",
+                &[],
+            )
+            .await
+            .unwrap();
+        (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        )
+    }
+
+    fn expected(&self, start: &str, end: &str) -> (i64, i64, i64, i64, i64, i64) {
+        let totals =
+            self.standins
+                .meta_faults()
+                .expected_totals(DEFAULT_META_ACCOUNT, day(start), day(end));
+        (
+            totals.rows as i64,
+            totals.spend_cents,
+            totals.impressions as i64,
+            totals.clicks as i64,
+            totals.purchases as i64,
+            totals.purchase_value_cents,
+        )
+    }
+
+    async fn cursor(&self) -> Option<serde_json::Value> {
+        self.db
+            .client()
+            .await
+            .query_typed_one(
+                "SELECT sync_cursor FROM connections WHERE id = $1",
+                &[(&self.connection, Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[tokio::test]
+async fn a_full_sync_stores_exactly_what_the_api_serves() {
+    let e = etl().await;
+    let report = etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert!(report.pages >= 2, "several pages: {report:?}");
+    assert_eq!(
+        report.rows_inserted as i64,
+        e.expected("2026-11-01", TODAY).0
+    );
+    assert_eq!(e.stored().await, e.expected("2026-11-01", TODAY));
+    assert_eq!(e.cursor().await.unwrap()["synced_through"], TODAY);
+    let run =
+        e.db.client()
+            .await
+            .query_typed_one("SELECT status, pages FROM etl_runs", &[])
+            .await
+            .unwrap();
+    assert_eq!(
+        (run.get::<_, String>(0), run.get::<_, i32>(1)),
+        ("ok".into(), report.pages)
+    );
+    let metrics = e.transport.depth(catalog::METRICS.name).await.unwrap();
+    assert_eq!(metrics.visible, 30, "one recompute request per day touched");
+}
+
+#[tokio::test]
+async fn re_running_a_window_changes_nothing() {
+    let e = etl().await;
+    etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    let first = e.stored().await;
+    let again = etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.rows_inserted, again.rows_updated as i64),
+        (0, first.0)
+    );
+    assert_eq!(e.stored().await, first);
+}
+
+#[tokio::test]
+async fn a_restated_day_is_updated_not_duplicated() {
+    let e = etl().await;
+    etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    let before = e.stored().await;
+    e.standins.meta_faults().restate_day(day("2026-11-20"));
+    etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    let after = e.stored().await;
+    assert_eq!(after.0, before.0, "no new rows");
+    assert_ne!(after.4, before.4, "the day's conversions changed");
+    assert_eq!(after, e.expected("2026-11-01", TODAY));
+}
+
+#[tokio::test]
+async fn throttling_is_waited_out() {
+    let e = etl().await;
+    e.standins.meta_faults().throttle_next(2);
+    let report = etl::run(&e.deps, &e.run("2026-11-24", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert_eq!(e.standins.meta_faults().count(Outcome::Throttled), 2);
+    assert_eq!(e.stored().await, e.expected("2026-11-24", TODAY));
+}
+
+#[tokio::test]
+async fn an_expired_token_fails_the_run_without_retrying() {
+    let e = etl().await;
+    e.standins.meta_faults().expire_token();
+    let report = etl::run(&e.deps, &e.run("2026-11-24", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        report.error.as_deref().unwrap().contains("authentication"),
+        "{report:?}"
+    );
+    assert_eq!(
+        e.standins.meta_faults().request_count(),
+        1,
+        "no retry for a dead token"
+    );
+    assert_eq!(e.cursor().await, None);
+    let error: Option<String> =
+        e.db.client()
+            .await
+            .query_typed_one("SELECT error FROM etl_runs WHERE status = 'failed'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert!(error.unwrap().contains("190"));
+}
+
+#[tokio::test]
+async fn a_failure_mid_run_leaves_the_window_unsynced_and_the_next_run_recovers() {
+    let mut e = etl().await;
+    e.deps.retry = fast_retries(0);
+    e.standins.meta_faults().fail_at_page(2);
+    let failed = etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(
+        failed.pages, 1,
+        "the first page was stored before the failure"
+    );
+    assert_eq!(e.cursor().await, None, "the window is not marked synced");
+    let recovered = etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(recovered.status, RunStatus::Ok);
+    assert_eq!(e.stored().await, e.expected("2026-11-01", TODAY));
+    assert_eq!(e.cursor().await.unwrap()["synced_through"], TODAY);
+}
+
+#[tokio::test]
+async fn a_run_that_finds_the_account_leased_is_skipped() {
+    let e = etl().await;
+    let client = e.deps.pool.get().await.unwrap();
+    let held = shared::lease::try_acquire(
+        &**client,
+        &format!("etl:meta:{DEFAULT_META_ACCOUNT}"),
+        "other",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let report = etl::run(&e.deps, &e.run("2026-11-24", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Skipped);
+    assert_eq!(
+        e.standins.meta_faults().request_count(),
+        0,
+        "nothing fetched"
+    );
+    held.release(&**client).await.unwrap();
+    let window = e.run("2026-11-24", TODAY);
+    let (a, b) = tokio::join!(
+        etl::run(&e.deps, &window, "worker-a"),
+        etl::run(&e.deps, &window, "worker-b")
+    );
+    let statuses = [a.unwrap().status, b.unwrap().status];
+    assert!(statuses.contains(&RunStatus::Ok), "{statuses:?}");
+    assert_eq!(e.stored().await, e.expected("2026-11-24", TODAY));
+}
+
+#[tokio::test]
+async fn dispatch_enqueues_one_run_per_account_even_when_fired_twice() {
+    let e = etl().await;
+    assert_eq!(
+        etl::dispatch(&e.deps, Platform::Meta, day(TODAY))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        etl::dispatch(&e.deps, Platform::Meta, day(TODAY))
+            .await
+            .unwrap(),
+        1
+    );
+    let queued = e
+        .transport
+        .receive(catalog::ETL.name, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "the second firing is deduplicated");
+    let run: EtlRun = serde_json::from_str(&queued[0].body).unwrap();
+    assert_eq!(
+        (run.window_start, run.window_end),
+        (day("2026-11-03"), day(TODAY)),
+        "28 days of lookback"
+    );
+    assert_eq!(queued[0].group_id, format!("meta:{DEFAULT_META_ACCOUNT}"));
+}
