@@ -10,12 +10,13 @@
 //!   advances the connection's cursor and asks the metrics agent to recompute the dates it
 //!   touched. A failure is recorded with its reason and logged as an alert; the cursor does
 //!   not move, so the next run fetches the window again (upserts make that harmless).
-//! * [`meta`] reads Meta's Ads Insights.
+//! * [`meta`] reads Meta's Ads Insights, [`tiktok`] TikTok's daily ad report.
 //!
 //! Rows are keyed by (platform, account, ad, day in the account's timezone): re-running any
 //! window yields identical tables.
 
 pub mod meta;
+pub mod tiktok;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -41,12 +42,14 @@ pub const LEASE_TTL: Duration = Duration::from_secs(120);
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Meta,
+    Tiktok,
 }
 
 impl Platform {
     pub fn as_str(self) -> &'static str {
         match self {
             Platform::Meta => "meta",
+            Platform::Tiktok => "tiktok",
         }
     }
 
@@ -55,6 +58,7 @@ impl Platform {
     pub fn lookback_days(self) -> i64 {
         match self {
             Platform::Meta => 28,
+            Platform::Tiktok => 7,
         }
     }
 }
@@ -157,12 +161,14 @@ pub enum EtlError {
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub meta_base_url: String,
+    pub tiktok_base_url: String,
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
         Self {
             meta_base_url: "https://graph.facebook.com".into(),
+            tiktok_base_url: "https://business-api.tiktok.com".into(),
         }
     }
 }
@@ -252,10 +258,18 @@ async fn connection(deps: &EtlDeps, id: Uuid) -> Result<Connection, EtlError> {
 }
 
 /// Fetches one page, classifying the platform's error answers.
-async fn fetch(deps: &EtlDeps, url: &str) -> Result<Page, ExtractError> {
-    let response = deps
-        .http
-        .get(url)
+async fn fetch(
+    deps: &EtlDeps,
+    platform: Platform,
+    url: &str,
+    token: &str,
+) -> Result<Page, ExtractError> {
+    let request = match platform {
+        // Meta takes the token in the query (already in `url`).
+        Platform::Meta => deps.http.get(url),
+        Platform::Tiktok => deps.http.get(url).header("Access-Token", token),
+    };
+    let response = request
         .send()
         .await
         .map_err(|error| ExtractError::Http(error.to_string()))?;
@@ -266,11 +280,27 @@ async fn fetch(deps: &EtlDeps, url: &str) -> Result<Page, ExtractError> {
         .await
         .map_err(|error| ExtractError::Http(error.to_string()))?;
     if !status.is_success() {
-        return Err(meta::classify(status, &headers, &body));
+        return Err(match platform {
+            Platform::Meta => meta::classify(status, &headers, &body),
+            Platform::Tiktok => {
+                match shared::retry::classify_http(status, &headers, std::time::SystemTime::now()) {
+                    RetryClass::Transient { retry_after } => ExtractError::Throttled {
+                        message: format!("TikTok HTTP {status}"),
+                        retry_after,
+                    },
+                    RetryClass::Permanent => {
+                        ExtractError::Api(format!("TikTok HTTP {status}: {body}"))
+                    }
+                }
+            }
+        });
     }
     let json: serde_json::Value =
         serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    meta::parse_page(&json)
+    match platform {
+        Platform::Meta => meta::parse_page(&json),
+        Platform::Tiktok => tiktok::parse_page(&json, url),
+    }
 }
 
 /// Upserts one page under the lease; returns (inserted, updated).
@@ -459,16 +489,44 @@ async fn extract_and_load(
     report: &mut RunReport,
 ) -> Result<(), EtlError> {
     let connection = connection(deps, run.connection_id).await?;
-    let mut url = Some(meta::first_page(
-        &deps.endpoints.meta_base_url,
-        &run.account_id,
-        run.window_start,
-        run.window_end,
-        &connection.access_token,
-    ));
+    let starts = match run.platform {
+        Platform::Meta => vec![meta::first_page(
+            &deps.endpoints.meta_base_url,
+            &run.account_id,
+            run.window_start,
+            run.window_end,
+            &connection.access_token,
+        )],
+        Platform::Tiktok => tiktok::first_pages(
+            &deps.endpoints.tiktok_base_url,
+            &run.account_id,
+            run.window_start,
+            run.window_end,
+        ),
+    };
     let mut dates = BTreeSet::new();
+    for start in starts {
+        walk(deps, run, lease, report, &connection, start, &mut dates).await?;
+    }
+    complete(deps, lease, run, connection.workspace_id, &dates).await
+}
+
+/// Follows one chain of pages from `url`, storing each page before asking for the next.
+async fn walk(
+    deps: &EtlDeps,
+    run: &EtlRun,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+    url: String,
+    dates: &mut BTreeSet<NaiveDate>,
+) -> Result<(), EtlError> {
+    let mut url = Some(url);
     while let Some(page_url) = url {
-        let page = retry(deps.retry, || fetch(deps, &page_url)).await?;
+        let page = retry(deps.retry, || {
+            fetch(deps, run.platform, &page_url, &connection.access_token)
+        })
+        .await?;
         let (inserted, updated) = upsert(
             deps,
             lease,
@@ -487,5 +545,5 @@ async fn extract_and_load(
         lease.renew(&**client).await?;
         url = page.next;
     }
-    complete(deps, lease, run, connection.workspace_id, &dates).await
+    Ok(())
 }

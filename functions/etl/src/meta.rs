@@ -49,7 +49,8 @@ pub fn first_page(
     format!("{base_url}/{API_VERSION}/act_{account_id}/insights?{query}")
 }
 
-fn form_query(pairs: &[(&str, &str)]) -> String {
+/// `key=value&…`, percent-encoding values.
+pub(crate) fn form_query(pairs: &[(&str, &str)]) -> String {
     let mut query = String::new();
     for (index, (key, value)) in pairs.iter().enumerate() {
         if index > 0 {

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
 use integration_tests::test_db::TestDb;
 use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use local_stack::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use local_stack::standins::{Outcome, StandinConfig, Standins};
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
@@ -72,6 +73,7 @@ async fn etl() -> Etl {
         http: reqwest::Client::new(),
         endpoints: Endpoints {
             meta_base_url: standins.meta_base_url(),
+            tiktok_base_url: standins.tiktok_base_url(),
         },
         retry: fast_retries(3),
     };
@@ -333,4 +335,105 @@ async fn dispatch_enqueues_one_run_per_account_even_when_fired_twice() {
         "28 days of lookback"
     );
     assert_eq!(queued[0].group_id, format!("meta:{DEFAULT_META_ACCOUNT}"));
+}
+
+/// A TikTok connection in the same workspace.
+async fn tiktok_connection(e: &Etl) -> Uuid {
+    e.db.client()
+        .await
+        .query_typed_one(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+             SELECT workspace_id, 'tiktok', $1, $2, 'USD' FROM connections LIMIT 1 RETURNING id",
+            &[(&DEFAULT_TIKTOK_ADVERTISER, Type::TEXT), (&DEFAULT_TIKTOK_TOKEN, Type::TEXT)],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn tiktok_run(connection: Uuid, start: &str, end: &str) -> EtlRun {
+    EtlRun {
+        platform: Platform::Tiktok,
+        connection_id: connection,
+        account_id: DEFAULT_TIKTOK_ADVERTISER.into(),
+        window_start: day(start),
+        window_end: day(end),
+    }
+}
+
+#[tokio::test]
+async fn tiktok_windows_over_30_days_are_split_and_dashes_stay_null() {
+    let e = etl().await;
+    let connection = tiktok_connection(&e).await;
+    e.standins.tiktok_faults().throttle_next(1);
+    let report = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-10-01", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    let totals = e.standins.tiktok_faults().expected_totals(
+        DEFAULT_TIKTOK_ADVERTISER,
+        day("2026-10-01"),
+        day(TODAY),
+    );
+    let row = e
+        .db
+        .client()
+        .await
+        .query_typed_one(
+            "SELECT count(*), (sum(spend) * 100)::int8, sum(conversions)::int8, (sum(conversion_value) * 100)::int8,
+                    count(*) FILTER (WHERE conversion_value IS NULL)
+               FROM ad_insights WHERE platform = 'tiktok'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), totals.rows as i64);
+    assert_eq!(row.get::<_, i64>(1), totals.spend_cents);
+    assert_eq!(row.get::<_, i64>(2), totals.purchases as i64);
+    assert_eq!(row.get::<_, i64>(3), totals.purchase_value_cents);
+    assert!(row.get::<_, i64>(4) > 0, "\"-\" is stored as NULL, not 0");
+    let spans: Vec<(String, String)> = e
+        .standins
+        .tiktok_faults()
+        .requests()
+        .iter()
+        .filter(|request| request.outcome == Outcome::Ok)
+        .map(|request| {
+            let param = |name| request.param(name).unwrap_or_default().to_string();
+            (param("start_date"), param("end_date"))
+        })
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .all(|(start, end)| (day(end) - day(start)).num_days() < 30),
+        "{spans:?}"
+    );
+    assert!(spans.len() >= 3, "61 days need three requests: {spans:?}");
+    assert_eq!(
+        e.standins.tiktok_faults().count(Outcome::Throttled),
+        1,
+        "40100 was retried"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_tiktok_token_fails_the_run() {
+    let e = etl().await;
+    let connection = tiktok_connection(&e).await;
+    e.standins.tiktok_faults().expire_token();
+    let report = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-11-24", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.error.unwrap().contains("40105"));
+    assert_eq!(e.standins.tiktok_faults().request_count(), 1);
 }
