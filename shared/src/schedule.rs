@@ -27,7 +27,26 @@ pub const OUTBOX_RELAY: Schedule = Schedule {
     target: "relay",
 };
 
-pub const SCHEDULES: &[&Schedule] = &[&OUTBOX_RELAY];
+/// Each platform's ETL dispatch: one run per active connection, re-reading the platform's
+/// lookback window. Ad platforms restate slowly (every six hours is plenty); orders change
+/// all day.
+pub const ETL_META: Schedule = Schedule {
+    name: "etl-meta",
+    expression: "cron(15 */6 * * ? *)",
+    target: "etl",
+};
+pub const ETL_TIKTOK: Schedule = Schedule {
+    name: "etl-tiktok",
+    expression: "cron(45 */6 * * ? *)",
+    target: "etl",
+};
+pub const ETL_SHOPIFY: Schedule = Schedule {
+    name: "etl-shopify",
+    expression: "rate(15 minutes)",
+    target: "etl",
+};
+
+pub const SCHEDULES: &[&Schedule] = &[&OUTBOX_RELAY, &ETL_META, &ETL_TIKTOK, &ETL_SHOPIFY];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("schedule expression {expression:?}: {reason}")]

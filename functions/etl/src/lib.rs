@@ -10,13 +10,18 @@
 //!   advances the connection's cursor and asks the metrics agent to recompute the dates it
 //!   touched. A failure is recorded with its reason and logged as an alert; the cursor does
 //!   not move, so the next run fetches the window again (upserts make that harmless).
-//! * [`meta`] reads Meta's Ads Insights, [`tiktok`] TikTok's daily ad report.
+//! * [`meta`] reads Meta's Ads Insights, [`tiktok`] TikTok's daily ad report, [`shopify`] a
+//!   shop's orders (by `updated_at`, into `orders`) and also receives Shopify's order webhooks
+//!   ([`router`]: `POST /webhooks/shopify`).
 //!
-//! Rows are keyed by (platform, account, ad, day in the account's timezone): re-running any
-//! window yields identical tables.
+//! Ad rows are keyed by (platform, account, ad, day in the account's timezone), orders by
+//! (shop, order id): re-running any window yields identical tables.
 
 pub mod meta;
+pub mod shopify;
 pub mod tiktok;
+
+pub use shopify::{WebhookDeps, router};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -43,6 +48,7 @@ pub const LEASE_TTL: Duration = Duration::from_secs(120);
 pub enum Platform {
     Meta,
     Tiktok,
+    Shopify,
 }
 
 impl Platform {
@@ -50,15 +56,31 @@ impl Platform {
         match self {
             Platform::Meta => "meta",
             Platform::Tiktok => "tiktok",
+            Platform::Shopify => "shopify",
         }
     }
 
+    /// The platform whose dispatch `schedule` fires, if it is an ETL schedule.
+    pub fn for_schedule(schedule: &shared::schedule::Schedule) -> Option<Self> {
+        use shared::schedule::{ETL_META, ETL_SHOPIFY, ETL_TIKTOK};
+        [
+            (&ETL_META, Platform::Meta),
+            (&ETL_TIKTOK, Platform::Tiktok),
+            (&ETL_SHOPIFY, Platform::Shopify),
+        ]
+        .into_iter()
+        .find(|(known, _)| known.name == schedule.name)
+        .map(|(_, platform)| platform)
+    }
+
     /// Days re-read on every incremental run, because the platform restates conversions
-    /// that long after the fact.
+    /// that long after the fact. For Shopify the lookback is subtracted from the cursor (the
+    /// newest `updated_at` seen) to form `updated_at_min`, so late edits are read again.
     pub fn lookback_days(self) -> i64 {
         match self {
             Platform::Meta => 28,
             Platform::Tiktok => 7,
+            Platform::Shopify => 7,
         }
     }
 }
@@ -162,6 +184,39 @@ pub enum EtlError {
 pub struct Endpoints {
     pub meta_base_url: String,
     pub tiktok_base_url: String,
+    /// Every shop has its own host, so this is a template: `{shop}` is replaced by the shop
+    /// handle (production: `https://{shop}.myshopify.com`); a value without `{shop}` gets
+    /// `/{shop}` appended (the stand-in: `http://127.0.0.1:PORT/shopify`). See
+    /// [`Endpoints::shopify_shop_url`].
+    pub shopify_base_url: String,
+}
+
+impl Endpoints {
+    /// The defaults, overridden by `META_API_BASE_URL`, `TIKTOK_API_BASE_URL` and
+    /// `SHOPIFY_API_BASE_URL` when `lookup` finds them (stand-ins, staging).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut endpoints = Self::default();
+        for (name, field) in [
+            ("META_API_BASE_URL", &mut endpoints.meta_base_url),
+            ("TIKTOK_API_BASE_URL", &mut endpoints.tiktok_base_url),
+            ("SHOPIFY_API_BASE_URL", &mut endpoints.shopify_base_url),
+        ] {
+            if let Some(url) = lookup(name).filter(|url| !url.is_empty()) {
+                *field = url;
+            }
+        }
+        endpoints
+    }
+
+    /// The base URL of one shop's Admin API (append `/admin/api/…`).
+    pub fn shopify_shop_url(&self, shop: &str) -> String {
+        let template = self.shopify_base_url.trim_end_matches('/');
+        if template.contains("{shop}") {
+            template.replace("{shop}", shop)
+        } else {
+            format!("{template}/{shop}")
+        }
+    }
 }
 
 impl Default for Endpoints {
@@ -169,6 +224,7 @@ impl Default for Endpoints {
         Self {
             meta_base_url: "https://graph.facebook.com".into(),
             tiktok_base_url: "https://business-api.tiktok.com".into(),
+            shopify_base_url: "https://{shop}.myshopify.com".into(),
         }
     }
 }
@@ -234,17 +290,19 @@ pub async fn dispatch(
     Ok(messages.len())
 }
 
-struct Connection {
-    workspace_id: Uuid,
-    access_token: String,
+pub(crate) struct Connection {
+    pub(crate) workspace_id: Uuid,
+    pub(crate) access_token: String,
     currency: Option<String>,
+    /// The stored `sync_cursor` (Shopify keeps `{"updated_at": …}` there).
+    pub(crate) cursor: Option<serde_json::Value>,
 }
 
 async fn connection(deps: &EtlDeps, id: Uuid) -> Result<Connection, EtlError> {
     let client = deps.pool.get().await.context("check out a connection")?;
     let row = client
         .query_typed_opt(
-            "SELECT workspace_id, access_token, currency FROM connections WHERE id = $1 AND access_token IS NOT NULL",
+            "SELECT workspace_id, access_token, currency, sync_cursor FROM connections WHERE id = $1 AND access_token IS NOT NULL",
             &[(&id, Type::UUID)],
         )
         .await
@@ -254,20 +312,40 @@ async fn connection(deps: &EtlDeps, id: Uuid) -> Result<Connection, EtlError> {
         workspace_id: row.get(0),
         access_token: row.get(1),
         currency: row.get(2),
+        cursor: row.get(3),
     })
 }
 
-/// Fetches one page, classifying the platform's error answers.
+/// Fetches one page of ad rows, classifying the platform's error answers.
 async fn fetch(
     deps: &EtlDeps,
     platform: Platform,
     url: &str,
     token: &str,
 ) -> Result<Page, ExtractError> {
+    let (_, json) = fetch_json(deps, platform, url, token).await?;
+    match platform {
+        Platform::Meta => meta::parse_page(&json),
+        Platform::Tiktok => tiktok::parse_page(&json, url),
+        Platform::Shopify => Err(ExtractError::Malformed(
+            "Shopify pages carry orders, not ad rows".into(),
+        )),
+    }
+}
+
+/// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
+/// platform's error answer classified.
+pub(crate) async fn fetch_json(
+    deps: &EtlDeps,
+    platform: Platform,
+    url: &str,
+    token: &str,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
     let request = match platform {
         // Meta takes the token in the query (already in `url`).
         Platform::Meta => deps.http.get(url),
         Platform::Tiktok => deps.http.get(url).header("Access-Token", token),
+        Platform::Shopify => deps.http.get(url).header("X-Shopify-Access-Token", token),
     };
     let response = request
         .send()
@@ -293,14 +371,12 @@ async fn fetch(
                     }
                 }
             }
+            Platform::Shopify => shopify::classify(status, &headers, &body),
         });
     }
     let json: serde_json::Value =
         serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    match platform {
-        Platform::Meta => meta::parse_page(&json),
-        Platform::Tiktok => tiktok::parse_page(&json, url),
-    }
+    Ok((headers, json))
 }
 
 /// Upserts one page under the lease; returns (inserted, updated).
@@ -414,22 +490,24 @@ async fn finish_run(
     Ok(())
 }
 
-/// Marks the window synced and asks for the touched dates to be recomputed, under the lease.
-async fn complete(
+/// Marks the window synced (`cursor` becomes the connection's `sync_cursor`; `None` keeps
+/// the stored one) and asks for the touched dates to be recomputed, under the lease.
+pub(crate) async fn complete(
     deps: &EtlDeps,
     lease: &Lease,
     run: &EtlRun,
     workspace: Uuid,
+    cursor: Option<&serde_json::Value>,
     dates: &BTreeSet<NaiveDate>,
 ) -> Result<(), EtlError> {
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     let mut client = deps.pool.get().await.context("check out a connection")?;
     let transaction = client.transaction().await.context("begin completion")?;
     lease.fence(&*transaction).await?;
-    let cursor = serde_json::json!({ "synced_through": run.window_end });
     transaction
         .execute_typed(
-            "UPDATE connections SET sync_cursor = $2, cursor_fencing_token = $3, last_synced_at = now(), updated_at = now()
+            "UPDATE connections SET sync_cursor = COALESCE($2, sync_cursor), cursor_fencing_token = $3,
+                    last_synced_at = now(), updated_at = now()
               WHERE id = $1 AND cursor_fencing_token <= $3",
             &[(&run.connection_id, Type::UUID), (&cursor, Type::JSONB), (&lease.token, Type::INT8)],
         )
@@ -489,7 +567,28 @@ async fn extract_and_load(
     report: &mut RunReport,
 ) -> Result<(), EtlError> {
     let connection = connection(deps, run.connection_id).await?;
-    let starts = match run.platform {
+    if run.platform == Platform::Shopify {
+        return shopify::extract_and_load(deps, run, lease, report, &connection).await;
+    }
+    let mut dates = BTreeSet::new();
+    for start in ad_pages(deps, run, &connection) {
+        walk(deps, run, lease, report, &connection, start, &mut dates).await?;
+    }
+    let cursor = serde_json::json!({ "synced_through": run.window_end });
+    complete(
+        deps,
+        lease,
+        run,
+        connection.workspace_id,
+        Some(&cursor),
+        &dates,
+    )
+    .await
+}
+
+/// The first page of every request an ad platform's window needs.
+fn ad_pages(deps: &EtlDeps, run: &EtlRun, connection: &Connection) -> Vec<String> {
+    match run.platform {
         Platform::Meta => vec![meta::first_page(
             &deps.endpoints.meta_base_url,
             &run.account_id,
@@ -503,12 +602,28 @@ async fn extract_and_load(
             run.window_start,
             run.window_end,
         ),
-    };
-    let mut dates = BTreeSet::new();
-    for start in starts {
-        walk(deps, run, lease, report, &connection, start, &mut dates).await?;
+        Platform::Shopify => Vec::new(),
     }
-    complete(deps, lease, run, connection.workspace_id, &dates).await
+}
+
+/// Fetches every page of an ad platform's window without storing anything; returns the
+/// number of rows. For the benchmark, which compares a run with what the API side alone
+/// can serve.
+pub async fn fetch_window(deps: &EtlDeps, run: &EtlRun) -> Result<usize, EtlError> {
+    let connection = connection(deps, run.connection_id).await?;
+    let mut rows = 0;
+    for start in ad_pages(deps, run, &connection) {
+        let mut url = Some(start);
+        while let Some(page_url) = url {
+            let page = retry(deps.retry, || {
+                fetch(deps, run.platform, &page_url, &connection.access_token)
+            })
+            .await?;
+            rows += page.rows.len();
+            url = page.next;
+        }
+    }
+    Ok(rows)
 }
 
 /// Follows one chain of pages from `url`, storing each page before asking for the next.

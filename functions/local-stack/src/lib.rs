@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use throwaway_postgres::ThrowawayPostgres;
 
 /// The agents this process hosts.
-pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics"];
+pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics", "etl"];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
 /// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
@@ -45,6 +45,8 @@ pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_local";
 pub const LOCAL_POSTHOG_TOKEN: &str = "phc_local";
 pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
 pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
+/// The Shopify webhook secret when `SHOPIFY_WEBHOOK_SECRET` is not set.
+pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -53,6 +55,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Stripe endpoint secrets the billing route accepts.
     pub stripe_webhook_secrets: Vec<String>,
+    /// Shopify app secrets the order webhook route accepts.
+    pub shopify_webhook_secrets: Vec<String>,
 }
 
 /// Where the stack keeps its data, for the start-up banner.
@@ -171,9 +175,24 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         pool: pool.clone(),
         transport: transport.clone(),
     });
+    let shopify_webhooks = Arc::new(etl::WebhookDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+        webhook_secrets: options.shopify_webhook_secrets.clone(),
+    });
+    let etl = Arc::new(etl::EtlDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?,
+        endpoints: etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
+        retry: shared::retry::RetryPolicy::default(),
+    });
     let router = status::router(status)
         .merge(billing::router(billing))
-        .merge(analytics::router(analytics));
+        .merge(analytics::router(analytics))
+        .merge(etl::router(shopify_webhooks));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -193,7 +212,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     for schedule in SCHEDULES {
         let cadence = schedule.cadence()?;
-        let handler = schedule_handler(schedule, &relay)?;
+        let handler = schedule_handler(schedule, &relay, &etl)?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let mut next = cadence.next_after(Utc::now());
@@ -206,6 +225,17 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 handler(Tick { schedule, at }).await;
                 next = cadence.next_after(Utc::now());
             }
+        });
+    }
+
+    {
+        let (transport, etl, stop) = (transport.clone(), etl.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let execute = |run: etl::EtlRun| {
+                let etl = etl.clone();
+                async move { etl::run(&etl, &run, "local-stack").await.map(|_| ()) }
+            };
+            shared::queue::consumer::poll(transport.as_ref(), &catalog::ETL, execute, stop).await;
         });
     }
 
@@ -237,8 +267,33 @@ type ScheduleHandler = Box<
 fn schedule_handler(
     schedule: &Schedule,
     relay: &Arc<relay::RelayDeps>,
+    etl: &Arc<etl::EtlDeps>,
 ) -> anyhow::Result<ScheduleHandler> {
     match schedule.target {
+        "etl" => {
+            let platform = etl::Platform::for_schedule(schedule).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "schedule {} targets etl but names no platform",
+                    schedule.name
+                )
+            })?;
+            let etl = etl.clone();
+            Ok(Box::new(move |tick: Tick| {
+                let etl = etl.clone();
+                Box::pin(async move {
+                    match etl::dispatch(&etl, platform, tick.at.date_naive()).await {
+                        Ok(enqueued) => tracing::debug!(
+                            schedule = tick.schedule.name,
+                            enqueued,
+                            "ETL runs enqueued"
+                        ),
+                        Err(error) => {
+                            tracing::error!(schedule = tick.schedule.name, %error, "ETL dispatch failed")
+                        }
+                    }
+                })
+            }))
+        }
         "relay" => {
             let relay = relay.clone();
             Ok(Box::new(move |tick: Tick| {

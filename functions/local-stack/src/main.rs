@@ -33,10 +33,13 @@ fn options() -> anyhow::Result<local_stack::Options> {
         .filter(|url| !url.is_empty());
     let stripe_webhook_secrets = billing::webhook_secrets(|name| std::env::var(name).ok())
         .unwrap_or_else(|_| vec![local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET.to_string()]);
+    let shopify_webhook_secrets = etl::shopify::webhook_secrets(|name| std::env::var(name).ok())
+        .unwrap_or_else(|_| vec![local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET.to_string()]);
     Ok(local_stack::Options {
         listen,
         database_url,
         stripe_webhook_secrets,
+        shopify_webhook_secrets,
     })
 }
 
@@ -72,6 +75,11 @@ async fn main() -> anyhow::Result<()> {
         "  mixpanel  {}/track and /import (project token {})",
         stack.url(),
         local_stack::LOCAL_MIXPANEL_TOKEN
+    );
+    println!(
+        "  shopify   POST {}/webhooks/shopify (app secret: SHOPIFY_WEBHOOK_SECRET, default {})",
+        stack.url(),
+        local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET
     );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;

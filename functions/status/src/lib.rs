@@ -31,6 +31,9 @@ pub struct StatusReport {
     /// Events received in the last 24 hours (the KPI wants more than 100 a day); `None`
     /// when the database could not say.
     pub events_last_24h: Option<i64>,
+    /// Share of finished ETL runs in the last 7 days that succeeded (skipped runs are not
+    /// counted: another run held the account); `None` without finished runs.
+    pub etl_success_rate_7d: Option<f64>,
     pub agents: Vec<&'static str>,
 }
 
@@ -86,6 +89,11 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
     let ok = database.reachable
         && database.migration_version.is_some()
         && queues.iter().all(|queue| queue.error.is_none());
+    let etl_success_rate_7d = if database.migration_version.is_some() {
+        etl_success_rate_7d(&deps.pool).await
+    } else {
+        None
+    };
     let events_last_24h = if database.migration_version.is_some() {
         events_last_24h(&deps.pool).await
     } else {
@@ -96,6 +104,7 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
         database,
         queues,
         events_last_24h,
+        etl_success_rate_7d,
         agents: deps.agents.clone(),
     }
 }
@@ -117,6 +126,20 @@ async fn events_last_24h(pool: &Pool) -> Option<i64> {
         .await
         .ok()?;
     Some(row.get(0))
+}
+
+async fn etl_success_rate_7d(pool: &Pool) -> Option<f64> {
+    let client = pool.get().await.ok()?;
+    let row = client
+        .query_typed_one(
+            "SELECT (count(*) FILTER (WHERE status = 'ok'))::float8
+                    / NULLIF(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0)
+               FROM etl_runs WHERE started_at > now() - interval '7 days'",
+            &[],
+        )
+        .await
+        .ok()?;
+    row.get(0)
 }
 
 async fn status_json(State(deps): State<Arc<StatusDeps>>) -> (StatusCode, Json<StatusReport>) {

@@ -26,6 +26,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url,
         stripe_webhook_secrets: vec!["whsec_test".into()],
+        shopify_webhook_secrets: vec!["shopify_test".into()],
     }
 }
 

@@ -56,6 +56,7 @@ impl Fixture {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: Some(db.url.clone()),
             stripe_webhook_secrets: vec!["whsec_test".into()],
+            shopify_webhook_secrets: vec!["shopify_test".into()],
         })
         .await
         .expect("start the local stack");

@@ -211,12 +211,25 @@ fn functions_are_arm64_al2023_built_by_cargo_lambda() {
             "{name}: CodeUri {code_uri}"
         );
         let binary = code_uri.trim_end_matches('/').rsplit('/').next().unwrap();
-        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../functions")
-            .join(binary);
         assert!(
-            crate_dir.join("Cargo.toml").exists(),
-            "{name}: no crate functions/{binary}"
+            binary_exists(binary),
+            "{name}: no crate functions/{binary} and no src/bin/{binary}.rs"
         );
     }
+}
+
+/// A binary is a crate's main (`functions/<name>`) or one of its `src/bin/<name>.rs`.
+fn binary_exists(binary: &str) -> bool {
+    let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    functions.join(binary).join("Cargo.toml").exists()
+        || std::fs::read_dir(&functions)
+            .unwrap()
+            .flatten()
+            .any(|entry| {
+                entry
+                    .path()
+                    .join("src/bin")
+                    .join(format!("{binary}.rs"))
+                    .exists()
+            })
 }

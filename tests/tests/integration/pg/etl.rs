@@ -74,6 +74,7 @@ async fn etl() -> Etl {
         endpoints: Endpoints {
             meta_base_url: standins.meta_base_url(),
             tiktok_base_url: standins.tiktok_base_url(),
+            shopify_base_url: format!("{}/shopify", standins.url()),
         },
         retry: fast_retries(3),
     };

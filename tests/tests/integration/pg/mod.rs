@@ -11,4 +11,5 @@ mod outbox;
 mod pool;
 mod queue_contract;
 mod retry;
+mod shopify;
 mod status;

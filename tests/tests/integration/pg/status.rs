@@ -89,3 +89,32 @@ async fn an_unreachable_database_is_reported_not_hidden() {
             .is_some_and(|e| !e.is_empty())
     );
 }
+
+#[tokio::test]
+async fn kpis_come_from_the_tables_they_summarise() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO etl_runs (platform, account_id, window_start, window_end, status)
+             SELECT 'meta', 'a', current_date, current_date, status
+               FROM unnest(ARRAY['ok', 'ok', 'ok', 'failed', 'skipped', 'running']) AS s(status);
+             INSERT INTO etl_runs (platform, account_id, window_start, window_end, status, started_at)
+             VALUES ('meta', 'a', current_date, current_date, 'failed', now() - interval '8 days');
+             INSERT INTO workspaces (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'w');
+             INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp, received_at)
+             SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'posthog', 'u', 'e', now(), now() - make_interval(hours => h)
+               FROM generate_series(1, 30) AS h;",
+        )
+        .await
+        .unwrap();
+    let pool = db.pool(2);
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let (code, json) = get_status(pool, transport).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        json["etl_success_rate_7d"], 0.75,
+        "3 ok of 4 finished in the last 7 days: {json}"
+    );
+    assert_eq!(json["events_last_24h"], 23, "{json}");
+}

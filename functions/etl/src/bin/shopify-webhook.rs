@@ -1,0 +1,17 @@
+//! Lambda entrypoint of `POST /webhooks/shopify` (orders/create, orders/updated,
+//! refunds/create): the ETL agent's push half, an HTTP function beside the `etl` consumer.
+
+use std::sync::Arc;
+
+use shared::lambda::{Container, LambdaError};
+
+#[tokio::main]
+async fn main() -> Result<(), LambdaError> {
+    let container = Container::init().await?;
+    let deps = etl::WebhookDeps {
+        pool: container.pool,
+        transport: container.transport,
+        webhook_secrets: etl::shopify::webhook_secrets(|name| std::env::var(name).ok())?,
+    };
+    shared::lambda::http::serve(etl::router(Arc::new(deps))).await
+}

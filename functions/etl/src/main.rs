@@ -1,0 +1,57 @@
+//! Lambda entrypoint of the ETL agent. One function serves both halves: the `etl-meta`,
+//! `etl-tiktok` and `etl-shopify` schedules dispatch runs onto `etl.fifo`, and batches from
+//! `etl.fifo` execute them (group = platform and account, so one account's runs never
+//! overlap). One queue has one consumer, hence one function for every platform.
+//!
+//! Base URLs: see [`etl::Endpoints::from_lookup`]. The Shopify webhook route is served by the
+//! `shopify-webhook` binary, an HTTP function.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use etl::{Endpoints, EtlDeps, EtlRun, Platform};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use shared::lambda::schedule::tick_from_event;
+use shared::lambda::{Container, LambdaError};
+use shared::retry::RetryPolicy;
+
+async fn handle(deps: &EtlDeps, payload: Value, holder: &str) -> Result<Value, LambdaError> {
+    if payload.get("Records").is_some() {
+        let event: SqsEvent = serde_json::from_value(payload)?;
+        // A run that fails is recorded and alerted, and the next schedule tries again, so
+        // only infrastructure errors (database, lease bookkeeping) send a message back.
+        let response = shared::lambda::sqs::handle_batch(&event, |run: EtlRun| async move {
+            etl::run(deps, &run, holder).await.map(|_| ())
+        })
+        .await?;
+        return Ok(serde_json::to_value(response)?);
+    }
+    let event: EventBridgeEvent = serde_json::from_value(payload)?;
+    let tick = tick_from_event(&event)?;
+    let platform = Platform::for_schedule(tick.schedule)
+        .ok_or_else(|| format!("schedule {} does not dispatch ETL runs", tick.schedule.name))?;
+    let enqueued = etl::dispatch(deps, platform, tick.at.date_naive()).await?;
+    Ok(json!({ "enqueued": enqueued }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), LambdaError> {
+    let container = Container::init().await?;
+    let deps = Arc::new(EtlDeps {
+        pool: container.pool,
+        transport: container.transport,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?,
+        endpoints: Endpoints::from_lookup(|name| std::env::var(name).ok()),
+        retry: RetryPolicy::default(),
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let deps = deps.clone();
+        async move { handle(&deps, event.payload, &event.context.request_id).await }
+    }))
+    .await
+}

@@ -1,0 +1,926 @@
+//! Shopify orders into `orders`: pulled by the ETL run and pushed by Shopify's webhooks, one
+//! row per (shop, order id) whichever way it came.
+//!
+//! **Polling** ([`extract_and_load`], called by [`crate::run`] for [`Platform::Shopify`]):
+//! `GET {shop}/admin/api/2024-10/orders.json?status=any&updated_at_min=…&limit=250&order=updated_at asc`
+//! with `X-Shopify-Access-Token`, following `Link: <…>; rel="next"` verbatim (a follow-up
+//! carries only `page_info`, as Shopify requires). `updated_at_min` is the connection's
+//! cursor (`sync_cursor->>'updated_at'`, the newest `updated_at` seen) minus the lookback
+//! ([`Platform::lookback_days`], 7), because an order edited while a run was paging, or
+//! stamped slightly out of order, would otherwise be skipped for good; a first run without a
+//! cursor starts at the run's `window_start` (midnight UTC), so a backfill is a run with an
+//! early window. `window_end` is not sent: a run reads everything changed up to now.
+//!
+//! Throttling: a 429 is retried by the shared [`retry`] honouring `Retry-After` (Shopify
+//! sends fractional seconds, `2.0`, which [`classify`] reads); a 401/403 is an auth failure
+//! and never retried. `X-Shopify-Shop-Api-Call-Limit: n/40` is read after every page: above
+//! 80 % of the bucket the run pauses ([`pause_for`]) about as long as the standard 2 req/s
+//! leak needs to bring it back under 80 %, so other apps sharing the shop's bucket keep
+//! room and we rarely see a 429 at all.
+//!
+//! **Writing** ([`upsert_orders`], used by both paths): one set-based statement per page,
+//! fenced by the run's lease on the poll path. Newest state wins: an existing row is only
+//! rewritten by a copy with a later `updated_at`, or the same `updated_at` and a different
+//! payload (so re-reading the lookback window rewrites nothing and only real changes are
+//! counted as updated and sent to the metrics agent). Refunds are stored by refund id in
+//! `order_refunds` and an order's `refunded_amount` is their sum, so a refund reported by a
+//! webhook and again inside a polled order counts once, in either order. `net_revenue` is a
+//! generated column: `total_price − refunded_amount` (at least 0), and 0 for a `voided`
+//! order whose payment was never captured; a cancelled paid order nets what was not
+//! refunded (Shopify refunds it on cancellation, so usually 0). Changed orders are reported
+//! to the metrics agent by the UTC date of `processed_at` (when the sale counted; falling
+//! back to `created_at`), which does not move when an order is later refunded or edited.
+//!
+//! **Webhooks** ([`router`]: `POST /webhooks/shopify`): `X-Shopify-Hmac-Sha256` is checked
+//! over the raw body against every configured secret (several during a rotation) — a bad
+//! one is a 401 and nothing is written; a body that is not the topic's JSON is a 400 with
+//! the reason; more than [`MAX_WEBHOOK_BYTES`] is a 413. `X-Shopify-Shop-Domain` names the
+//! `connections` row (platform `shopify`, `external_account_id` = the shop handle or its
+//! domain) whose workspace owns the order. The delivery's `X-Shopify-Webhook-Id` is inserted
+//! into `shopify_webhook_deliveries` in the same transaction as its effect, so a redelivery
+//! changes nothing. `orders/*` topics carry the order and go through [`upsert_orders`];
+//! `refunds/create` carries only the refund: it is stored and, if the order is already here,
+//! the order's refunded amount (and `raw.refunds`) is updated without calling Shopify on the
+//! hot path — the rest of the order (financial status) arrives with the `orders/updated`
+//! Shopify sends alongside, or the next poll. Other topics are recorded and acknowledged.
+//! A shop we have no connection for is acknowledged and not recorded, so the poll of a
+//! connection added later still sees everything.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Value, json};
+use shared::db::{DbContext, DbError, Pool};
+use shared::lease::Lease;
+use shared::messages::MetricsRecompute;
+use shared::queue::outbox::Outbox;
+use shared::queue::{Message, QueueError, Transport};
+use shared::retry::{RetryClass, retry};
+use shared::settings::{Env, SettingsError};
+use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::{
+    Connection, EtlDeps, EtlError, EtlRun, ExtractError, Platform, RunReport, complete, fetch_json,
+};
+
+/// The Admin API version the requests name.
+pub const API_VERSION: &str = "2024-10";
+/// Orders a page asks for (Shopify's maximum).
+pub const PAGE_LIMIT: u32 = 250;
+/// Order webhooks are a few kilobytes; a very large order stays well under this.
+pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
+/// The longest pause [`pause_for`] asks for.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// The shop handle (`demo-store`) of a handle or a `demo-store.myshopify.com` domain.
+pub fn shop_handle(shop: &str) -> &str {
+    let shop = shop.trim();
+    shop.strip_suffix(".myshopify.com").unwrap_or(shop)
+}
+
+/// `updated_at_min` of a run: the cursor minus the lookback, or the window start.
+pub fn updated_at_min(
+    cursor: Option<DateTime<Utc>>,
+    window_start: NaiveDate,
+    lookback_days: i64,
+) -> DateTime<Utc> {
+    match cursor {
+        Some(newest) => newest - chrono::Duration::days(lookback_days),
+        None => window_start.and_time(NaiveTime::MIN).and_utc(),
+    }
+}
+
+/// The newest `updated_at` a stored cursor (`{"updated_at": "…"}`) names.
+pub fn cursor_updated_at(cursor: &Value) -> Option<DateTime<Utc>> {
+    timestamp(cursor.get("updated_at"))
+}
+
+/// The first page's URL for a shop (`shop_url` as [`crate::Endpoints::shopify_shop_url`]).
+pub fn first_page(shop_url: &str, since: DateTime<Utc>) -> String {
+    let since = since.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let limit = PAGE_LIMIT.to_string();
+    let query = crate::meta::form_query(&[
+        ("status", "any"),
+        ("updated_at_min", &since),
+        ("limit", &limit),
+        ("order", "updated_at asc"),
+    ]);
+    format!(
+        "{}/admin/api/{API_VERSION}/orders.json?{query}",
+        shop_url.trim_end_matches('/')
+    )
+}
+
+/// One refund: its id, order, and the money it returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refund {
+    pub refund_id: i64,
+    pub order_id: i64,
+    /// The sum of its successful `refund` transactions.
+    pub amount: Decimal,
+    pub created_at: Option<DateTime<Utc>>,
+    pub raw: Value,
+}
+
+/// The columns of an order we keep, plus the whole payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub order_id: i64,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub currency: String,
+    pub total_price: Decimal,
+    pub subtotal_price: Option<Decimal>,
+    pub total_tax: Option<Decimal>,
+    pub total_discounts: Option<Decimal>,
+    pub financial_status: Option<String>,
+    pub customer_id: Option<i64>,
+    pub customer_email: Option<String>,
+    pub refunds: Vec<Refund>,
+    pub raw: Value,
+}
+
+/// One page of orders and where the next one is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrdersPage {
+    pub orders: Vec<Order>,
+    pub next: Option<String>,
+    /// `X-Shopify-Shop-Api-Call-Limit` as (used, bucket size).
+    pub call_limit: Option<(u32, u32)>,
+}
+
+fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value?.as_str()?)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+fn decimal(value: Option<&Value>) -> Option<Decimal> {
+    match value? {
+        Value::String(text) => text.trim().parse().ok(),
+        Value::Number(number) => number.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn id(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Number(number) => number.as_i64(),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value?.as_str().map(str::to_string)
+}
+
+/// Reads a refund (`refunds/create` body, or one entry of an order's `refunds`).
+pub fn parse_refund(body: &Value) -> Result<Refund, String> {
+    let refund_id = id(body.get("id")).ok_or("refund without a numeric `id`")?;
+    let order_id = id(body.get("order_id")).ok_or("refund without a numeric `order_id`")?;
+    let mut amount = Decimal::ZERO;
+    for transaction in body
+        .get("transactions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let kind = transaction.get("kind").and_then(Value::as_str);
+        let status = transaction.get("status").and_then(Value::as_str);
+        if kind == Some("refund") && matches!(status, None | Some("success")) {
+            amount += decimal(transaction.get("amount"))
+                .ok_or("refund transaction without a decimal `amount`")?;
+        }
+    }
+    Ok(Refund {
+        refund_id,
+        order_id,
+        amount,
+        created_at: timestamp(body.get("created_at")),
+        raw: body.clone(),
+    })
+}
+
+/// Reads an order (one entry of `orders`, or an `orders/*` webhook body).
+pub fn parse_order(body: &Value) -> Result<Order, String> {
+    let order_id = id(body.get("id")).ok_or("order without a numeric `id`")?;
+    let at = |key: &str| -> Result<DateTime<Utc>, String> {
+        timestamp(body.get(key)).ok_or_else(|| format!("order {order_id} without a valid `{key}`"))
+    };
+    let money = |key: &str| -> Result<Option<Decimal>, String> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            value => decimal(value)
+                .map(Some)
+                .ok_or_else(|| format!("order {order_id}: `{key}` is not a decimal")),
+        }
+    };
+    let refunds = body
+        .get("refunds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|refund| {
+            let mut refund = refund.clone();
+            // Shopify repeats it, but do not depend on that inside an order.
+            if refund.get("order_id").is_none() {
+                refund["order_id"] = json!(order_id);
+            }
+            parse_refund(&refund)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let customer = body.get("customer");
+    Ok(Order {
+        order_id,
+        name: text(body.get("name")),
+        created_at: at("created_at")?,
+        updated_at: at("updated_at")?,
+        processed_at: timestamp(body.get("processed_at")),
+        cancelled_at: timestamp(body.get("cancelled_at")),
+        currency: text(body.get("currency"))
+            .ok_or_else(|| format!("order {order_id} without a `currency`"))?,
+        total_price: money("total_price")?
+            .ok_or_else(|| format!("order {order_id} without a `total_price`"))?,
+        subtotal_price: money("subtotal_price")?,
+        total_tax: money("total_tax")?,
+        total_discounts: money("total_discounts")?,
+        financial_status: text(body.get("financial_status")),
+        customer_id: customer.and_then(|customer| id(customer.get("id"))),
+        customer_email: customer
+            .and_then(|customer| text(customer.get("email")))
+            .or_else(|| text(body.get("email"))),
+        refunds,
+        raw: body.clone(),
+    })
+}
+
+/// The URL of `Link: <…>; rel="next"`, if any.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|part| {
+            let (target, params) = part.split_once(';')?;
+            params
+                .split(';')
+                .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
+                .then(|| {
+                    target
+                        .trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+        })
+}
+
+/// `X-Shopify-Shop-Api-Call-Limit: 32/40` as (32, 40).
+pub fn call_limit(headers: &HeaderMap) -> Option<(u32, u32)> {
+    let value = headers
+        .get("x-shopify-shop-api-call-limit")?
+        .to_str()
+        .ok()?;
+    let (used, size) = value.trim().split_once('/')?;
+    Some((used.trim().parse().ok()?, size.trim().parse().ok()?))
+}
+
+/// How long to wait before the next request when the shop's bucket is at `used` of `size`:
+/// nothing below 80 %, else half a second (one leak at the standard 2 req/s) for every
+/// request above 80 %, at most 10 s — e.g. 32/40 → 0.5 s, 40/40 → 4.5 s.
+pub fn pause_for(used: u32, size: u32) -> Option<Duration> {
+    let threshold = size.checked_mul(4)? / 5;
+    if size == 0 || used < threshold {
+        return None;
+    }
+    let over = u64::from(used - threshold + 1);
+    Some(Duration::from_millis(over * 500).min(MAX_PAUSE))
+}
+
+/// Reads one page of `orders.json`.
+pub fn parse_page(headers: &HeaderMap, body: &Value) -> Result<OrdersPage, ExtractError> {
+    let orders = body
+        .get("orders")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ExtractError::Malformed("orders answer without `orders`".into()))?
+        .iter()
+        .map(parse_order)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ExtractError::Malformed)?;
+    Ok(OrdersPage {
+        orders,
+        next: next_link(headers),
+        call_limit: call_limit(headers),
+    })
+}
+
+/// `Retry-After` as Shopify sends it (`2.0`), or as delay-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    shared::retry::retry_after(headers, SystemTime::now()).or_else(|| {
+        let seconds: f64 = headers
+            .get("retry-after")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    })
+}
+
+/// Classifies an error answer: 429 and 5xx are transient, 401/403 an auth failure.
+pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> ExtractError {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|json| json.get("errors").cloned())
+        .map(|errors| match errors {
+            Value::String(text) => text,
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| body.to_string());
+    if matches!(status.as_u16(), 401 | 403) {
+        return ExtractError::Auth(format!("Shopify HTTP {status}: {message}"));
+    }
+    match shared::retry::classify_http(status, headers, SystemTime::now()) {
+        RetryClass::Transient { .. } => ExtractError::Throttled {
+            message: format!("Shopify HTTP {status}: {message}"),
+            retry_after: retry_after(headers),
+        },
+        RetryClass::Permanent => ExtractError::Api(format!("Shopify HTTP {status}: {message}")),
+    }
+}
+
+/// Where a stored copy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Poll,
+    Webhook,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Poll => "poll",
+            Source::Webhook => "webhook",
+        }
+    }
+}
+
+/// What [`upsert_orders`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    pub inserted: i32,
+    pub updated: i32,
+    /// The UTC dates (of `processed_at`, else `created_at`) of the orders that changed.
+    pub dates: BTreeSet<NaiveDate>,
+}
+
+/// Stores refunds by id (an existing one is left alone: refunds do not change).
+async fn store_refunds(
+    transaction: &Transaction<'_>,
+    shop: &str,
+    source: Source,
+    refunds: &[&Refund],
+) -> Result<u64, DbError> {
+    if refunds.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = refunds.iter().map(|refund| refund.refund_id).collect();
+    let orders: Vec<i64> = refunds.iter().map(|refund| refund.order_id).collect();
+    let amounts: Vec<Decimal> = refunds.iter().map(|refund| refund.amount).collect();
+    let created: Vec<Option<DateTime<Utc>>> =
+        refunds.iter().map(|refund| refund.created_at).collect();
+    let raw: Vec<&Value> = refunds.iter().map(|refund| &refund.raw).collect();
+    transaction
+        .execute_typed(
+            "INSERT INTO order_refunds (shop, refund_id, order_id, amount, created_at, raw, source)
+             SELECT $1, id, order_id, amount, created, raw, $2
+               FROM unnest($3::int8[], $4::int8[], $5::numeric[], $6::timestamptz[], $7::jsonb[])
+                    AS r(id, order_id, amount, created, raw)
+             ON CONFLICT (shop, refund_id) DO NOTHING",
+            &[
+                (&shop, Type::TEXT),
+                (&source.as_str(), Type::TEXT),
+                (&ids, Type::INT8_ARRAY),
+                (&orders, Type::INT8_ARRAY),
+                (&amounts, Type::NUMERIC_ARRAY),
+                (&created, Type::TIMESTAMPTZ_ARRAY),
+                (&raw, Type::JSONB_ARRAY),
+            ],
+        )
+        .await
+        .context("store refunds")
+}
+
+/// Upserts orders (and their refunds) in the caller's transaction; newest `updated_at` wins.
+pub async fn upsert_orders(
+    transaction: &Transaction<'_>,
+    shop: &str,
+    workspace: Uuid,
+    run_id: Option<Uuid>,
+    source: Source,
+    orders: &[Order],
+) -> Result<Written, DbError> {
+    // One statement may not touch a row twice: keep the newest copy of each order.
+    let mut newest: HashMap<i64, &Order> = HashMap::with_capacity(orders.len());
+    for order in orders {
+        let entry = newest.entry(order.order_id).or_insert(order);
+        if order.updated_at > entry.updated_at {
+            *entry = order;
+        }
+    }
+    let mut orders: Vec<&Order> = newest.into_values().collect();
+    if orders.is_empty() {
+        return Ok(Written::default());
+    }
+    orders.sort_by_key(|order| order.order_id);
+    let refunds: Vec<&Refund> = orders
+        .iter()
+        .flat_map(|order| order.refunds.iter())
+        .collect();
+    store_refunds(transaction, shop, source, &refunds).await?;
+    let ids: Vec<i64> = orders.iter().map(|order| order.order_id).collect();
+    let names: Vec<Option<&str>> = orders.iter().map(|order| order.name.as_deref()).collect();
+    let at =
+        |f: fn(&Order) -> Option<DateTime<Utc>>| orders.iter().map(|o| f(o)).collect::<Vec<_>>();
+    let money = |f: fn(&Order) -> Option<Decimal>| orders.iter().map(|o| f(o)).collect::<Vec<_>>();
+    let currencies: Vec<&str> = orders.iter().map(|order| order.currency.as_str()).collect();
+    let statuses: Vec<Option<&str>> = orders
+        .iter()
+        .map(|order| order.financial_status.as_deref())
+        .collect();
+    let customers: Vec<Option<i64>> = orders.iter().map(|order| order.customer_id).collect();
+    let emails: Vec<Option<&str>> = orders
+        .iter()
+        .map(|order| order.customer_email.as_deref())
+        .collect();
+    let raw: Vec<&Value> = orders.iter().map(|order| &order.raw).collect();
+    let rows = transaction
+        .query_typed(
+            "INSERT INTO orders AS o (shop, order_id, workspace_id, name, created_at, updated_at, processed_at, cancelled_at,
+                                      currency, total_price, subtotal_price, total_tax, total_discounts, refunded_amount,
+                                      financial_status, customer_id, customer_email, raw, run_id, source)
+             SELECT $1, r.id, $2, r.name, r.created, r.updated, r.processed, r.cancelled, r.currency, r.total, r.subtotal,
+                    r.tax, r.discounts,
+                    COALESCE((SELECT sum(f.amount) FROM order_refunds f WHERE f.shop = $1 AND f.order_id = r.id), 0),
+                    r.status, r.customer, r.email, r.raw, $3, $4
+               FROM unnest($5::int8[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
+                           $10::timestamptz[], $11::text[], $12::numeric[], $13::numeric[], $14::numeric[],
+                           $15::numeric[], $16::text[], $17::int8[], $18::text[], $19::jsonb[])
+                    AS r(id, name, created, updated, processed, cancelled, currency, total, subtotal, tax, discounts,
+                         status, customer, email, raw)
+             ON CONFLICT (shop, order_id) DO UPDATE
+                SET workspace_id = EXCLUDED.workspace_id, name = EXCLUDED.name, created_at = EXCLUDED.created_at,
+                    updated_at = EXCLUDED.updated_at, processed_at = EXCLUDED.processed_at,
+                    cancelled_at = EXCLUDED.cancelled_at, currency = EXCLUDED.currency,
+                    total_price = EXCLUDED.total_price, subtotal_price = EXCLUDED.subtotal_price,
+                    total_tax = EXCLUDED.total_tax, total_discounts = EXCLUDED.total_discounts,
+                    refunded_amount = EXCLUDED.refunded_amount, financial_status = EXCLUDED.financial_status,
+                    customer_id = EXCLUDED.customer_id, customer_email = EXCLUDED.customer_email,
+                    raw = EXCLUDED.raw, run_id = EXCLUDED.run_id, source = EXCLUDED.source, stored_at = now()
+              WHERE o.updated_at < EXCLUDED.updated_at
+                 OR (o.updated_at = EXCLUDED.updated_at
+                     AND (o.raw IS DISTINCT FROM EXCLUDED.raw OR o.refunded_amount IS DISTINCT FROM EXCLUDED.refunded_amount))
+             RETURNING (xmax = 0), (COALESCE(o.processed_at, o.created_at) AT TIME ZONE 'UTC')::date",
+            &[
+                (&shop, Type::TEXT),
+                (&workspace, Type::UUID),
+                (&run_id, Type::UUID),
+                (&source.as_str(), Type::TEXT),
+                (&ids, Type::INT8_ARRAY),
+                (&names, Type::TEXT_ARRAY),
+                (&at(|o| Some(o.created_at)), Type::TIMESTAMPTZ_ARRAY),
+                (&at(|o| Some(o.updated_at)), Type::TIMESTAMPTZ_ARRAY),
+                (&at(|o| o.processed_at), Type::TIMESTAMPTZ_ARRAY),
+                (&at(|o| o.cancelled_at), Type::TIMESTAMPTZ_ARRAY),
+                (&currencies, Type::TEXT_ARRAY),
+                (&money(|o| Some(o.total_price)), Type::NUMERIC_ARRAY),
+                (&money(|o| o.subtotal_price), Type::NUMERIC_ARRAY),
+                (&money(|o| o.total_tax), Type::NUMERIC_ARRAY),
+                (&money(|o| o.total_discounts), Type::NUMERIC_ARRAY),
+                (&statuses, Type::TEXT_ARRAY),
+                (&customers, Type::INT8_ARRAY),
+                (&emails, Type::TEXT_ARRAY),
+                (&raw, Type::JSONB_ARRAY),
+            ],
+        )
+        .await
+        .context("upsert orders")?;
+    let mut written = Written::default();
+    for row in rows {
+        if row.get::<_, bool>(0) {
+            written.inserted += 1;
+        } else {
+            written.updated += 1;
+        }
+        written.dates.insert(row.get(1));
+    }
+    Ok(written)
+}
+
+/// Stores a refund from a webhook and, when its order is stored, recomputes the order's
+/// refunded amount and appends the refund to its `raw.refunds`. `None` when the refund was
+/// already known; `Some(None)` when it waits for its order.
+async fn apply_refund(
+    transaction: &Transaction<'_>,
+    shop: &str,
+    refund: &Refund,
+) -> Result<Option<Option<NaiveDate>>, DbError> {
+    if store_refunds(transaction, shop, Source::Webhook, &[refund]).await? == 0 {
+        return Ok(None);
+    }
+    let row = transaction
+        .query_typed_opt(
+            "UPDATE orders AS o
+                SET refunded_amount = (SELECT COALESCE(sum(f.amount), 0) FROM order_refunds f
+                                        WHERE f.shop = o.shop AND f.order_id = o.order_id),
+                    raw = jsonb_set(o.raw, '{refunds}', COALESCE(o.raw -> 'refunds', '[]'::jsonb) || jsonb_build_array($3::jsonb)),
+                    source = 'webhook', stored_at = now()
+              WHERE o.shop = $1 AND o.order_id = $2
+              RETURNING (COALESCE(o.processed_at, o.created_at) AT TIME ZONE 'UTC')::date",
+            &[
+                (&shop, Type::TEXT),
+                (&refund.order_id, Type::INT8),
+                (&refund.raw, Type::JSONB),
+            ],
+        )
+        .await
+        .context("apply refund to its order")?;
+    Ok(Some(row.map(|row| row.get(0))))
+}
+
+/// The Shopify half of [`crate::run`]: pages of orders since the cursor, each stored under the
+/// lease before the next is asked for; then the cursor moves to the newest `updated_at` seen.
+pub(crate) async fn extract_and_load(
+    deps: &EtlDeps,
+    run: &EtlRun,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+) -> Result<(), EtlError> {
+    let shop = shop_handle(&run.account_id);
+    let previous = connection.cursor.as_ref().and_then(cursor_updated_at);
+    let since = updated_at_min(
+        previous,
+        run.window_start,
+        Platform::Shopify.lookback_days(),
+    );
+    let mut url = Some(first_page(&deps.endpoints.shopify_shop_url(shop), since));
+    let mut newest = previous;
+    let mut dates = BTreeSet::new();
+    while let Some(page_url) = url {
+        let (headers, body) = retry(deps.retry, || {
+            fetch_json(deps, Platform::Shopify, &page_url, &connection.access_token)
+        })
+        .await?;
+        let page = parse_page(&headers, &body)?;
+        let mut client = deps.pool.get().await.context("check out a connection")?;
+        let transaction = client.transaction().await.context("begin page")?;
+        lease.fence(&*transaction).await?;
+        let written = upsert_orders(
+            &transaction,
+            shop,
+            connection.workspace_id,
+            Some(report.run_id),
+            Source::Poll,
+            &page.orders,
+        )
+        .await?;
+        transaction.commit().await.context("commit page")?;
+        report.pages += 1;
+        report.rows_inserted += written.inserted;
+        report.rows_updated += written.updated;
+        dates.extend(written.dates);
+        newest = page
+            .orders
+            .iter()
+            .map(|order| order.updated_at)
+            .chain(newest)
+            .max();
+        lease.renew(&**client).await?;
+        drop(client);
+        if let Some(wait) = page
+            .call_limit
+            .and_then(|(used, size)| pause_for(used, size))
+        {
+            tracing::info!(?wait, call_limit = ?page.call_limit, "Shopify call limit near; pausing");
+            tokio::time::sleep(wait).await;
+        }
+        url = page.next;
+    }
+    let cursor =
+        newest.map(|at| json!({ "updated_at": at.to_rfc3339_opts(SecondsFormat::Secs, true) }));
+    complete(
+        deps,
+        lease,
+        run,
+        connection.workspace_id,
+        cursor.as_ref(),
+        &dates,
+    )
+    .await
+}
+
+// ---- webhooks ---------------------------------------------------------------------------
+
+/// What the webhook route needs.
+pub struct WebhookDeps {
+    pub pool: Pool,
+    pub transport: Arc<dyn Transport>,
+    /// The app's client secrets; several while one is being rotated.
+    pub webhook_secrets: Vec<String>,
+}
+
+/// `SHOPIFY_WEBHOOK_SECRET`: a comma-separated list of app secrets.
+pub fn webhook_secrets(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, SettingsError> {
+    Env(&lookup).required_list("SHOPIFY_WEBHOOK_SECRET")
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOutcome {
+    /// The stored order now shows this delivery's state.
+    Applied,
+    /// Recorded; the stored order was already as new or newer.
+    Stale,
+    /// The refund is stored and waits for its order.
+    Pending,
+    /// This `X-Shopify-Webhook-Id` was handled before: nothing changed.
+    Duplicate,
+    /// Recorded; the topic is not modelled.
+    Unsupported,
+    /// No Shopify connection has this shop: acknowledged, not recorded.
+    UnknownShop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("X-Shopify-Hmac-Sha256: {0}")]
+    Signature(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+enum Payload {
+    Order(Box<Order>),
+    Refund(Refund),
+    Other,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+/// Verifies, parses, deduplicates and applies one delivery.
+pub async fn ingest_webhook(
+    deps: &WebhookDeps,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<WebhookOutcome, WebhookError> {
+    let signature = header(headers, "x-shopify-hmac-sha256");
+    let mut verdict = Err("no secret configured".to_string());
+    for secret in &deps.webhook_secrets {
+        verdict = shared::webhook::verify_shopify(body, signature, secret)
+            .map_err(|error| error.to_string());
+        if verdict.is_ok() {
+            break;
+        }
+    }
+    verdict.map_err(WebhookError::Signature)?;
+    let missing = |name: &str| WebhookError::Malformed(format!("header {name} is missing"));
+    let topic = header(headers, "x-shopify-topic").ok_or_else(|| missing("X-Shopify-Topic"))?;
+    let domain =
+        header(headers, "x-shopify-shop-domain").ok_or_else(|| missing("X-Shopify-Shop-Domain"))?;
+    let webhook_id =
+        header(headers, "x-shopify-webhook-id").ok_or_else(|| missing("X-Shopify-Webhook-Id"))?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|error| WebhookError::Malformed(format!("body is not JSON: {error}")))?;
+    let payload = match topic {
+        "refunds/create" => Payload::Refund(parse_refund(&json).map_err(WebhookError::Malformed)?),
+        topic if topic.starts_with("orders/") && topic != "orders/delete" => Payload::Order(
+            Box::new(parse_order(&json).map_err(WebhookError::Malformed)?),
+        ),
+        _ => Payload::Other,
+    };
+    let shop = shop_handle(domain);
+    let mut client = deps.pool.get().await.context("check out a connection")?;
+    let known = [shop.to_string(), domain.to_string()];
+    let Some(workspace) = client
+        .query_typed_opt(
+            "SELECT workspace_id FROM connections WHERE platform = 'shopify' AND external_account_id = ANY($1)
+              ORDER BY (status = 'active') DESC, created_at LIMIT 1",
+            &[(&&known[..], Type::TEXT_ARRAY)],
+        )
+        .await
+        .context("find the shop's connection")?
+        .map(|row| row.get::<_, Uuid>(0))
+    else {
+        tracing::warn!(shop, topic, "Shopify webhook for a shop without a connection");
+        return Ok(WebhookOutcome::UnknownShop);
+    };
+    let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
+    let transaction = client.transaction().await.context("begin webhook")?;
+    let fresh = transaction
+        .execute_typed(
+            "INSERT INTO shopify_webhook_deliveries (webhook_id, topic, shop) VALUES ($1, $2, $3)
+             ON CONFLICT (webhook_id) DO NOTHING",
+            &[
+                (&webhook_id, Type::TEXT),
+                (&topic, Type::TEXT),
+                (&shop, Type::TEXT),
+            ],
+        )
+        .await
+        .context("record webhook delivery")?;
+    if fresh == 0 {
+        return Ok(WebhookOutcome::Duplicate);
+    }
+    let (outcome, dates) = match &payload {
+        Payload::Order(order) => {
+            let written = upsert_orders(
+                &transaction,
+                shop,
+                workspace,
+                None,
+                Source::Webhook,
+                std::slice::from_ref(order.as_ref()),
+            )
+            .await?;
+            if written.dates.is_empty() {
+                (WebhookOutcome::Stale, written.dates)
+            } else {
+                (WebhookOutcome::Applied, written.dates)
+            }
+        }
+        Payload::Refund(refund) => match apply_refund(&transaction, shop, refund).await? {
+            None => (WebhookOutcome::Stale, BTreeSet::new()),
+            Some(None) => (WebhookOutcome::Pending, BTreeSet::new()),
+            Some(Some(date)) => (WebhookOutcome::Applied, BTreeSet::from([date])),
+        },
+        Payload::Other => (WebhookOutcome::Unsupported, BTreeSet::new()),
+    };
+    let now = Utc::now();
+    let messages = dates
+        .iter()
+        .map(|date| MetricsRecompute::new(workspace, *date, "shopify", now).to_outgoing())
+        .collect::<Result<Vec<_>, _>>()?;
+    let pending = outbox.enqueue(&transaction, &messages).await?;
+    transaction.commit().await.context("commit webhook")?;
+    if let Err(error) = outbox.dispatch(&pending).await {
+        tracing::warn!(%error, "metrics requests left for the outbox relay");
+    }
+    Ok(outcome)
+}
+
+async fn receive(
+    State(deps): State<Arc<WebhookDeps>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    match ingest_webhook(&deps, &headers, &body).await {
+        Ok(outcome) => (
+            StatusCode::OK,
+            axum::Json(json!({ "received": true, "outcome": outcome })),
+        ),
+        // Shopify treats any non-2xx as a failed delivery; 401 is what its docs ask for.
+        Err(error @ WebhookError::Signature(_)) => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "error": error.to_string() })),
+        ),
+        Err(WebhookError::Malformed(reason)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": format!("malformed webhook: {reason}") })),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "Shopify webhook not recorded; Shopify will redeliver");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({ "error": "the webhook could not be recorded; retry later" })),
+            )
+        }
+    }
+}
+
+/// `POST /webhooks/shopify`, for the ETL Lambda's HTTP side and the local stack.
+pub fn router(deps: Arc<WebhookDeps>) -> Router {
+    Router::new()
+        .route("/webhooks/shopify", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+        .with_state(deps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn orders_are_read_with_exact_money_and_refunds() {
+        let order = parse_order(&json!({
+            "id": 450789469, "name": "#1001", "created_at": "2026-11-02T10:00:00-05:00",
+            "updated_at": "2026-11-03T09:00:00-05:00", "processed_at": "2026-11-02T10:00:00-05:00",
+            "cancelled_at": null, "currency": "USD", "total_price": "110.10", "subtotal_price": "100.00",
+            "total_tax": "8.00", "total_discounts": "0.00", "financial_status": "partially_refunded",
+            "customer": {"id": 207119551, "email": "bob@example.com"},
+            "refunds": [{"id": 509562969, "created_at": "2026-11-03T09:00:00-05:00", "transactions": [
+                {"kind": "refund", "status": "success", "amount": "10.05"},
+                {"kind": "refund", "status": "failure", "amount": "99.00"}]}]
+        }))
+        .unwrap();
+        assert_eq!(order.total_price, Decimal::new(11010, 2));
+        assert_eq!(order.refunds[0].amount, Decimal::new(1005, 2));
+        assert_eq!(order.refunds[0].order_id, 450789469);
+        assert_eq!(order.created_at.to_rfc3339(), "2026-11-02T15:00:00+00:00");
+        assert_eq!(order.customer_email.as_deref(), Some("bob@example.com"));
+        assert!(parse_order(&json!({"id": 1})).is_err());
+    }
+
+    #[test]
+    fn link_and_call_limit_headers_are_read() {
+        let map = headers(&[
+            (
+                "link",
+                r#"<https://s/admin/api/2024-10/orders.json?limit=250&page_info=abc>; rel="previous", <https://s/admin/api/2024-10/orders.json?limit=250&page_info=def>; rel="next""#,
+            ),
+            ("x-shopify-shop-api-call-limit", "32/40"),
+        ]);
+        assert_eq!(
+            next_link(&map).as_deref(),
+            Some("https://s/admin/api/2024-10/orders.json?limit=250&page_info=def")
+        );
+        assert_eq!(call_limit(&map), Some((32, 40)));
+        assert_eq!(pause_for(1, 40), None);
+        assert_eq!(pause_for(31, 40), None);
+        assert_eq!(pause_for(32, 40), Some(Duration::from_millis(500)));
+        assert_eq!(pause_for(40, 40), Some(Duration::from_millis(4500)));
+        assert_eq!(pause_for(0, 0), None);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let throttled = classify(
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "2.0")]),
+            r#"{"errors":"Exceeded 2 calls per second for api client."}"#,
+        );
+        assert!(
+            matches!(throttled, ExtractError::Throttled { retry_after: Some(wait), .. } if wait == Duration::from_secs(2))
+        );
+        let auth = classify(
+            reqwest::StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            r#"{"errors":"[API] Invalid API key or access token"}"#,
+        );
+        assert!(matches!(auth, ExtractError::Auth(message) if message.contains("Invalid API key")));
+        let bad = classify(reqwest::StatusCode::BAD_REQUEST, &HeaderMap::new(), "{}");
+        assert!(matches!(bad, ExtractError::Api(_)));
+    }
+
+    #[test]
+    fn the_first_page_reads_from_the_cursor_minus_the_lookback() {
+        let cursor = cursor_updated_at(&json!({"updated_at": "2026-11-30T04:59:59Z"}));
+        let since = updated_at_min(cursor, "2026-01-01".parse().unwrap(), 7);
+        assert_eq!(since.to_rfc3339(), "2026-11-23T04:59:59+00:00");
+        let first = updated_at_min(None, "2026-11-01".parse().unwrap(), 7);
+        assert_eq!(first.to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert_eq!(
+            first_page("http://x/shopify/demo", since),
+            "http://x/shopify/demo/admin/api/2024-10/orders.json?status=any&updated_at_min=2026-11-23T04%3A59%3A59Z&limit=250&order=updated_at%20asc"
+        );
+        assert_eq!(shop_handle("demo.myshopify.com"), "demo");
+    }
+}

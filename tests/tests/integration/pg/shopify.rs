@@ -1,0 +1,608 @@
+//! Shopify orders against the local Shopify stand-in: the ETL run (full, incremental,
+//! throttled, unauthorised, repeated) and `POST /webhooks/shopify` (signed, redelivered,
+//! forged, stale, racing the poller), all ending in one row per order with exact money.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus, WebhookDeps};
+use integration_tests::test_db::TestDb;
+use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use local_stack::standins::{Outcome, ShopifyFaults, ShopifyTopic, StandinConfig, Standins};
+use serde_json::Value;
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{Transport, catalog};
+use shared::retry::RetryPolicy;
+use tokio_postgres::types::Type;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const TODAY: &str = "2026-11-30";
+/// Earlier than every seeded order (90 days of history).
+const BACKFILL_FROM: &str = "2026-06-01";
+const SECRET: &str = "shpss_test_secret";
+
+struct Shop {
+    db: TestDb,
+    deps: EtlDeps,
+    router: Router,
+    standins: Standins,
+    transport: Arc<PostgresTransport>,
+    connection: Uuid,
+}
+
+fn day(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+/// "12.34" → 1234 (the stand-in writes money with two decimals).
+fn cents(value: &Value) -> i64 {
+    value.as_str().unwrap().replace('.', "").parse().unwrap()
+}
+
+async fn shop() -> Shop {
+    let db = TestDb::new().await;
+    let pool = db.pool(4);
+    let client = db.client().await;
+    let workspace: Uuid = client
+        .query_typed_one(
+            "INSERT INTO workspaces (name) VALUES ('acme') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let connection: Uuid = client
+        .query_typed_one(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+             VALUES ($1, 'shopify', $2, $3, 'USD') RETURNING id",
+            &[(&workspace, Type::UUID), (&DEFAULT_SHOP, Type::TEXT), (&DEFAULT_SHOPIFY_TOKEN, Type::TEXT)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut config = StandinConfig {
+        today: Some(day(TODAY)),
+        ..StandinConfig::default()
+    };
+    config.shopify.retry_after_seconds = 0.3;
+    let standins = local_stack::standins::start(config).await.unwrap();
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let deps = EtlDeps {
+        pool: pool.clone(),
+        transport: transport.clone(),
+        http: reqwest::Client::new(),
+        endpoints: Endpoints {
+            shopify_base_url: format!("{}/shopify", standins.url()),
+            ..Endpoints::default()
+        },
+        retry: RetryPolicy {
+            max_retries: 3,
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+    };
+    let router = etl::router(Arc::new(WebhookDeps {
+        pool,
+        transport: transport.clone(),
+        webhook_secrets: vec!["shpss_old_secret".into(), SECRET.into()],
+    }));
+    Shop {
+        db,
+        deps,
+        router,
+        standins,
+        transport,
+        connection,
+    }
+}
+
+/// Order sums: (orders, gross, refunded, net in cents, cancelled orders).
+type Totals = (i64, i64, i64, i64, i64);
+
+impl Shop {
+    fn faults(&self) -> ShopifyFaults {
+        self.standins.shopify_faults()
+    }
+
+    fn run(&self, start: &str) -> EtlRun {
+        EtlRun {
+            platform: Platform::Shopify,
+            connection_id: self.connection,
+            account_id: DEFAULT_SHOP.into(),
+            window_start: day(start),
+            window_end: day(TODAY),
+        }
+    }
+
+    async fn sync(&self) -> etl::RunReport {
+        let report = etl::run(&self.deps, &self.run(BACKFILL_FROM), "worker-a")
+            .await
+            .unwrap();
+        assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+        report
+    }
+
+    async fn stored(&self) -> Totals {
+        let row = self
+            .db
+            .client()
+            .await
+            .query_typed_one(
+                "SELECT count(*), COALESCE((sum(total_price) * 100)::int8, 0), COALESCE((sum(refunded_amount) * 100)::int8, 0),
+                        COALESCE((sum(net_revenue) * 100)::int8, 0), count(*) FILTER (WHERE cancelled_at IS NOT NULL)
+                   FROM orders",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
+    }
+
+    /// The stand-in's ground truth. It nets a voided order (cancelled before payment) at its
+    /// total, as `current_total_price` does; we net it at 0, since nothing was captured.
+    fn expected(&self) -> Totals {
+        let faults = self.faults();
+        let totals = faults.expected_totals(DEFAULT_SHOP);
+        let voided: i64 = faults
+            .order_ids(DEFAULT_SHOP)
+            .into_iter()
+            .filter_map(|id| faults.order(DEFAULT_SHOP, id))
+            .filter(|order| order["financial_status"] == "voided")
+            .map(|order| cents(&order["total_price"]))
+            .sum();
+        (
+            totals.orders as i64,
+            totals.gross_cents,
+            totals.refunded_cents,
+            totals.net_cents - voided,
+            totals.cancelled as i64,
+        )
+    }
+
+    async fn cursor(&self) -> Option<Value> {
+        self.db
+            .client()
+            .await
+            .query_typed_one(
+                "SELECT sync_cursor FROM connections WHERE id = $1",
+                &[(&self.connection, Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// (refunded, net, updated_at, source) of one stored order.
+    async fn order(&self, id: u64) -> Option<(i64, i64, DateTime<Utc>, String)> {
+        self.db
+            .client()
+            .await
+            .query_typed_opt(
+                "SELECT (refunded_amount * 100)::int8, (net_revenue * 100)::int8, updated_at, source
+                   FROM orders WHERE shop = $1 AND order_id = $2",
+                &[(&DEFAULT_SHOP, Type::TEXT), (&(id as i64), Type::INT8)],
+            )
+            .await
+            .unwrap()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_typed_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Paid, never refunded or cancelled orders of the stand-in.
+    fn paid_orders(&self, n: usize) -> Vec<u64> {
+        let faults = self.faults();
+        faults
+            .order_ids(DEFAULT_SHOP)
+            .into_iter()
+            .filter(|id| {
+                faults.order(DEFAULT_SHOP, *id).is_some_and(|order| {
+                    order["financial_status"] == "paid" && order["cancelled_at"].is_null()
+                })
+            })
+            .take(n)
+            .collect()
+    }
+
+    async fn post(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn deliver(&self, topic: ShopifyTopic, id: u64) -> (StatusCode, Value) {
+        let delivery = self
+            .faults()
+            .webhook(DEFAULT_SHOP, topic, id, SECRET)
+            .unwrap();
+        self.post(delivery.request("/webhooks/shopify")).await
+    }
+}
+
+fn updated_at_min(e: &Shop) -> Vec<String> {
+    e.faults()
+        .requests()
+        .iter()
+        .filter_map(|request| request.param("updated_at_min").map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_sync_stores_exactly_what_the_shop_has() {
+    let e = shop().await;
+    let report = e.sync().await;
+    let expected = e.expected();
+    assert!(expected.0 >= 2_000 && expected.4 > 0, "{expected:?}");
+    assert_eq!(report.rows_inserted as i64, expected.0);
+    assert_eq!(report.rows_updated, 0);
+    assert_eq!(report.pages as i64, (expected.0 + 249) / 250);
+    assert_eq!(e.stored().await, expected);
+    let requests = e.faults().requests();
+    assert!(requests.iter().all(|r| r.outcome == Outcome::Ok));
+    assert_eq!(requests[0].param("status"), Some("any"));
+    assert_eq!(requests[0].param("limit"), Some("250"));
+    assert_eq!(
+        requests[0].param("updated_at_min"),
+        Some("2026-06-01T00:00:00Z")
+    );
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.param("page_info").is_some() && r.param("updated_at_min").is_none()),
+        "follow-ups carry only page_info"
+    );
+    let newest: DateTime<Utc> =
+        e.db.client()
+            .await
+            .query_typed_one("SELECT max(updated_at) FROM orders", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(
+        e.cursor().await.unwrap()["updated_at"],
+        newest.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    let dates = e
+        .count("SELECT count(DISTINCT (COALESCE(processed_at, created_at) AT TIME ZONE 'UTC')::date) FROM orders")
+        .await;
+    let metrics = e.transport.depth(catalog::METRICS.name).await.unwrap();
+    assert_eq!(
+        metrics.visible as i64, dates,
+        "one recompute per order date"
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM etl_runs WHERE platform = 'shopify' AND status = 'ok'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_incremental_sync_picks_up_exactly_the_changes() {
+    let e = shop().await;
+    e.sync().await;
+    let cursor: DateTime<Utc> = e.cursor().await.unwrap()["updated_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let faults = e.faults();
+    let added = faults.add_orders(DEFAULT_SHOP, 3).unwrap();
+    let [refunded, cancelled] = e.paid_orders(2)[..] else {
+        panic!("two paid orders")
+    };
+    faults
+        .refund_order(DEFAULT_SHOP, refunded, Some(500))
+        .unwrap();
+    faults.cancel_order(DEFAULT_SHOP, cancelled).unwrap();
+    faults.clear_requests();
+    let report = e.sync().await;
+    assert_eq!(
+        updated_at_min(&e),
+        vec![(cursor - chrono::Duration::days(7)).to_rfc3339_opts(SecondsFormat::Secs, true)],
+        "the cursor minus 7 days of lookback"
+    );
+    assert_eq!(
+        (report.rows_inserted, report.rows_updated),
+        (3, 2),
+        "{report:?}"
+    );
+    assert_eq!(e.stored().await, e.expected(), "no duplicates, exact sums");
+    for id in &added {
+        assert!(e.order(*id).await.is_some());
+    }
+    assert_eq!(e.order(refunded).await.unwrap().0, 500);
+    let (refund, net, _, _) = e.order(cancelled).await.unwrap();
+    assert!(refund > 0 && net == 0, "a cancelled paid order nets 0");
+    let newest = faults.order(DEFAULT_SHOP, added[2]).unwrap()["updated_at"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap()
+        .max(
+            faults.order(DEFAULT_SHOP, cancelled).unwrap()["updated_at"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    assert_eq!(
+        e.cursor().await.unwrap()["updated_at"],
+        newest.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+}
+
+#[tokio::test]
+async fn re_running_changes_nothing() {
+    let e = shop().await;
+    e.sync().await;
+    let first = e.stored().await;
+    let cursor = e.cursor().await;
+    let again = e.sync().await;
+    assert_eq!((again.rows_inserted, again.rows_updated), (0, 0));
+    assert_eq!(e.stored().await, first);
+    assert_eq!(e.cursor().await, cursor);
+    // A run re-reading the whole history (no cursor) rewrites nothing either.
+    e.db.client()
+        .await
+        .execute_typed(
+            "UPDATE connections SET sync_cursor = NULL WHERE id = $1",
+            &[(&e.connection, Type::UUID)],
+        )
+        .await
+        .unwrap();
+    let full = e.sync().await;
+    assert_eq!((full.rows_inserted, full.rows_updated), (0, 0));
+    assert_eq!(e.stored().await, first);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_retry_after() {
+    let e = shop().await;
+    e.faults().throttle_next(2);
+    let started = Instant::now();
+    let report = etl::run(&e.deps, &e.run("2026-11-20"), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert_eq!(e.faults().count(Outcome::Throttled), 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "waited Retry-After (0.3 s) twice, not the 10 ms backoff: {:?}",
+        started.elapsed()
+    );
+    let served: usize = e
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.rows)
+        .sum();
+    assert!(served > 0);
+    assert_eq!(report.rows_inserted as usize, served);
+    assert_eq!(e.stored().await.0 as usize, served);
+}
+
+#[tokio::test]
+async fn a_rejected_token_fails_the_run_without_retrying() {
+    let e = shop().await;
+    e.faults().expire_token();
+    let report = etl::run(&e.deps, &e.run(BACKFILL_FROM), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("authentication") && error.contains("401"),
+        "{error}"
+    );
+    assert_eq!(e.faults().request_count(), 1, "no retry for a bad token");
+    assert_eq!(e.cursor().await, None);
+    assert_eq!(e.stored().await.0, 0);
+}
+
+#[tokio::test]
+async fn webhooks_are_verified_deduplicated_and_stored() {
+    let e = shop().await;
+    let [first, second] = e.paid_orders(2)[..] else {
+        panic!("two paid orders")
+    };
+    let delivery = e
+        .faults()
+        .webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, first, SECRET)
+        .unwrap();
+    let (status, body) = e.post(delivery.request("/webhooks/shopify")).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    let stored = e.order(first).await.unwrap();
+    let order = e.faults().order(DEFAULT_SHOP, first).unwrap();
+    assert_eq!(stored.1, cents(&order["total_price"]));
+    assert_eq!(stored.3, "webhook");
+    assert_eq!(
+        e.transport
+            .depth(catalog::METRICS.name)
+            .await
+            .unwrap()
+            .visible,
+        1,
+        "the order's date is recomputed"
+    );
+
+    // A redelivery (same X-Shopify-Webhook-Id) changes nothing.
+    let before = e
+        .count("SELECT (extract(epoch FROM stored_at) * 1000000)::int8 FROM orders")
+        .await;
+    let (status, body) = e.post(delivery.request("/webhooks/shopify")).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(
+        e.count("SELECT (extract(epoch FROM stored_at) * 1000000)::int8 FROM orders")
+            .await,
+        before
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        1
+    );
+
+    // A forged signature: 401, nothing written.
+    let mut forged = e
+        .faults()
+        .webhook(
+            DEFAULT_SHOP,
+            ShopifyTopic::OrdersCreate,
+            second,
+            "not-the-secret",
+        )
+        .unwrap();
+    let (status, _) = e.post(forged.request("/webhooks/shopify")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    forged
+        .headers
+        .retain(|(name, _)| name != "X-Shopify-Hmac-Sha256");
+    let (status, _) = e.post(forged.request("/webhooks/shopify")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a missing signature too");
+    assert!(e.order(second).await.is_none());
+    assert_eq!(e.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        1
+    );
+
+    // Signed but not JSON: 400 with the reason. Too large: 413.
+    let mut broken = e
+        .faults()
+        .webhook(DEFAULT_SHOP, ShopifyTopic::OrdersUpdated, second, SECRET)
+        .unwrap();
+    broken.body = b"{\"id\": 1,".to_vec();
+    for (name, value) in &mut broken.headers {
+        if name == "X-Shopify-Hmac-Sha256" {
+            *value = shared::webhook::sign_shopify(&broken.body, SECRET);
+        }
+    }
+    let (status, body) = e.post(broken.request("/webhooks/shopify")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("not JSON"),
+        "{body}"
+    );
+    broken.body = vec![b' '; 3 * 1024 * 1024];
+    let (status, _) = e.post(broken.request("/webhooks/shopify")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(e.count("SELECT count(*) FROM orders").await, 1);
+}
+
+#[tokio::test]
+async fn an_older_webhook_does_not_undo_a_newer_poll() {
+    let e = shop().await;
+    let [id] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    let old = e
+        .faults()
+        .webhook(DEFAULT_SHOP, ShopifyTopic::OrdersUpdated, id, SECRET)
+        .unwrap();
+    e.faults().refund_order(DEFAULT_SHOP, id, None).unwrap();
+    e.sync().await;
+    let polled = e.order(id).await.unwrap();
+    assert_eq!(polled.1, 0, "fully refunded");
+    let (status, body) = e.post(old.request("/webhooks/shopify")).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("stale"))
+    );
+    assert_eq!(e.order(id).await.unwrap(), polled, "the newer state stays");
+    assert_eq!(e.stored().await, e.expected());
+}
+
+#[tokio::test]
+async fn a_webhook_and_a_poll_of_the_same_order_leave_one_row() {
+    let e = shop().await;
+    let [id] = e.faults().add_orders(DEFAULT_SHOP, 1).unwrap()[..] else {
+        panic!("one order")
+    };
+    let (status, _) = e.deliver(ShopifyTopic::OrdersCreate, id).await;
+    assert_eq!(status, StatusCode::OK);
+    let report = e.sync().await;
+    let expected = e.expected();
+    assert_eq!(
+        (report.rows_inserted as i64, report.rows_updated),
+        (expected.0 - 1, 0),
+        "the webhook's copy is the same state"
+    );
+    assert_eq!(e.stored().await, expected);
+    assert_eq!(
+        e.count(&format!(
+            "SELECT count(*) FROM orders WHERE order_id = {id}"
+        ))
+        .await,
+        1
+    );
+    // A later change arrives by webhook first, then by poll: still one row, newest state.
+    e.faults().touch_order(DEFAULT_SHOP, id).unwrap();
+    let (_, body) = e.deliver(ShopifyTopic::OrdersUpdated, id).await;
+    assert_eq!(body["outcome"], "applied");
+    let report = e.sync().await;
+    assert_eq!((report.rows_inserted, report.rows_updated), (0, 0));
+    assert_eq!(e.stored().await, e.expected());
+}
+
+#[tokio::test]
+async fn a_refund_webhook_counts_once_whether_the_order_is_stored_or_not() {
+    let e = shop().await;
+    let [stored, unknown] = e.paid_orders(2)[..] else {
+        panic!("two paid orders")
+    };
+    e.sync().await;
+    let before = e.order(stored).await.unwrap();
+    let faults = e.faults();
+    faults
+        .refund_order(DEFAULT_SHOP, stored, Some(250))
+        .unwrap();
+    let (_, body) = e.deliver(ShopifyTopic::RefundsCreate, stored).await;
+    assert_eq!(body["outcome"], "applied");
+    let after = e.order(stored).await.unwrap();
+    assert_eq!((after.0, after.1), (250, before.1 - 250));
+    // A refund for an order we do not hold waits for it.
+    e.db.client()
+        .await
+        .execute_typed(
+            "DELETE FROM orders WHERE order_id = $1",
+            &[(&(unknown as i64), Type::INT8)],
+        )
+        .await
+        .unwrap();
+    faults
+        .refund_order(DEFAULT_SHOP, unknown, Some(100))
+        .unwrap();
+    let (_, body) = e.deliver(ShopifyTopic::RefundsCreate, unknown).await;
+    assert_eq!(body["outcome"], "pending");
+    // The poll brings both orders with their refunds inside: each counted once.
+    e.sync().await;
+    assert_eq!(e.order(stored).await.unwrap().0, 250);
+    assert_eq!(e.order(unknown).await.unwrap().0, 100);
+    assert_eq!(e.stored().await, e.expected());
+}
