@@ -526,6 +526,37 @@ pub(crate) async fn complete(
     Ok(())
 }
 
+/// Runs one connection over an explicit date range (a backfill), through the same path as a
+/// scheduled run: lease, pages, upserts, cursor, metrics requests.
+pub async fn backfill(
+    deps: &EtlDeps,
+    connection_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<RunReport, EtlError> {
+    let client = deps.pool.get().await.context("check out a connection")?;
+    let row = client
+        .query_typed_opt(
+            "SELECT platform, external_account_id FROM connections WHERE id = $1",
+            &[(&connection_id, Type::UUID)],
+        )
+        .await
+        .context("read connection")?
+        .ok_or(EtlError::Connection(connection_id))?;
+    drop(client);
+    let platform: String = row.get(0);
+    let platform = serde_json::from_value(serde_json::Value::String(platform))
+        .map_err(|_| EtlError::Connection(connection_id))?;
+    let run = EtlRun {
+        platform,
+        connection_id,
+        account_id: row.get(1),
+        window_start: from,
+        window_end: to,
+    };
+    self::run(deps, &run, "backfill").await
+}
+
 /// Executes one run; `holder` names this worker in the lease.
 pub async fn run(deps: &EtlDeps, run: &EtlRun, holder: &str) -> Result<RunReport, EtlError> {
     let run_id = start_run(deps, run).await?;

@@ -3,7 +3,8 @@
 //! `etl.fifo` execute them (group = platform and account, so one account's runs never
 //! overlap). One queue has one consumer, hence one function for every platform.
 //!
-//! Base URLs: see [`etl::Endpoints::from_lookup`]. The Shopify webhook route is served by the
+//! As a command, `etl backfill <connection-id> <from> <to>` re-reads a date range through the
+//! same path. Base URLs: see [`etl::Endpoints::from_lookup`]. The Shopify webhook route is served by the
 //! `shopify-webhook` binary, an HTTP function.
 
 use std::sync::Arc;
@@ -49,6 +50,19 @@ async fn main() -> Result<(), LambdaError> {
         endpoints: Endpoints::from_lookup(|name| std::env::var(name).ok()),
         retry: RetryPolicy::default(),
     });
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, connection, from, to] = args.as_slice()
+        && command == "backfill"
+    {
+        let report = etl::backfill(&deps, connection.parse()?, from.parse()?, to.parse()?).await?;
+        println!("{report:?}");
+        return Ok(());
+    }
+    if !args.is_empty() {
+        return Err(
+            "usage: etl [backfill <connection-id> <from YYYY-MM-DD> <to YYYY-MM-DD>]".into(),
+        );
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let deps = deps.clone();
         async move { handle(&deps, event.payload, &event.context.request_id).await }

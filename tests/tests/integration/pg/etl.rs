@@ -438,3 +438,23 @@ async fn a_revoked_tiktok_token_fails_the_run() {
     assert!(report.error.unwrap().contains("40105"));
     assert_eq!(e.standins.tiktok_faults().request_count(), 1);
 }
+
+#[tokio::test]
+async fn backfill_reads_an_explicit_range_through_the_same_path() {
+    let e = etl().await;
+    let report = etl::backfill(&e.deps, e.connection, day("2026-10-01"), day("2026-10-10"))
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    assert_eq!(e.stored().await, e.expected("2026-10-01", "2026-10-10"));
+    let window: (NaiveDate, NaiveDate) = {
+        let row =
+            e.db.client()
+                .await
+                .query_typed_one("SELECT window_start, window_end FROM etl_runs", &[])
+                .await
+                .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(window, (day("2026-10-01"), day("2026-10-10")));
+}
