@@ -31,7 +31,7 @@ CREATE TABLE orders (
                                ELSE GREATEST(total_price - refunded_amount, 0) END) STORED,
     customer_id       bigint,
     customer_email    text,
-    raw               jsonb NOT NULL,
+    raw               jsonb COMPRESSION lz4 NOT NULL,
     -- The ETL run that last wrote the row (NULL when a webhook did).
     run_id            uuid,
     source            text NOT NULL CHECK (source IN ('poll', 'webhook')),
@@ -49,7 +49,7 @@ CREATE TABLE order_refunds (
     -- The sum of the refund's successful `refund` transactions.
     amount      numeric(18, 4) NOT NULL,
     created_at  timestamptz,
-    raw         jsonb NOT NULL,
+    raw         jsonb COMPRESSION lz4 NOT NULL,
     source      text NOT NULL CHECK (source IN ('poll', 'webhook')),
     stored_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (shop, refund_id)

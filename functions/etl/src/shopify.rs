@@ -566,7 +566,8 @@ async fn apply_refund(
 }
 
 /// The Shopify half of [`crate::run`]: pages of orders since the cursor, each stored under the
-/// lease before the next is asked for; then the cursor moves to the newest `updated_at` seen.
+/// lease (the next page is fetched meanwhile); then the cursor moves to the newest
+/// `updated_at` seen.
 pub(crate) async fn extract_and_load(
     deps: &EtlDeps,
     run: &EtlRun,
@@ -581,28 +582,49 @@ pub(crate) async fn extract_and_load(
         run.window_start,
         Platform::Shopify.lookback_days(),
     );
-    let mut url = Some(first_page(&deps.endpoints.shopify_shop_url(shop), since));
-    let mut newest = previous;
-    let mut dates = BTreeSet::new();
-    while let Some(page_url) = url {
-        let (headers, body) = retry(deps.retry, || {
+    let fetch_page = |page_url: String| async move {
+        retry(deps.retry, || {
             fetch_json(deps, Platform::Shopify, &page_url, &connection.access_token)
         })
-        .await?;
+        .await
+    };
+    let mut fetched =
+        Some(fetch_page(first_page(&deps.endpoints.shopify_shop_url(shop), since)).await);
+    let mut newest = previous;
+    let mut dates = BTreeSet::new();
+    while let Some(answer) = fetched.take() {
+        let (headers, body) = answer?;
         let page = parse_page(&headers, &body)?;
-        let mut client = deps.pool.get().await.context("check out a connection")?;
-        let transaction = client.transaction().await.context("begin page")?;
-        lease.fence(&*transaction).await?;
-        let written = upsert_orders(
-            &transaction,
-            shop,
-            connection.workspace_id,
-            Some(report.run_id),
-            Source::Poll,
-            &page.orders,
-        )
-        .await?;
-        transaction.commit().await.context("commit page")?;
+        let pause = page
+            .call_limit
+            .and_then(|(used, size)| pause_for(used, size));
+        // The next page is asked for while this one is stored, unless the call limit asks
+        // us to slow down first.
+        let prefetch = async {
+            match (&page.next, pause) {
+                (Some(next), None) => Some(fetch_page(next.clone()).await),
+                _ => None,
+            }
+        };
+        let store = async {
+            let mut client = deps.pool.get().await.context("check out a connection")?;
+            let transaction = client.transaction().await.context("begin page")?;
+            lease.fence(&*transaction).await?;
+            let written = upsert_orders(
+                &transaction,
+                shop,
+                connection.workspace_id,
+                Some(report.run_id),
+                Source::Poll,
+                &page.orders,
+            )
+            .await?;
+            transaction.commit().await.context("commit page")?;
+            lease.renew(&**client).await?;
+            Ok::<_, EtlError>(written)
+        };
+        let (written, prefetched) = tokio::join!(store, prefetch);
+        let written = written?;
         report.pages += 1;
         report.rows_inserted += written.inserted;
         report.rows_updated += written.updated;
@@ -613,16 +635,17 @@ pub(crate) async fn extract_and_load(
             .map(|order| order.updated_at)
             .chain(newest)
             .max();
-        lease.renew(&**client).await?;
-        drop(client);
-        if let Some(wait) = page
-            .call_limit
-            .and_then(|(used, size)| pause_for(used, size))
-        {
-            tracing::info!(?wait, call_limit = ?page.call_limit, "Shopify call limit near; pausing");
-            tokio::time::sleep(wait).await;
-        }
-        url = page.next;
+        fetched = match (prefetched, page.next) {
+            (Some(answer), _) => Some(answer),
+            (None, Some(next)) => {
+                if let Some(wait) = pause {
+                    tracing::info!(?wait, call_limit = ?page.call_limit, "Shopify call limit near; pausing");
+                    tokio::time::sleep(wait).await;
+                }
+                Some(fetch_page(next).await)
+            }
+            (None, None) => None,
+        };
     }
     let cursor =
         newest.map(|at| json!({ "updated_at": at.to_rfc3339_opts(SecondsFormat::Secs, true) }));
