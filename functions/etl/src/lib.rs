@@ -175,7 +175,7 @@ pub enum EtlError {
     Db(#[from] DbError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("connection {0} not found or has no access token")]
+    #[error("connection {0} not found, without an access token, or of a platform we do not pull")]
     Connection(Uuid),
 }
 
