@@ -49,6 +49,36 @@ impl Message for MetricsRecompute {
     }
 }
 
+/// "This workspace's metrics changed: refresh its suggestions."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuggestionsRefresh {
+    pub workspace_id: Uuid,
+    /// The five-minute bucket of the request; part of the deduplication id, so a burst of
+    /// recomputes asks for one refresh.
+    pub bucket: i64,
+}
+
+impl SuggestionsRefresh {
+    pub fn new(workspace_id: Uuid, now: DateTime<Utc>) -> Self {
+        Self {
+            workspace_id,
+            bucket: now.timestamp().div_euclid(RECOMPUTE_BUCKET_SECS),
+        }
+    }
+}
+
+impl Message for SuggestionsRefresh {
+    const QUEUE: &'static QueueDef = &catalog::SUGGESTIONS;
+
+    fn group_id(&self) -> String {
+        self.workspace_id.to_string()
+    }
+
+    fn dedup_id(&self) -> String {
+        format!("suggestions:{}:{}", self.workspace_id, self.bucket)
+    }
+}
+
 /// "This user signed up": starts the email agent's D1/D7/D30 clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserSignedUp {

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use throwaway_postgres::ThrowawayPostgres;
 
 /// The agents this process hosts.
-pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics", "etl"];
+pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics", "etl", "metrics"];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
 /// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
@@ -236,6 +236,22 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 async move { etl::run(&etl, &run, "local-stack").await.map(|_| ()) }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::ETL, execute, stop).await;
+        });
+    }
+
+    {
+        let deps = Arc::new(metrics::MetricsDeps {
+            pool: pool.clone(),
+            transport: transport.clone(),
+        });
+        let (transport, stop) = (transport.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let recompute = |request: shared::messages::MetricsRecompute| {
+                let deps = deps.clone();
+                async move { metrics::handle(&deps, &request).await.map(|_| ()) }
+            };
+            shared::queue::consumer::poll(transport.as_ref(), &catalog::METRICS, recompute, stop)
+                .await;
         });
     }
 

@@ -6,6 +6,7 @@ mod billing_load;
 mod consumer;
 mod etl;
 mod lease;
+mod metrics;
 mod migrations;
 mod outbox;
 mod pool;
