@@ -47,6 +47,8 @@ pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
 pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 /// The Shopify webhook secret when `SHOPIFY_WEBHOOK_SECRET` is not set.
 pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
+/// The `GET /metrics` bearer token when `METRICS_API_TOKEN` is not set.
+pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -57,6 +59,8 @@ pub struct Options {
     pub stripe_webhook_secrets: Vec<String>,
     /// Shopify app secrets the order webhook route accepts.
     pub shopify_webhook_secrets: Vec<String>,
+    /// The bearer token of `GET /metrics`.
+    pub metrics_api_token: String,
 }
 
 /// Where the stack keeps its data, for the start-up banner.
@@ -192,7 +196,11 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let router = status::router(status)
         .merge(billing::router(billing))
         .merge(analytics::router(analytics))
-        .merge(etl::router(shopify_webhooks));
+        .merge(etl::router(shopify_webhooks))
+        .merge(metrics::router(Arc::new(metrics::ApiDeps {
+            pool: pool.clone(),
+            token: options.metrics_api_token.clone(),
+        })));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -35,11 +35,16 @@ fn options() -> anyhow::Result<local_stack::Options> {
         .unwrap_or_else(|_| vec![local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET.to_string()]);
     let shopify_webhook_secrets = etl::shopify::webhook_secrets(|name| std::env::var(name).ok())
         .unwrap_or_else(|_| vec![local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET.to_string()]);
+    let metrics_api_token = std::env::var("METRICS_API_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+        .unwrap_or_else(|| local_stack::DEFAULT_METRICS_API_TOKEN.to_string());
     Ok(local_stack::Options {
         listen,
         database_url,
         stripe_webhook_secrets,
         shopify_webhook_secrets,
+        metrics_api_token,
     })
 }
 
@@ -80,6 +85,15 @@ async fn main() -> anyhow::Result<()> {
         "  shopify   POST {}/webhooks/shopify (app secret: SHOPIFY_WEBHOOK_SECRET, default {})",
         stack.url(),
         local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET
+    );
+    println!(
+        "  metrics   GET {}/metrics?workspace=…&from=…&to=… (Authorization: Bearer {})",
+        stack.url(),
+        if std::env::var("METRICS_API_TOKEN").is_ok() {
+            "$METRICS_API_TOKEN"
+        } else {
+            local_stack::DEFAULT_METRICS_API_TOKEN
+        }
     );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;

@@ -128,3 +128,104 @@ pub async fn handle(deps: &MetricsDeps, request: &MetricsRecompute) -> Result<u6
     let (from, to) = days_for(request);
     recompute(deps, request.workspace_id, from, to).await
 }
+
+/// Who may read metrics over HTTP: a bearer token for now (issue 10 adds Supabase JWTs).
+pub struct ApiDeps {
+    pub pool: Pool,
+    pub token: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MetricsQuery {
+    workspace: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn answer(status: axum::http::StatusCode, body: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(body)).into_response()
+}
+
+async fn get_metrics(
+    axum::extract::State(deps): axum::extract::State<Arc<ApiDeps>>,
+    axum::extract::Query(query): axum::extract::Query<MetricsQuery>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !shared::webhook::constant_time_eq(deps.token.as_bytes(), presented.as_bytes()) {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({ "error": "a valid bearer token is required" }),
+        );
+    }
+    let parsed = (
+        query
+            .workspace
+            .as_deref()
+            .and_then(|w| w.parse::<Uuid>().ok()),
+        query
+            .from
+            .as_deref()
+            .and_then(|d| d.parse::<NaiveDate>().ok()),
+        query
+            .to
+            .as_deref()
+            .and_then(|d| d.parse::<NaiveDate>().ok()),
+    );
+    let (Some(workspace), Some(from), Some(to)) = parsed else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "workspace (uuid), from and to (YYYY-MM-DD) are required" }),
+        );
+    };
+    if to < from || (to - from).num_days() >= MAX_DAYS {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("from..to must span 1 to {MAX_DAYS} days") }),
+        );
+    }
+    let rows = async {
+        let client = deps.pool.get().await.context("check out a connection")?;
+        client
+            .query_typed(
+                "SELECT to_jsonb(m) - 'workspace_id' FROM daily_metrics m
+                  WHERE workspace_id = $1 AND date BETWEEN $2 AND $3 ORDER BY date",
+                &[
+                    (&workspace, Type::UUID),
+                    (&from, Type::DATE),
+                    (&to, Type::DATE),
+                ],
+            )
+            .await
+            .context("read daily metrics")
+    };
+    match rows.await {
+        Ok(rows) => {
+            let days: Vec<serde_json::Value> = rows.iter().map(|row| row.get(0)).collect();
+            answer(
+                StatusCode::OK,
+                serde_json::json!({ "workspace": workspace, "days": days }),
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "metrics not read");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": "metrics could not be read; retry later" }),
+            )
+        }
+    }
+}
+
+/// `GET /metrics?workspace=…&from=…&to=…` for the frontend and the status page.
+pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(get_metrics))
+        .with_state(deps)
+}

@@ -27,6 +27,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
         database_url,
         stripe_webhook_secrets: vec!["whsec_test".into()],
         shopify_webhook_secrets: vec!["shopify_test".into()],
+        metrics_api_token: "metrics-test-token".into(),
     }
 }
 

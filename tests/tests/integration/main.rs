@@ -7,6 +7,7 @@
 //! nothing running.
 
 mod adapters;
+mod agents_e2e;
 mod local_stack;
 mod pg;
 mod sdk_clients;

@@ -57,6 +57,7 @@ impl Fixture {
             database_url: Some(db.url.clone()),
             stripe_webhook_secrets: vec!["whsec_test".into()],
             shopify_webhook_secrets: vec!["shopify_test".into()],
+            metrics_api_token: "metrics-test-token".into(),
         })
         .await
         .expect("start the local stack");
