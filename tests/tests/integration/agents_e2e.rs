@@ -198,6 +198,19 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
 
     let (status, _) = request(stack.addr, "GET", &path, &[], "").await;
     assert_eq!(status, 401, "no token, no metrics");
+    let (status, answer) = request(
+        stack.addr,
+        "GET",
+        "/metrics?workspace=nope&from=2026-01-01",
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("workspace"),
+        "{answer}"
+    );
     standins.stop().await;
     stack.stop().await;
 }
