@@ -34,7 +34,15 @@ use tokio_util::sync::CancellationToken;
 use throwaway_postgres::ThrowawayPostgres;
 
 /// The agents this process hosts.
-pub const AGENTS: &[&str] = &["status", "relay", "billing", "analytics", "etl", "metrics"];
+pub const AGENTS: &[&str] = &[
+    "status",
+    "relay",
+    "billing",
+    "analytics",
+    "etl",
+    "metrics",
+    "suggestions",
+];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
 /// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
@@ -259,6 +267,18 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 async move { metrics::handle(&deps, &request).await.map(|_| ()) }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::METRICS, recompute, stop)
+                .await;
+        });
+    }
+
+    {
+        let (pool, transport, stop) = (pool.clone(), transport.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let refresh = |request: shared::messages::SuggestionsRefresh| {
+                let pool = pool.clone();
+                async move { suggestions::refresh(&pool, &request).await.map(|_| ()) }
+            };
+            shared::queue::consumer::poll(transport.as_ref(), &catalog::SUGGESTIONS, refresh, stop)
                 .await;
         });
     }

@@ -14,3 +14,4 @@ mod queue_contract;
 mod retry;
 mod shopify;
 mod status;
+mod suggestions;

@@ -1,0 +1,214 @@
+//! The suggestions agent (first part: candidates and their prior ranking).
+//!
+//! On a `SuggestionsRefresh` from `suggestions.fifo` (the metrics agent sends one after each
+//! recompute), [`refresh`] reads a snapshot of the workspace's last weeks ([`load`]), runs the
+//! candidate [`rules`], scores each candidate, and stores the new ones as open suggestions. A
+//! suggestion already open for the same (kind, target) is not shown twice: the partial unique
+//! index `suggestions_one_open` keeps one.
+//!
+//! Scoring, until a model is trained from feedback: the documented prior
+//! [`prior_score`] — a per-kind prior acceptance rate, nudged up by the expected weekly
+//! impact. The learned ranker, the feedback API, adoption tracking and retraining come next.
+
+pub mod rules;
+
+use chrono::{Duration, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use shared::db::{DbContext, DbError, Pool};
+use shared::messages::SuggestionsRefresh;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use rules::{AdStats, CampaignStats, Candidate, DayStats, Kind, Snapshot};
+
+/// The version recorded with suggestions scored by the prior.
+pub const PRIOR_VERSION: &str = "prior-v1";
+
+/// Prior acceptance by kind, from what marketers usually act on: fixing broken tracking and
+/// stopping waste first, reallocations next, churn outreach last.
+fn prior(kind: Kind) -> f64 {
+    match kind {
+        Kind::TrackingGap => 0.55,
+        Kind::PauseAd => 0.5,
+        Kind::ShiftBudget => 0.4,
+        Kind::RaiseBudget => 0.35,
+        Kind::ChurnRisk => 0.3,
+    }
+}
+
+/// The cold-start score: the kind's prior, raised by up to 0.2 for a large weekly impact
+/// (log-scaled, so one big number does not drown the kinds).
+pub fn prior_score(candidate: &Candidate) -> f64 {
+    let impact = candidate
+        .expected_impact
+        .to_f64()
+        .unwrap_or_default()
+        .max(0.0);
+    (prior(candidate.kind) + 0.2 * ((1.0 + impact).ln() / (1.0 + 10_000f64).ln()).min(1.0)).min(1.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuggestionsError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Reads what the rules look at for one workspace.
+pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let today = Utc::now().date_naive();
+    let (two_weeks, week, month) = (
+        today - Duration::days(13),
+        today - Duration::days(6),
+        today - Duration::days(30),
+    );
+    let campaigns = client
+        .query_typed(
+            "SELECT platform, campaign_id, sum(spend), sum(COALESCE(conversion_value, 0)),
+                    count(DISTINCT date) FILTER (WHERE spend > 0)::int4,
+                    count(*) FILTER (WHERE spend > 0 AND day_value >= day_spend * 2)::int4
+               FROM (SELECT platform, campaign_id, date, sum(spend) AS spend, sum(conversion_value) AS conversion_value,
+                            sum(spend) AS day_spend, sum(COALESCE(conversion_value, 0)) AS day_value
+                       FROM ad_insights WHERE workspace_id = $1 AND date BETWEEN $2 AND $3 AND campaign_id IS NOT NULL
+                      GROUP BY platform, campaign_id, date) daily
+              GROUP BY platform, campaign_id",
+            &[(&workspace, Type::UUID), (&two_weeks, Type::DATE), (&today, Type::DATE)],
+        )
+        .await
+        .context("read campaigns")?
+        .iter()
+        .map(|row| CampaignStats {
+            platform: row.get(0),
+            campaign_id: row.get(1),
+            spend: row.get(2),
+            conversion_value: row.get(3),
+            days_with_spend: row.get::<_, i32>(4) as u32,
+            days_on_target: row.get::<_, i32>(5) as u32,
+        })
+        .collect();
+    let ads = client
+        .query_typed(
+            "SELECT platform, level_id, sum(spend), sum(COALESCE(conversions, 0))
+               FROM ad_insights WHERE workspace_id = $1 AND date BETWEEN $2 AND $3
+              GROUP BY platform, level_id",
+            &[
+                (&workspace, Type::UUID),
+                (&week, Type::DATE),
+                (&today, Type::DATE),
+            ],
+        )
+        .await
+        .context("read ads")?
+        .iter()
+        .map(|row| AdStats {
+            platform: row.get(0),
+            ad_id: row.get(1),
+            spend: row.get(2),
+            conversions: row.get(3),
+        })
+        .collect();
+    let days = client
+        .query_typed(
+            "SELECT spend, orders, events FROM daily_metrics WHERE workspace_id = $1 AND date BETWEEN $2 AND $3 ORDER BY date",
+            &[(&workspace, Type::UUID), (&week, Type::DATE), (&today, Type::DATE)],
+        )
+        .await
+        .context("read days")?
+        .iter()
+        .map(|row| DayStats { spend: row.get(0), orders: row.get(1), events: row.get(2) })
+        .collect();
+    let client = &client;
+    let mrr = |date| async move {
+        let row = client
+            .query_typed_opt(
+                "SELECT mrr FROM daily_metrics WHERE workspace_id = $1 AND date <= $2 ORDER BY date DESC LIMIT 1",
+                &[(&workspace, Type::UUID), (&date, Type::DATE)],
+            )
+            .await
+            .context("read MRR")?;
+        Ok::<Decimal, SuggestionsError>(row.map(|row| row.get(0)).unwrap_or_default())
+    };
+    let mrr_then = mrr(month).await?;
+    let mrr_now = mrr(today).await?;
+    Ok(Snapshot {
+        campaigns,
+        ads,
+        days,
+        mrr_then,
+        mrr_now,
+    })
+}
+
+/// Stores candidates as open suggestions; returns how many were new.
+pub async fn store(
+    pool: &Pool,
+    workspace: Uuid,
+    candidates: &[Candidate],
+) -> Result<u64, SuggestionsError> {
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let kinds: Vec<&str> = candidates.iter().map(|c| c.kind.as_str()).collect();
+    let targets: Vec<&str> = candidates.iter().map(|c| c.target.as_str()).collect();
+    let explanations: Vec<&str> = candidates.iter().map(|c| c.explanation.as_str()).collect();
+    let impacts: Vec<Decimal> = candidates.iter().map(|c| c.expected_impact).collect();
+    let features: Vec<serde_json::Value> = candidates
+        .iter()
+        .map(|c| serde_json::json!(c.features))
+        .collect();
+    let scores: Vec<f64> = candidates.iter().map(prior_score).collect();
+    let client = pool.get().await.context("check out a connection")?;
+    Ok(client
+        .execute_typed(
+            "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
+             SELECT $1, * , $8 FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::jsonb[], $7::float8[])
+             ON CONFLICT (workspace_id, kind, target) WHERE status = 'open' DO NOTHING",
+            &[
+                (&workspace, Type::UUID),
+                (&kinds, Type::TEXT_ARRAY),
+                (&targets, Type::TEXT_ARRAY),
+                (&explanations, Type::TEXT_ARRAY),
+                (&impacts, Type::NUMERIC_ARRAY),
+                (&features, Type::JSONB_ARRAY),
+                (&scores, Type::FLOAT8_ARRAY),
+                (&PRIOR_VERSION, Type::TEXT),
+            ],
+        )
+        .await
+        .context("store suggestions")?)
+}
+
+/// Handles one `suggestions.fifo` message; returns how many suggestions were new.
+pub async fn refresh(pool: &Pool, request: &SuggestionsRefresh) -> Result<u64, SuggestionsError> {
+    let snapshot = load(pool, request.workspace_id).await?;
+    store(pool, request.workspace_id, &rules::candidates(&snapshot)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(kind: Kind, impact: i64) -> Candidate {
+        Candidate {
+            kind,
+            target: "t".into(),
+            explanation: String::new(),
+            expected_impact: Decimal::from(impact),
+            features: vec![],
+        }
+    }
+
+    #[test]
+    fn the_prior_orders_by_kind_then_impact() {
+        assert!(
+            prior_score(&candidate(Kind::TrackingGap, 0))
+                > prior_score(&candidate(Kind::ChurnRisk, 0))
+        );
+        assert!(
+            prior_score(&candidate(Kind::ShiftBudget, 5000))
+                > prior_score(&candidate(Kind::ShiftBudget, 10))
+        );
+        assert!(prior_score(&candidate(Kind::PauseAd, 1_000_000)) <= 1.0);
+    }
+}
