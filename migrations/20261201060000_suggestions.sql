@@ -22,3 +22,26 @@ CREATE TABLE suggestions (
 CREATE UNIQUE INDEX suggestions_one_open ON suggestions (workspace_id, kind, target) WHERE status = 'open';
 
 ALTER TABLE suggestions ENABLE ROW LEVEL SECURITY;
+
+-- Who belongs to a workspace: Supabase Auth user ids (the `sub` of their JWT).
+CREATE TABLE workspace_members (
+    workspace_id  uuid NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    user_id       uuid NOT NULL,
+    role          text NOT NULL DEFAULT 'member' CHECK (role IN ('member', 'admin')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, user_id)
+);
+CREATE INDEX workspace_members_user ON workspace_members (user_id);
+
+-- One verdict per suggestion and user: a repeated click is the same feedback.
+CREATE TABLE suggestion_feedback (
+    suggestion_id  uuid NOT NULL REFERENCES suggestions (id) ON DELETE CASCADE,
+    user_id        uuid NOT NULL,
+    verdict        text NOT NULL CHECK (verdict IN ('accepted', 'rejected', 'dismissed')),
+    reason         text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (suggestion_id, user_id)
+);
+
+ALTER TABLE workspace_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE suggestion_feedback ENABLE ROW LEVEL SECURITY;

@@ -57,6 +57,8 @@ pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
 /// The `GET /metrics` bearer token when `METRICS_API_TOKEN` is not set.
 pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
+/// The JWT secret when `SUPABASE_JWT_SECRET` is not set (Supabase's local CLI default).
+pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -69,6 +71,8 @@ pub struct Options {
     pub shopify_webhook_secrets: Vec<String>,
     /// The bearer token of `GET /metrics`.
     pub metrics_api_token: String,
+    /// The secret users' JWTs are signed with (Supabase's JWT secret).
+    pub jwt_secret: String,
 }
 
 /// Where the stack keeps its data, for the start-up banner.
@@ -208,7 +212,13 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         .merge(metrics::router(Arc::new(metrics::ApiDeps {
             pool: pool.clone(),
             token: options.metrics_api_token.clone(),
-        })));
+        })))
+        .merge(suggestions::api::router(Arc::new(
+            suggestions::api::ApiDeps {
+                pool: pool.clone(),
+                jwt_secret: options.jwt_secret.clone().into_bytes(),
+            },
+        )));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

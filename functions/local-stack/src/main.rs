@@ -39,12 +39,17 @@ fn options() -> anyhow::Result<local_stack::Options> {
         .ok()
         .filter(|token| !token.is_empty())
         .unwrap_or_else(|| local_stack::DEFAULT_METRICS_API_TOKEN.to_string());
+    let jwt_secret = std::env::var("SUPABASE_JWT_SECRET")
+        .ok()
+        .filter(|secret| !secret.is_empty())
+        .unwrap_or_else(|| local_stack::DEFAULT_JWT_SECRET.to_string());
     Ok(local_stack::Options {
         listen,
         database_url,
         stripe_webhook_secrets,
         shopify_webhook_secrets,
         metrics_api_token,
+        jwt_secret,
     })
 }
 

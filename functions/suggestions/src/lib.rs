@@ -10,6 +10,7 @@
 //! [`prior_score`] — a per-kind prior acceptance rate, nudged up by the expected weekly
 //! impact. The learned ranker, the feedback API, adoption tracking and retraining come next.
 
+pub mod api;
 pub mod rules;
 
 use chrono::{Duration, Utc};

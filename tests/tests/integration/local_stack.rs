@@ -28,6 +28,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
         stripe_webhook_secrets: vec!["whsec_test".into()],
         shopify_webhook_secrets: vec!["shopify_test".into()],
         metrics_api_token: "metrics-test-token".into(),
+        jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
     }
 }
 

@@ -58,6 +58,7 @@ impl Fixture {
             stripe_webhook_secrets: vec!["whsec_test".into()],
             shopify_webhook_secrets: vec!["shopify_test".into()],
             metrics_api_token: "metrics-test-token".into(),
+            jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
         })
         .await
         .expect("start the local stack");

@@ -68,3 +68,276 @@ async fn a_refresh_stores_each_open_suggestion_once() {
         "stopping waste ranks first under the prior"
     );
 }
+
+mod feedback_api {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use integration_tests::test_db::TestDb;
+    use serde_json::{Value, json};
+    use tokio_postgres::types::Type;
+    use tower::ServiceExt;
+    use uuid::Uuid;
+
+    const SECRET: &[u8] = b"super-secret-jwt-token-with-at-least-32-characters";
+
+    fn token(user: Uuid, secret: &[u8], expires_in: i64) -> String {
+        let claims = json!({"sub": user, "aud": "authenticated", "role": "authenticated",
+                            "exp": chrono::Utc::now().timestamp() + expires_in});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    struct Fixture {
+        db: TestDb,
+        router: axum::Router,
+        member: Uuid,
+        stranger: Uuid,
+        workspace: Uuid,
+        suggestion: Uuid,
+    }
+
+    async fn fixture() -> Fixture {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        let (member, stranger) = (Uuid::new_v4(), Uuid::new_v4());
+        let workspace: Uuid = client
+            .query_typed_one(
+                "INSERT INTO workspaces (name) VALUES ('w') RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let other: Uuid = client
+            .query_typed_one(
+                "INSERT INTO workspaces (name) VALUES ('o') RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        client
+            .execute_typed(
+                "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2), ($3, $4)",
+                &[
+                    (&workspace, Type::UUID),
+                    (&member, Type::UUID),
+                    (&other, Type::UUID),
+                    (&stranger, Type::UUID),
+                ],
+            )
+            .await
+            .unwrap();
+        let suggestion: Uuid = client
+            .query_typed_one(
+                "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
+                 VALUES ($1, 'pause_ad', 'meta:1', 'Pause it', 80, '[80, 0]', 0.5, 'prior-v1') RETURNING id",
+                &[(&workspace, Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let router = suggestions::api::router(Arc::new(suggestions::api::ApiDeps {
+            pool: db.pool(2),
+            jwt_secret: SECRET.to_vec(),
+        }));
+        Fixture {
+            db,
+            router,
+            member,
+            stranger,
+            workspace,
+            suggestion,
+        }
+    }
+
+    async fn call(
+        router: &axum::Router,
+        method: &str,
+        uri: &str,
+        bearer: Option<String>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn tokens_are_verified_and_membership_is_required() {
+        let f = fixture().await;
+        let list = format!("/suggestions?workspace={}", f.workspace);
+        assert_eq!(
+            call(&f.router, "GET", &list, None, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(
+                &f.router,
+                "GET",
+                &list,
+                Some(token(
+                    f.member,
+                    b"another-secret-of-at-least-32-characters!!",
+                    60
+                )),
+                ""
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(
+                &f.router,
+                "GET",
+                &list,
+                Some(token(f.member, SECRET, -120)),
+                ""
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED,
+            "expired"
+        );
+        assert_eq!(
+            call(
+                &f.router,
+                "GET",
+                &list,
+                Some(token(f.stranger, SECRET, 60)),
+                ""
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, answer) = call(
+            &f.router,
+            "GET",
+            &list,
+            Some(token(f.member, SECRET, 60)),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["suggestions"][0]["id"], f.suggestion.to_string());
+        let feedback = format!("/suggestions/{}/feedback", f.suggestion);
+        let (status, _) = call(
+            &f.router,
+            "POST",
+            &feedback,
+            Some(token(f.stranger, SECRET, 60)),
+            r#"{"verdict":"accepted"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "another workspace's user");
+        let count: i64 =
+            f.db.client()
+                .await
+                .query_typed_one("SELECT count(*) FROM suggestion_feedback", &[])
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(count, 0);
+    }
+
+    #[tokio::test]
+    async fn feedback_is_recorded_once_per_user_and_closes_the_suggestion() {
+        let f = fixture().await;
+        let feedback = format!("/suggestions/{}/feedback", f.suggestion);
+        let bearer = || Some(token(f.member, SECRET, 60));
+        assert_eq!(
+            call(
+                &f.router,
+                "POST",
+                &feedback,
+                bearer(),
+                r#"{"verdict":"maybe"}"#
+            )
+            .await
+            .0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call(&f.router, "POST", &feedback, bearer(), "not json")
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+        let missing = format!("/suggestions/{}/feedback", Uuid::new_v4());
+        assert_eq!(
+            call(
+                &f.router,
+                "POST",
+                &missing,
+                bearer(),
+                r#"{"verdict":"accepted"}"#
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, answer) = call(
+            &f.router,
+            "POST",
+            &feedback,
+            bearer(),
+            r#"{"verdict":"accepted","reason":"makes sense"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["recorded"].clone()),
+            (StatusCode::OK, json!(true))
+        );
+        let (status, answer) = call(
+            &f.router,
+            "POST",
+            &feedback,
+            bearer(),
+            r#"{"verdict":"rejected"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["recorded"].clone()),
+            (StatusCode::OK, json!(false)),
+            "the first verdict stands"
+        );
+        let row = f.db.client().await.query_typed_one(
+            "SELECT (SELECT count(*) FROM suggestion_feedback), (SELECT verdict FROM suggestion_feedback), (SELECT status FROM suggestions)", &[]).await.unwrap();
+        assert_eq!(
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2)
+            ),
+            (1, "accepted".into(), "accepted".into())
+        );
+        let list = format!("/suggestions?workspace={}", f.workspace);
+        let (_, answer) = call(&f.router, "GET", &list, bearer(), "").await;
+        assert_eq!(answer["suggestions"], json!([]), "no longer open");
+    }
+}

@@ -1,0 +1,222 @@
+//! The feedback API the frontend calls, authenticated with the user's Supabase JWT.
+//!
+//! * `GET /suggestions?workspace=…` — the workspace's open suggestions, best first.
+//! * `POST /suggestions/{id}/feedback` — `{"verdict": "accepted" | "rejected" | "dismissed",
+//!   "reason": "…"}`; one verdict per (suggestion, user): repeating it changes nothing.
+//!
+//! The token must be signed with the project's JWT secret (HS256), unexpired, for the
+//! `authenticated` audience; its `sub` must be a member of the suggestion's workspace
+//! (`workspace_members`). 401 without a valid token, 403 for another workspace.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::db::{DbContext, Pool};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+pub struct ApiDeps {
+    pub pool: Pool,
+    /// Supabase's JWT secret (Project settings → API).
+    pub jwt_secret: Vec<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: Uuid,
+}
+
+fn failure(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The caller's user id, from a valid bearer JWT.
+/// Refusals are boxed: a `Response` is large and these are the uncommon path.
+fn user(headers: &HeaderMap, secret: &[u8]) -> Result<Uuid, Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Box::new(failure(
+                StatusCode::UNAUTHORIZED,
+                "a Supabase access token is required",
+            ))
+        })?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["authenticated"]);
+    validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
+        .map(|data| data.claims.sub)
+        .map_err(|error| {
+            Box::new(failure(
+                StatusCode::UNAUTHORIZED,
+                &format!("invalid access token: {error}"),
+            ))
+        })
+}
+
+async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, Box<Response>> {
+    let client = pool
+        .get()
+        .await
+        .context("check out a connection")
+        .map_err(|error| Box::new(unavailable(error)))?;
+    let row = client
+        .query_typed_opt(
+            "SELECT 1 FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+            &[(&workspace, Type::UUID), (&user, Type::UUID)],
+        )
+        .await
+        .context("check membership")
+        .map_err(|error| Box::new(unavailable(error)))?;
+    Ok(row.is_some())
+}
+
+fn unavailable(error: shared::db::DbError) -> Response {
+    tracing::error!(%error, "suggestions API");
+    failure(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    workspace: Option<Uuid>,
+}
+
+async fn list(
+    State(deps): State<Arc<ApiDeps>>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match user(&headers, &deps.jwt_secret) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let Some(workspace) = query.workspace else {
+        return failure(StatusCode::BAD_REQUEST, "workspace (uuid) is required");
+    };
+    match is_member(&deps.pool, workspace, user).await {
+        Ok(true) => {}
+        Ok(false) => return failure(StatusCode::FORBIDDEN, "not a member of this workspace"),
+        Err(response) => return *response,
+    }
+    let rows = async {
+        let client = deps.pool.get().await.context("check out a connection")?;
+        client
+            .query_typed(
+                "SELECT jsonb_build_object('id', id, 'kind', kind, 'target', target, 'explanation', explanation,
+                                           'expected_impact', expected_impact, 'score', score, 'created_at', created_at)
+                   FROM suggestions WHERE workspace_id = $1 AND status = 'open' ORDER BY score DESC, created_at",
+                &[(&workspace, Type::UUID)],
+            )
+            .await
+            .context("list suggestions")
+    };
+    match rows.await {
+        Ok(rows) => Json(json!({ "suggestions": rows.iter().map(|row| row.get::<_, Value>(0)).collect::<Vec<_>>() })).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Feedback {
+    verdict: String,
+    reason: Option<String>,
+}
+
+async fn feedback(
+    State(deps): State<Arc<ApiDeps>>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let user = match user(&headers, &deps.jwt_secret) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let feedback: Feedback = match serde_json::from_slice(&body) {
+        Ok(feedback) => feedback,
+        Err(error) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"verdict\": …, \"reason\": …}}: {error}"),
+            );
+        }
+    };
+    if !matches!(
+        feedback.verdict.as_str(),
+        "accepted" | "rejected" | "dismissed"
+    ) {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "verdict must be accepted, rejected or dismissed",
+        );
+    }
+    let workspace = async {
+        let client = deps.pool.get().await.context("check out a connection")?;
+        client
+            .query_typed_opt(
+                "SELECT workspace_id FROM suggestions WHERE id = $1",
+                &[(&id, Type::UUID)],
+            )
+            .await
+            .context("find suggestion")
+    };
+    let workspace: Uuid = match workspace.await {
+        Ok(Some(row)) => row.get(0),
+        Ok(None) => return failure(StatusCode::NOT_FOUND, "no such suggestion"),
+        Err(error) => return unavailable(error),
+    };
+    match is_member(&deps.pool, workspace, user).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return failure(
+                StatusCode::FORBIDDEN,
+                "not a member of this suggestion's workspace",
+            );
+        }
+        Err(response) => return *response,
+    }
+    let recorded = async {
+        let mut client = deps.pool.get().await.context("check out a connection")?;
+        let transaction = client.transaction().await.context("begin feedback")?;
+        let inserted = transaction
+            .execute_typed(
+                "INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict, reason) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (suggestion_id, user_id) DO NOTHING",
+                &[(&id, Type::UUID), (&user, Type::UUID), (&feedback.verdict, Type::TEXT), (&feedback.reason, Type::TEXT)],
+            )
+            .await
+            .context("record feedback")?;
+        if inserted == 1 {
+            transaction
+                .execute_typed(
+                    "UPDATE suggestions SET status = $2, updated_at = now() WHERE id = $1 AND status = 'open'",
+                    &[(&id, Type::UUID), (&feedback.verdict, Type::TEXT)],
+                )
+                .await
+                .context("close suggestion")?;
+        }
+        transaction.commit().await.context("commit feedback")?;
+        Ok::<bool, shared::db::DbError>(inserted == 1)
+    };
+    match recorded.await {
+        Ok(new) => Json(json!({ "recorded": new })).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+/// The feedback API's routes.
+pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
+    axum::Router::new()
+        .route("/suggestions", get(list))
+        .route("/suggestions/{id}/feedback", post(feedback))
+        .with_state(deps)
+}
