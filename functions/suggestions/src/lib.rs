@@ -141,15 +141,15 @@ pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsE
     })
 }
 
-/// Stores candidates as open suggestions; returns how many were new.
+/// Makes `candidates` the workspace's open suggestions; returns how many were new.
+///
+/// An open suggestion the rules no longer produce is stale advice (the ad was paused, the
+/// tracking was fixed), so it becomes `expired` in the same transaction that stores the rest.
 pub async fn store(
     pool: &Pool,
     workspace: Uuid,
     candidates: &[Candidate],
 ) -> Result<u64, SuggestionsError> {
-    if candidates.is_empty() {
-        return Ok(0);
-    }
     let kinds: Vec<&str> = candidates.iter().map(|c| c.kind.as_str()).collect();
     let targets: Vec<&str> = candidates.iter().map(|c| c.target.as_str()).collect();
     let explanations: Vec<&str> = candidates.iter().map(|c| c.explanation.as_str()).collect();
@@ -159,8 +159,25 @@ pub async fn store(
         .map(|c| serde_json::json!(c.features))
         .collect();
     let scores: Vec<f64> = candidates.iter().map(prior_score).collect();
-    let client = pool.get().await.context("check out a connection")?;
-    Ok(client
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = client
+        .transaction()
+        .await
+        .context("begin storing suggestions")?;
+    let expired = transaction
+        .execute_typed(
+            "UPDATE suggestions SET status = 'expired', updated_at = now()
+              WHERE workspace_id = $1 AND status = 'open'
+                AND (kind, target) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+            &[
+                (&workspace, Type::UUID),
+                (&kinds, Type::TEXT_ARRAY),
+                (&targets, Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .context("expire stale suggestions")?;
+    let stored = transaction
         .execute_typed(
             "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
              SELECT $1, * , $8 FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::jsonb[], $7::float8[])
@@ -177,7 +194,10 @@ pub async fn store(
             ],
         )
         .await
-        .context("store suggestions")?)
+        .context("store suggestions")?;
+    transaction.commit().await.context("commit suggestions")?;
+    tracing::info!(%workspace, stored, expired, "suggestions refreshed");
+    Ok(stored)
 }
 
 /// Handles one `suggestions.fifo` message; returns how many suggestions were new.
