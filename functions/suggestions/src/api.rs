@@ -1,6 +1,7 @@
 //! The feedback API the frontend calls, authenticated with the user's Supabase JWT.
 //!
 //! * `GET /suggestions?workspace=…` — the workspace's open suggestions, best first.
+//! * `GET /suggestions/adoption?workspace=…` — accepted / shown per kind and overall.
 //! * `POST /suggestions/{id}/feedback` — `{"verdict": "accepted" | "rejected" | "dismissed",
 //!   "reason": "…"}`; one verdict per (suggestion, user): repeating it changes nothing.
 //!
@@ -86,27 +87,42 @@ fn unavailable(error: shared::db::DbError) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+struct WorkspaceQuery {
     workspace: Option<Uuid>,
+}
+
+/// The `?workspace=` the caller asks about, once their token and membership are checked.
+async fn member_workspace(
+    deps: &ApiDeps,
+    headers: &HeaderMap,
+    query: &WorkspaceQuery,
+) -> Result<Uuid, Box<Response>> {
+    let user = user(headers, &deps.jwt_secret)?;
+    let Some(workspace) = query.workspace else {
+        return Err(Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            "workspace (uuid) is required",
+        )));
+    };
+    if is_member(&deps.pool, workspace, user).await? {
+        Ok(workspace)
+    } else {
+        Err(Box::new(failure(
+            StatusCode::FORBIDDEN,
+            "not a member of this workspace",
+        )))
+    }
 }
 
 async fn list(
     State(deps): State<Arc<ApiDeps>>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<WorkspaceQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let user = match user(&headers, &deps.jwt_secret) {
-        Ok(user) => user,
+    let workspace = match member_workspace(&deps, &headers, &query).await {
+        Ok(workspace) => workspace,
         Err(response) => return *response,
     };
-    let Some(workspace) = query.workspace else {
-        return failure(StatusCode::BAD_REQUEST, "workspace (uuid) is required");
-    };
-    match is_member(&deps.pool, workspace, user).await {
-        Ok(true) => {}
-        Ok(false) => return failure(StatusCode::FORBIDDEN, "not a member of this workspace"),
-        Err(response) => return *response,
-    }
     let rows = async {
         let client = deps.pool.get().await.context("check out a connection")?;
         client
@@ -213,10 +229,26 @@ async fn feedback(
     }
 }
 
+async fn adoption(
+    State(deps): State<Arc<ApiDeps>>,
+    Query(query): Query<WorkspaceQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let workspace = match member_workspace(&deps, &headers, &query).await {
+        Ok(workspace) => workspace,
+        Err(response) => return *response,
+    };
+    match crate::adoption::adoption(&deps.pool, workspace).await {
+        Ok(report) => Json(json!({ "adoption": report })).into_response(),
+        Err(crate::SuggestionsError::Db(error)) => unavailable(error),
+    }
+}
+
 /// The feedback API's routes.
 pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
     axum::Router::new()
         .route("/suggestions", get(list))
+        .route("/suggestions/adoption", get(adoption))
         .route("/suggestions/{id}/feedback", post(feedback))
         .with_state(deps)
 }

@@ -8,8 +8,10 @@
 //!
 //! Scoring, until a model is trained from feedback: the documented prior
 //! [`prior_score`] — a per-kind prior acceptance rate, nudged up by the expected weekly
-//! impact. The learned ranker, the feedback API, adoption tracking and retraining come next.
+//! impact. The feedback [`api`] records verdicts and [`adoption`] measures accepted / shown;
+//! the learned ranker and its retraining come next.
 
+pub mod adoption;
 pub mod api;
 pub mod rules;
 

@@ -365,5 +365,116 @@ mod feedback_api {
         let list = format!("/suggestions?workspace={}", f.workspace);
         let (_, answer) = call(&f.router, "GET", &list, bearer(), "").await;
         assert_eq!(answer["suggestions"], json!([]), "no longer open");
+
+        let adoption = format!("/suggestions/adoption?workspace={}", f.workspace);
+        let (status, answer) = call(&f.router, "GET", &adoption, bearer(), "").await;
+        assert_eq!(status, StatusCode::OK);
+        let overall = answer["adoption"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["kind"] == "all")
+            .cloned();
+        assert_eq!(
+            overall,
+            Some(json!({"kind": "all", "shown": 1, "accepted": 1, "rate": 1.0}))
+        );
+        let stranger = Some(token(f.stranger, SECRET, 60));
+        assert_eq!(
+            call(&f.router, "GET", &adoption, stranger, "").await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&f.router, "GET", &adoption, None, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
+}
+
+#[tokio::test]
+async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspaces: Vec<Uuid> = client
+        .query_typed(
+            "INSERT INTO workspaces (name) VALUES ('ours'), ('theirs') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let (ours, theirs) = (workspaces[0], workspaces[1]);
+    let ids: Vec<Uuid> = client
+        .query_typed(
+            "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
+             SELECT $1, kind, target, '', 0, '[]', 0.5, 'prior-v1'
+               FROM (VALUES (1, 'pause_ad', 'p1'), (2, 'pause_ad', 'p2'), (3, 'pause_ad', 'p3'),
+                            (4, 'shift_budget', 's1'), (5, 'shift_budget', 's2'), (6, 'raise_budget', 'r1')) AS s(n, kind, target)
+              ORDER BY n
+             RETURNING id",
+            &[(&ours, Type::UUID)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let [p1, p2, p3, s1, s2, _r1] = ids[..] else {
+        panic!("{ids:?}")
+    };
+    let unknown = Uuid::new_v4().to_string();
+    let events: Vec<(Uuid, &str, String)> = vec![
+        (ours, "suggestion_shown", p1.to_string()),
+        (ours, "suggestion_shown", p1.to_string()), // shown twice is still one
+        (ours, "suggestion_accepted", p1.to_string()),
+        (ours, "suggestion_shown", p2.to_string()),
+        (ours, "suggestion_shown", p3.to_string()),
+        (ours, "suggestion_shown", s1.to_string()),
+        (ours, "suggestion_shown", "not-a-uuid".into()),
+        (ours, "suggestion_accepted", unknown),
+        (theirs, "suggestion_accepted", s1.to_string()), // another workspace's event
+    ];
+    for (workspace, event, suggestion) in &events {
+        client
+            .execute_typed(
+                "INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp, properties)
+                 VALUES (gen_random_uuid(), $1, 'posthog', 'u', $2, now(), jsonb_build_object('suggestion_id', $3::text))",
+                &[(workspace, Type::UUID), (event, Type::TEXT), (suggestion, Type::TEXT)],
+            )
+            .await
+            .unwrap();
+    }
+    // Verdicts from the feedback API: p2 accepted without an accepted event, p3 rejected, and
+    // s2 accepted although its shown event never arrived.
+    let user = Uuid::new_v4();
+    for (suggestion, verdict) in [(p2, "accepted"), (p3, "rejected"), (s2, "accepted")] {
+        client
+            .execute_typed(
+                "INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict) VALUES ($1, $2, $3)",
+                &[(&suggestion, Type::UUID), (&user, Type::UUID), (&verdict, Type::TEXT)],
+            )
+            .await
+            .unwrap();
+    }
+
+    let report = suggestions::adoption::adoption(&db.pool(1), ours)
+        .await
+        .unwrap();
+    let summary: Vec<(&str, i64, i64)> = report
+        .iter()
+        .map(|a| (a.kind.as_str(), a.shown, a.accepted))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("pause_ad", 3, 2),
+            ("raise_budget", 0, 0),
+            ("shift_budget", 2, 1),
+            ("all", 5, 3),
+        ]
+    );
+    assert_eq!(report[1].rate, None, "nothing shown yet");
+    assert_eq!(report[3].rate, Some(0.6));
 }
