@@ -1,4 +1,4 @@
-//! The suggestions agent (first part: candidates and their prior ranking).
+//! The suggestions agent: candidates from the numbers, ranked by a model learned from feedback.
 //!
 //! On a `SuggestionsRefresh` from `suggestions.fifo` (the metrics agent sends one after each
 //! recompute), [`refresh`] reads a snapshot of the workspace's last weeks ([`load`]), runs the
@@ -6,13 +6,15 @@
 //! suggestion already open for the same (kind, target) is not shown twice: the partial unique
 //! index `suggestions_one_open` keeps one.
 //!
-//! Scoring, until a model is trained from feedback: the documented prior
-//! [`prior_score`] — a per-kind prior acceptance rate, nudged up by the expected weekly
-//! impact. The feedback [`api`] records verdicts and [`adoption`] measures accepted / shown;
-//! the learned ranker and its retraining come next.
+//! Scoring: the [`ranker`] — the latest promoted logistic model from `models`, retrained from
+//! the verdicts, or before any, the documented prior [`prior_score`] (a per-kind prior
+//! acceptance rate, nudged up by the expected weekly impact). Each suggestion records the
+//! model version that scored it. The feedback [`api`] records verdicts and [`adoption`]
+//! measures accepted / shown.
 
 pub mod adoption;
 pub mod api;
+pub mod ranker;
 pub mod rules;
 
 use chrono::{Duration, Utc};
@@ -147,10 +149,12 @@ pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsE
 ///
 /// An open suggestion the rules no longer produce is stale advice (the ad was paused, the
 /// tracking was fixed), so it becomes `expired` in the same transaction that stores the rest.
+/// New ones are scored by `ranker`, whose version is stored beside the score.
 pub async fn store(
     pool: &Pool,
     workspace: Uuid,
     candidates: &[Candidate],
+    ranker: &ranker::Ranker,
 ) -> Result<u64, SuggestionsError> {
     let kinds: Vec<&str> = candidates.iter().map(|c| c.kind.as_str()).collect();
     let targets: Vec<&str> = candidates.iter().map(|c| c.target.as_str()).collect();
@@ -160,7 +164,10 @@ pub async fn store(
         .iter()
         .map(|c| serde_json::json!(c.features))
         .collect();
-    let scores: Vec<f64> = candidates.iter().map(prior_score).collect();
+    let scores: Vec<f64> = candidates
+        .iter()
+        .map(|c| ranker.score(c.kind, c.expected_impact))
+        .collect();
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = client
         .transaction()
@@ -192,7 +199,7 @@ pub async fn store(
                 (&impacts, Type::NUMERIC_ARRAY),
                 (&features, Type::JSONB_ARRAY),
                 (&scores, Type::FLOAT8_ARRAY),
-                (&PRIOR_VERSION, Type::TEXT),
+                (&ranker.version(), Type::TEXT),
             ],
         )
         .await
@@ -205,7 +212,14 @@ pub async fn store(
 /// Handles one `suggestions.fifo` message; returns how many suggestions were new.
 pub async fn refresh(pool: &Pool, request: &SuggestionsRefresh) -> Result<u64, SuggestionsError> {
     let snapshot = load(pool, request.workspace_id).await?;
-    store(pool, request.workspace_id, &rules::candidates(&snapshot)).await
+    let ranker = ranker::current(pool).await?;
+    store(
+        pool,
+        request.workspace_id,
+        &rules::candidates(&snapshot),
+        &ranker,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -57,6 +57,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::ShiftBudget,
+        Kind::PauseAd,
+        Kind::RaiseBudget,
+        Kind::TrackingGap,
+        Kind::ChurnRisk,
+    ];
+
+    /// The kind stored as `text`, if it is one.
+    pub fn parse(stored: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == stored)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ShiftBudget => "shift_budget",

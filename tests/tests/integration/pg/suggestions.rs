@@ -478,3 +478,122 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
     assert_eq!(report[1].rate, None, "nothing shown yet");
     assert_eq!(report[3].rate, Some(0.6));
 }
+
+mod retrain {
+    use chrono::{Duration, Utc};
+    use integration_tests::test_db::TestDb;
+    use rust_decimal::Decimal;
+    use suggestions::ranker::{self, Ranker, Retrained};
+    use suggestions::rules::{Candidate, Kind};
+    use tokio_postgres::types::Type;
+    use uuid::Uuid;
+
+    /// `count` verdicts, one kind after another, over the past `count` minutes. Users accept
+    /// churn warnings most and tracking gaps least: the opposite of the prior's order.
+    async fn seed_verdicts(db: &TestDb, count: i32) {
+        let client = db.client().await;
+        client
+            .execute_typed(
+                "WITH w AS (INSERT INTO workspaces (name) VALUES ('w') RETURNING id),
+                      s AS (
+                        INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version, status)
+                        SELECT w.id, p.kind, 't' || n, '', 100, '[]', 0.5, 'prior-v1', 'rejected'
+                          FROM w, generate_series(1, $1) AS n
+                          JOIN (VALUES (0, 'churn_risk', 85), (1, 'raise_budget', 60), (2, 'shift_budget', 40),
+                                       (3, 'pause_ad', 25), (4, 'tracking_gap', 10)) AS p(slot, kind, rate) ON p.slot = n % 5
+                        RETURNING id, kind, target)
+                 INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict, created_at)
+                 SELECT s.id, gen_random_uuid(),
+                        CASE WHEN (substr(s.target, 2)::int * 37) % 100 < p.rate THEN 'accepted' ELSE 'rejected' END,
+                        now() - make_interval(mins => $1 - substr(s.target, 2)::int)
+                   FROM s JOIN (VALUES ('churn_risk', 85), ('raise_budget', 60), ('shift_budget', 40),
+                                       ('pause_ad', 25), ('tracking_gap', 10)) AS p(kind, rate) USING (kind)",
+                &[(&count, Type::INT4)],
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_better_model_is_promoted_and_a_no_better_one_is_kept_aside() {
+        let db = TestDb::new().await;
+        let pool = db.pool(2);
+        seed_verdicts(&db, 3).await;
+        assert!(matches!(
+            ranker::retrain(&pool, Utc::now()).await.unwrap(),
+            Retrained::NotEnoughFeedback { .. }
+        ));
+        assert_eq!(ranker::current(&pool).await.unwrap(), Ranker::Prior);
+
+        seed_verdicts(&db, 400).await;
+        let first = ranker::retrain(&pool, Utc::now()).await.unwrap();
+        let Retrained::Evaluated {
+            version,
+            log_loss,
+            auc,
+            baseline_version,
+            baseline_log_loss,
+            promoted,
+        } = first.clone()
+        else {
+            panic!("{first:?}")
+        };
+        assert_eq!(baseline_version, suggestions::PRIOR_VERSION);
+        assert!(
+            promoted && log_loss < baseline_log_loss,
+            "the learned model beats the prior: {first:?}"
+        );
+        assert!(auc > 0.7, "{first:?}");
+        let current = ranker::current(&pool).await.unwrap();
+        assert_eq!(current.version(), version);
+        assert!(
+            current.score(Kind::ChurnRisk, Decimal::ONE_HUNDRED)
+                > current.score(Kind::TrackingGap, Decimal::ONE_HUNDRED),
+            "it learned what users accept"
+        );
+
+        // The same feedback a day later fits the same model: kept, not promoted.
+        let second = ranker::retrain(&pool, Utc::now() + Duration::days(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&second, Retrained::Evaluated { promoted: false, baseline_version, .. } if *baseline_version == version),
+            "{second:?}"
+        );
+        assert_eq!(ranker::current(&pool).await.unwrap().version(), version);
+        let client = db.client().await;
+        let stored: i64 = client
+            .query_typed_one("SELECT count(*) FROM models", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, 2, "every version is kept with its metrics");
+
+        // New suggestions are scored by the promoted model and say so.
+        let workspace: Uuid = client
+            .query_typed_one("SELECT id FROM workspaces LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let candidate = Candidate {
+            kind: Kind::ChurnRisk,
+            target: "mrr".into(),
+            explanation: "MRR fell".into(),
+            expected_impact: Decimal::ONE_HUNDRED,
+            features: vec![],
+        };
+        suggestions::store(&pool, workspace, &[candidate], &current)
+            .await
+            .unwrap();
+        let (model_version, score): (String, f64) = client
+            .query_typed_one(
+                "SELECT model_version, score FROM suggestions WHERE status = 'open'",
+                &[],
+            )
+            .await
+            .map(|row| (row.get(0), row.get(1)))
+            .unwrap();
+        assert_eq!(model_version, version);
+        assert_eq!(score, current.score(Kind::ChurnRisk, Decimal::ONE_HUNDRED));
+    }
+}
