@@ -46,7 +46,20 @@ pub const ETL_SHOPIFY: Schedule = Schedule {
     target: "etl",
 };
 
-pub const SCHEDULES: &[&Schedule] = &[&OUTBOX_RELAY, &ETL_META, &ETL_TIKTOK, &ETL_SHOPIFY];
+/// Refits the suggestions ranker on the day's verdicts, at night (UTC) when no one is judging.
+pub const SUGGESTIONS_RETRAIN: Schedule = Schedule {
+    name: "suggestions-retrain",
+    expression: "cron(30 3 * * ? *)",
+    target: "suggestions-retrain",
+};
+
+pub const SCHEDULES: &[&Schedule] = &[
+    &OUTBOX_RELAY,
+    &ETL_META,
+    &ETL_TIKTOK,
+    &ETL_SHOPIFY,
+    &SUGGESTIONS_RETRAIN,
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("schedule expression {expression:?}: {reason}")]

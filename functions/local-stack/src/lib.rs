@@ -42,6 +42,7 @@ pub const AGENTS: &[&str] = &[
     "etl",
     "metrics",
     "suggestions",
+    "suggestions-retrain",
 ];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
@@ -238,7 +239,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     for schedule in SCHEDULES {
         let cadence = schedule.cadence()?;
-        let handler = schedule_handler(schedule, &relay, &etl)?;
+        let handler = schedule_handler(schedule, &relay, &etl, &pool)?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let mut next = cadence.next_after(Utc::now());
@@ -322,6 +323,7 @@ fn schedule_handler(
     schedule: &Schedule,
     relay: &Arc<relay::RelayDeps>,
     etl: &Arc<etl::EtlDeps>,
+    pool: &Pool,
 ) -> anyhow::Result<ScheduleHandler> {
     match schedule.target {
         "etl" => {
@@ -361,6 +363,24 @@ fn schedule_handler(
                         ),
                         Err(error) => {
                             tracing::error!(schedule = tick.schedule.name, %error, "relay pass failed")
+                        }
+                    }
+                })
+            }))
+        }
+        "suggestions-retrain" => {
+            let pool = pool.clone();
+            Ok(Box::new(move |tick: Tick| {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    match suggestions::ranker::retrain(&pool, tick.at).await {
+                        Ok(outcome) => tracing::info!(
+                            schedule = tick.schedule.name,
+                            ?outcome,
+                            "ranker retrained"
+                        ),
+                        Err(error) => {
+                            tracing::error!(schedule = tick.schedule.name, %error, "retrain failed")
                         }
                     }
                 })
