@@ -1,6 +1,7 @@
 //! The feedback API the frontend calls, authenticated with the user's Supabase JWT.
 //!
-//! * `GET /suggestions?workspace=…` — the workspace's open suggestions, best first.
+//! * `GET /suggestions?workspace=…` — the workspace's open suggestions: an explored one
+//!   first, then best first.
 //! * `GET /suggestions/adoption?workspace=…` — accepted / shown per kind and overall.
 //! * `POST /suggestions/{id}/feedback` — `{"verdict": "accepted" | "rejected" | "dismissed",
 //!   "reason": "…"}`; one verdict per (suggestion, user): repeating it changes nothing.
@@ -129,7 +130,7 @@ async fn list(
             .query_typed(
                 "SELECT jsonb_build_object('id', id, 'kind', kind, 'target', target, 'explanation', explanation,
                                            'expected_impact', expected_impact, 'score', score, 'created_at', created_at)
-                   FROM suggestions WHERE workspace_id = $1 AND status = 'open' ORDER BY score DESC, created_at",
+                   FROM suggestions WHERE workspace_id = $1 AND status = 'open' ORDER BY explored DESC, score DESC, created_at",
                 &[(&workspace, Type::UUID)],
             )
             .await

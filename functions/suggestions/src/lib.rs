@@ -145,16 +145,28 @@ pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsE
     })
 }
 
+/// Share of refreshes that surface one candidate picked at random, whatever its score, so the
+/// ranker keeps hearing about kinds it ranks low.
+pub const EXPLORATION_SHARE: f64 = 0.1;
+
+/// Which of `count` candidates to explore for a uniformly random `draw`, if any.
+pub fn pick_exploration(count: usize, draw: u128) -> Option<usize> {
+    let share = (draw as u64) as f64 / u64::MAX as f64;
+    (count > 1 && share < EXPLORATION_SHARE).then(|| ((draw >> 64) % count as u128) as usize)
+}
+
 /// Makes `candidates` the workspace's open suggestions; returns how many were new.
 ///
 /// An open suggestion the rules no longer produce is stale advice (the ad was paused, the
 /// tracking was fixed), so it becomes `expired` in the same transaction that stores the rest.
-/// New ones are scored by `ranker`, whose version is stored beside the score.
+/// New ones are scored by `ranker`, whose version is stored beside the score; the candidate
+/// at index `explored`, if any, is marked to be shown first.
 pub async fn store(
     pool: &Pool,
     workspace: Uuid,
     candidates: &[Candidate],
     ranker: &ranker::Ranker,
+    explored: Option<usize>,
 ) -> Result<u64, SuggestionsError> {
     let kinds: Vec<&str> = candidates.iter().map(|c| c.kind.as_str()).collect();
     let targets: Vec<&str> = candidates.iter().map(|c| c.target.as_str()).collect();
@@ -168,6 +180,7 @@ pub async fn store(
         .iter()
         .map(|c| ranker.score(c.kind, c.expected_impact))
         .collect();
+    let explored: Vec<bool> = (0..candidates.len()).map(|i| Some(i) == explored).collect();
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = client
         .transaction()
@@ -188,8 +201,8 @@ pub async fn store(
         .context("expire stale suggestions")?;
     let stored = transaction
         .execute_typed(
-            "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
-             SELECT $1, * , $8 FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::jsonb[], $7::float8[])
+            "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, explored, model_version)
+             SELECT $1, * , $9 FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::jsonb[], $7::float8[], $8::bool[])
              ON CONFLICT (workspace_id, kind, target) WHERE status = 'open' DO NOTHING",
             &[
                 (&workspace, Type::UUID),
@@ -199,6 +212,7 @@ pub async fn store(
                 (&impacts, Type::NUMERIC_ARRAY),
                 (&features, Type::JSONB_ARRAY),
                 (&scores, Type::FLOAT8_ARRAY),
+                (&explored, Type::BOOL_ARRAY),
                 (&ranker.version(), Type::TEXT),
             ],
         )
@@ -213,13 +227,10 @@ pub async fn store(
 pub async fn refresh(pool: &Pool, request: &SuggestionsRefresh) -> Result<u64, SuggestionsError> {
     let snapshot = load(pool, request.workspace_id).await?;
     let ranker = ranker::current(pool).await?;
-    store(
-        pool,
-        request.workspace_id,
-        &rules::candidates(&snapshot),
-        &ranker,
-    )
-    .await
+    let candidates = rules::candidates(&snapshot);
+    // A v4 uuid is 122 random bits from the OS: enough for a coin flip and an index.
+    let explored = pick_exploration(candidates.len(), Uuid::new_v4().as_u128());
+    store(pool, request.workspace_id, &candidates, &ranker, explored).await
 }
 
 #[cfg(test)]
@@ -234,6 +245,17 @@ mod tests {
             expected_impact: Decimal::from(impact),
             features: vec![],
         }
+    }
+
+    #[test]
+    fn exploration_takes_its_share_and_any_index() {
+        let explore = |share_bits: u64, index_bits: u64| {
+            pick_exploration(5, (u128::from(index_bits) << 64) | u128::from(share_bits))
+        };
+        assert_eq!(explore(0, 7), Some(2));
+        assert_eq!(explore(u64::MAX / 20, 4), Some(4), "5 % of draws explore");
+        assert_eq!(explore(u64::MAX / 5, 4), None, "20 % of draws do not");
+        assert_eq!(pick_exploration(1, 0), None, "nothing to explore among one");
     }
 
     #[test]
