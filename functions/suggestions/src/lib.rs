@@ -149,10 +149,17 @@ pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsE
 /// ranker keeps hearing about kinds it ranks low.
 pub const EXPLORATION_SHARE: f64 = 0.1;
 
-/// Which of `count` candidates to explore for a uniformly random `draw`, if any.
-pub fn pick_exploration(count: usize, draw: u128) -> Option<usize> {
-    let share = (draw as u64) as f64 / u64::MAX as f64;
-    (count > 1 && share < EXPLORATION_SHARE).then(|| ((draw >> 64) % count as u128) as usize)
+/// The low 62 bits of a v4 uuid: the variant takes the top two of its low half.
+const RANDOM_LOW_BITS: u64 = u64::MAX >> 2;
+
+/// Which of `count` candidates to explore, if any, for a random v4 uuid `draw`.
+///
+/// A v4 uuid fixes six bits (version and variant), so the coin comes from the random low 62
+/// bits and the index from the random top 48.
+pub fn pick_exploration(count: usize, draw: Uuid) -> Option<usize> {
+    let bits = draw.as_u128();
+    let coin = (bits as u64 & RANDOM_LOW_BITS) as f64 / RANDOM_LOW_BITS as f64;
+    (count > 1 && coin < EXPLORATION_SHARE).then(|| (bits >> 80) as usize % count)
 }
 
 /// Makes `candidates` the workspace's open suggestions; returns how many were new.
@@ -228,8 +235,7 @@ pub async fn refresh(pool: &Pool, request: &SuggestionsRefresh) -> Result<u64, S
     let snapshot = load(pool, request.workspace_id).await?;
     let ranker = ranker::current(pool).await?;
     let candidates = rules::candidates(&snapshot);
-    // A v4 uuid is 122 random bits from the OS: enough for a coin flip and an index.
-    let explored = pick_exploration(candidates.len(), Uuid::new_v4().as_u128());
+    let explored = pick_exploration(candidates.len(), Uuid::new_v4());
     store(pool, request.workspace_id, &candidates, &ranker, explored).await
 }
 
@@ -249,13 +255,35 @@ mod tests {
 
     #[test]
     fn exploration_takes_its_share_and_any_index() {
-        let explore = |share_bits: u64, index_bits: u64| {
-            pick_exploration(5, (u128::from(index_bits) << 64) | u128::from(share_bits))
+        let explore = |coin: u64, index: u64| {
+            pick_exploration(
+                5,
+                Uuid::from_u128((u128::from(index) << 80) | u128::from(coin)),
+            )
         };
         assert_eq!(explore(0, 7), Some(2));
-        assert_eq!(explore(u64::MAX / 20, 4), Some(4), "5 % of draws explore");
-        assert_eq!(explore(u64::MAX / 5, 4), None, "20 % of draws do not");
-        assert_eq!(pick_exploration(1, 0), None, "nothing to explore among one");
+        assert_eq!(explore(RANDOM_LOW_BITS / 20, 4), Some(4), "5 % explore");
+        assert_eq!(explore(RANDOM_LOW_BITS / 5, 4), None, "20 % do not");
+        assert_eq!(
+            pick_exploration(1, Uuid::nil()),
+            None,
+            "nothing to explore among one"
+        );
+    }
+
+    #[test]
+    fn real_v4_uuids_explore_about_a_tenth_of_the_time_over_every_index() {
+        let mut picked = [0usize; 5];
+        let draws = 20_000;
+        for _ in 0..draws {
+            if let Some(index) = pick_exploration(5, Uuid::new_v4()) {
+                picked[index] += 1;
+            }
+        }
+        let share = picked.iter().sum::<usize>() as f64 / draws as f64;
+        // Ten standard deviations either side: a real failure, never chance.
+        assert!((0.08..0.12).contains(&share), "{share}");
+        assert!(picked.iter().all(|&n| n > 200), "{picked:?}");
     }
 
     #[test]

@@ -658,7 +658,10 @@ mod simulation {
                 })
                 .collect();
             let current = ranker::current(&pool).await.unwrap();
-            let explored = suggestions::pick_exploration(candidates.len(), rng.random::<u128>());
+            let explored = suggestions::pick_exploration(
+                candidates.len(),
+                Uuid::from_u128(rng.random::<u128>()),
+            );
             suggestions::store(&pool, workspace, &candidates, &current, explored)
                 .await
                 .unwrap();
