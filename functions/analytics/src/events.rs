@@ -23,6 +23,8 @@ const MAX_DISTINCT_ID: usize = 200;
 pub enum Source {
     Posthog,
     Mixpanel,
+    /// Outcomes of the email agent's sends (delivered, opened…), recorded by that agent.
+    Email,
 }
 
 impl Source {
@@ -30,6 +32,7 @@ impl Source {
         match self {
             Source::Posthog => "posthog",
             Source::Mixpanel => "mixpanel",
+            Source::Email => "email",
         }
     }
 }

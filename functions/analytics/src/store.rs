@@ -17,6 +17,7 @@ use shared::db::{DbContext, Pool};
 use shared::messages::{MetricsRecompute, UserSignedUp};
 use shared::queue::Message;
 use shared::queue::outbox::{Outbox, Pending};
+use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -87,13 +88,27 @@ pub async fn store(
     source: Source,
     events: &[Event],
 ) -> Result<(Stored, Pending), AnalyticsError> {
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = client.transaction().await.context("begin event batch")?;
+    let (stored, pending) = store_within(&transaction, outbox, workspace, source, events).await?;
+    transaction.commit().await.context("commit event batch")?;
+    Ok((stored, pending))
+}
+
+/// [`store`] inside the caller's transaction, for agents whose own facts are events too (the
+/// email agent's deliveries): the events then exist exactly when the caller's writes do.
+pub async fn store_within(
+    transaction: &Transaction<'_>,
+    outbox: &Outbox,
+    workspace: Uuid,
+    source: Source,
+    events: &[Event],
+) -> Result<(Stored, Pending), AnalyticsError> {
     // Rows are inserted in id order: two batches sharing events (an SDK retrying) then take
     // their key locks in the same order and cannot deadlock.
     let mut sorted: Vec<&Event> = events.iter().collect();
     sorted.sort_by_key(|event| event.id);
     let events = sorted;
-    let mut client = pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin event batch")?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let distinct_ids: Vec<&str> = events.iter().map(|e| e.distinct_id.as_str()).collect();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
@@ -178,8 +193,7 @@ pub async fn store(
     for signup in &signups {
         messages.push(signup.to_outgoing()?);
     }
-    let pending = outbox.enqueue(&transaction, &messages).await?;
-    transaction.commit().await.context("commit event batch")?;
+    let pending = outbox.enqueue(transaction, &messages).await?;
     let stored = Stored {
         inserted: inserted_days.len(),
         duplicates: events.len() - inserted_days.len(),

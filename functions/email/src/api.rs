@@ -1,0 +1,231 @@
+//! The email agent's HTTP routes: Resend's webhook and the unsubscribe endpoints.
+//!
+//! * `POST /webhooks/resend` — Svix-signed delivery reports ([`crate::webhook`]). 400 for a
+//!   bad signature or payload (with the reason), 413 above 256 KiB, 200 with the outcome
+//!   (a redelivery answers `duplicate`), 500 when the database fails so Svix retries.
+//! * `GET /email/unsubscribe?token=…` — a confirmation page and nothing else: link scanners
+//!   and mail previews fetch links, and must not unsubscribe anyone.
+//! * `POST /email/unsubscribe?token=…` — unsubscribes. A mailbox provider's RFC 8058
+//!   one-click POST (`List-Unsubscribe=One-Click`) and our page's button both land here; no
+//!   cookie or session is needed, and repeating it changes nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::db::Pool;
+use shared::queue::outbox::Outbox;
+use shared::settings::{Env, SettingsError};
+use shared::webhook::SvixHeaders;
+
+use crate::unsubscribe::{Method, TokenSigner, Unsubscribed, unsubscribe};
+use crate::{EmailError, webhook};
+
+/// Resend's reports are small; anything larger is not one.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub struct ApiDeps {
+    pub pool: Pool,
+    pub outbox: Outbox,
+    pub signer: TokenSigner,
+    /// `whsec_…` signing secrets of the Resend webhook (several while rotating).
+    pub webhook_secrets: Vec<String>,
+    pub product: String,
+}
+
+/// `RESEND_WEBHOOK_SECRET` (comma-separated while rotating).
+pub fn webhook_secrets(env: &Env<'_>) -> Result<Vec<String>, SettingsError> {
+    env.required_list("RESEND_WEBHOOK_SECRET")
+}
+
+fn verify(deps: &ApiDeps, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let svix = SvixHeaders {
+        id: header("svix-id"),
+        timestamp: header("svix-timestamp"),
+        signature: header("svix-signature"),
+    };
+    let now = Utc::now().timestamp();
+    let mut last_error = String::from("no webhook secret configured");
+    for secret in &deps.webhook_secrets {
+        match shared::webhook::verify_svix(body, svix, secret, now) {
+            Ok(()) => return Ok(svix.id.unwrap_or_default().to_string()),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Err(last_error)
+}
+
+async fn receive_resend(
+    State(deps): State<Arc<ApiDeps>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    let svix_id = match verify(&deps, &headers, &body) {
+        Ok(id) => id,
+        Err(reason) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": format!("svix signature: {reason}") })),
+            );
+        }
+    };
+    match webhook::record(&deps.pool, &deps.outbox, &svix_id, &body).await {
+        Ok((outcome, pending)) => {
+            if let Err(error) = deps.outbox.dispatch(&pending).await {
+                tracing::warn!(%error, "metrics requests left for the outbox relay");
+            }
+            (
+                StatusCode::OK,
+                Json(json!({ "received": true, "outcome": outcome })),
+            )
+        }
+        Err(EmailError::Malformed(reason)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("malformed event: {reason}") })),
+        ),
+        Err(error) => {
+            tracing::error!(%error, svix_id, "email event not recorded; Svix will redeliver");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": "the event could not be recorded; retry later" })),
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> (StatusCode, Html<String>) {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title}</title></head>\
+             <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;\">\
+             <h1>{title}</h1>{body}</body></html>"
+        )),
+    )
+}
+
+fn bad_link(reason: &str) -> (StatusCode, Html<String>) {
+    page(
+        StatusCode::BAD_REQUEST,
+        "This unsubscribe link does not work",
+        &format!("<p>{reason}. Please use the link from the most recent email.</p>"),
+    )
+}
+
+/// The token, checked; the page to answer when it is missing or wrong.
+fn checked_user(
+    deps: &ApiDeps,
+    query: &TokenQuery,
+) -> Result<(uuid::Uuid, String), (StatusCode, Html<String>)> {
+    let token = query
+        .token
+        .as_deref()
+        .ok_or_else(|| bad_link("The link has no token"))?;
+    let user = deps
+        .signer
+        .verify(token)
+        .map_err(|error| bad_link(&capitalised(&error.to_string())))?;
+    Ok((user, token.trim().to_string()))
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+async fn confirm_page(
+    State(deps): State<Arc<ApiDeps>>,
+    Query(query): Query<TokenQuery>,
+) -> (StatusCode, Html<String>) {
+    let token = match checked_user(&deps, &query) {
+        Ok((_, token)) => token,
+        Err(answer) => return answer,
+    };
+    // The token is base64url, which needs no escaping in an attribute.
+    page(
+        StatusCode::OK,
+        "Unsubscribe",
+        &format!(
+            "<p>Stop receiving {product}'s onboarding emails?</p>\
+             <form method=\"post\" action=\"unsubscribe?token={token}\">\
+             <input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+             <button type=\"submit\">Unsubscribe</button></form>",
+            product = deps.product
+        ),
+    )
+}
+
+async fn unsubscribe_post(
+    State(deps): State<Arc<ApiDeps>>,
+    Query(query): Query<TokenQuery>,
+    body: Bytes,
+) -> (StatusCode, Html<String>) {
+    let user = match checked_user(&deps, &query) {
+        Ok((user, _)) => user,
+        Err(answer) => return answer,
+    };
+    let one_click = form_urlencoded::parse(&body)
+        .any(|(key, value)| key == "List-Unsubscribe" && value == "One-Click");
+    let method = if one_click {
+        Method::OneClick
+    } else {
+        Method::Link
+    };
+    match unsubscribe(&deps.pool, user, method).await {
+        Ok(outcome) => {
+            tracing::info!(%user, ?method, ?outcome, "unsubscribe");
+            let already = matches!(outcome, Unsubscribed::Already);
+            page(
+                StatusCode::OK,
+                "You are unsubscribed",
+                &format!(
+                    "<p>{} You will not receive {product}'s onboarding emails any more.</p>",
+                    if already {
+                        "You had already unsubscribed."
+                    } else {
+                        "Done."
+                    },
+                    product = deps.product
+                ),
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, %user, "unsubscribe not recorded");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Please try again",
+                "<p>We could not record your request just now. Nothing was changed; please try again in a minute.</p>",
+            )
+        }
+    }
+}
+
+/// The email agent's routes.
+pub fn router(deps: Arc<ApiDeps>) -> Router {
+    Router::new()
+        .route("/webhooks/resend", post(receive_resend))
+        .route(
+            "/email/unsubscribe",
+            get(confirm_page).post(unsubscribe_post),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(deps)
+}

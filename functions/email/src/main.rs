@@ -1,0 +1,48 @@
+//! Lambda entrypoint of the email sender: `email.fifo` batches (grouped per user) send each
+//! campaign once. As `email preview <d1|d7|d30> <user-id> [--html]` it prints what that user
+//! would receive now, without sending or recording anything.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use email::campaigns::Campaign;
+use email::send::{EmailQueueMessage, Recipient};
+use shared::lambda::{Container, LambdaError};
+use shared::settings::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), LambdaError> {
+    let container = Container::init().await?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = Env(&lookup);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            let deps = Arc::new(email::sender_from_env(container.pool, &env)?);
+            shared::lambda::sqs::serve(move |message: EmailQueueMessage| {
+                let deps = deps.clone();
+                async move { email::send::handle(&deps, message).await }
+            })
+            .await
+        }
+        [command, campaign, user, rest @ ..] if command == "preview" => {
+            let campaign: Campaign = campaign.parse()?;
+            let user: uuid::Uuid = user.parse().map_err(|error| format!("user id: {error}"))?;
+            let composer = email::composer_from_env(&env)?;
+            let client = container.pool.get().await?;
+            let recipient = Recipient::load(&**client, user)
+                .await?
+                .ok_or_else(|| format!("no user {user}"))?;
+            let rendered = composer
+                .render(&**client, &recipient, campaign, Utc::now())
+                .await?;
+            if rest.iter().any(|flag| flag == "--html") {
+                println!("{}", rendered.html);
+            } else {
+                println!("Subject: {}\n\n{}", rendered.subject, rendered.text);
+            }
+            Ok(())
+        }
+        _ => Err("usage: email [preview <d1|d7|d30> <user-id> [--html]]".into()),
+    }
+}

@@ -1,0 +1,270 @@
+//! Resend's webhooks: what became of each email.
+//!
+//! A delivery is verified (Svix signature, any configured secret, 5-minute tolerance) and
+//! then recorded in one transaction: the raw event in `email_events` keyed by `svix-id`
+//! (a redelivery finds the key taken and changes nothing), the first time of each outcome on
+//! its `email_sends` row, a suppression for a hard bounce or a complaint (and an unsubscribe
+//! for a complaint), and an analytics event (`email_delivered`, `email_opened`…) for the
+//! user, through the analytics agent's own writer, so the metrics agent is asked to recompute
+//! that day like for any other event.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Value, json};
+use shared::db::DbContext;
+use shared::queue::outbox::{Outbox, Pending};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::EmailError;
+
+/// Namespace of the analytics event ids derived from Svix message ids.
+const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x3c1d_8a52_77e4_4f0b_a1c9_0e6b_52d8_f3a4);
+
+/// The outcomes that change state and become analytics events.
+const TRACKED: &[&str] = &[
+    "email.delivered",
+    "email.delivery_delayed",
+    "email.opened",
+    "email.clicked",
+    "email.bounced",
+    "email.complained",
+];
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// Stored and applied to its send.
+    Applied,
+    /// This `svix-id` was recorded before.
+    Duplicate,
+    /// Stored; it is not about one of our sends (another sender on the same account) or its
+    /// type changes nothing (`email.sent`).
+    Stored,
+}
+
+/// The parts of a Resend event we read.
+struct ResendEvent {
+    kind: String,
+    occurred_at: DateTime<Utc>,
+    email_id: String,
+    hard_bounce: bool,
+    link: Option<String>,
+}
+
+fn parse(body: &[u8]) -> Result<(ResendEvent, Value), EmailError> {
+    let malformed = |reason: &str| EmailError::Malformed(reason.to_string());
+    let payload: Value = serde_json::from_slice(body)
+        .map_err(|error| EmailError::Malformed(format!("not JSON: {error}")))?;
+    let kind = payload["type"]
+        .as_str()
+        .filter(|kind| !kind.is_empty())
+        .ok_or_else(|| malformed("no \"type\""))?
+        .to_string();
+    let occurred_at = payload["created_at"]
+        .as_str()
+        .and_then(parse_time)
+        .ok_or_else(|| malformed("\"created_at\" is missing or not a timestamp"))?;
+    let email_id = payload["data"]["email_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| malformed("no \"data.email_id\""))?
+        .to_string();
+    // Resend reports permanent rejections as bounces; only an explicit transient one (a full
+    // mailbox) leaves the address usable.
+    let hard_bounce = kind == "email.bounced"
+        && !payload["data"]["bounce"]["type"]
+            .as_str()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("transient"));
+    let link = payload["data"]["click"]["link"]
+        .as_str()
+        .map(str::to_string);
+    Ok((
+        ResendEvent {
+            kind,
+            occurred_at,
+            email_id,
+            hard_bounce,
+            link,
+        },
+        payload,
+    ))
+}
+
+/// ISO 8601 as Resend documents it, or the Postgres-style text some of its payloads carry.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .map(|at| at.with_timezone(&Utc))
+                .ok()
+        })
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|at| at.and_utc())
+                .ok()
+        })
+}
+
+/// Records one verified delivery; returns what to dispatch after commit.
+pub async fn record(
+    pool: &shared::db::Pool,
+    outbox: &Outbox,
+    svix_id: &str,
+    body: &[u8],
+) -> Result<(Recorded, Pending), EmailError> {
+    let (event, payload) = parse(body)?;
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = client.transaction().await.context("begin email event")?;
+    let inserted = transaction
+        .query_typed_opt(
+            "INSERT INTO email_events (svix_id, type, email_id, send_id, occurred_at, payload)
+             SELECT $1, $2, $3, (SELECT id FROM email_sends WHERE provider_message_id = $3), $4, $5
+             ON CONFLICT (svix_id) DO NOTHING
+             RETURNING send_id",
+            &[
+                (&svix_id, Type::TEXT),
+                (&event.kind, Type::TEXT),
+                (&event.email_id, Type::TEXT),
+                (&event.occurred_at, Type::TIMESTAMPTZ),
+                (&payload, Type::JSONB),
+            ],
+        )
+        .await
+        .context("store the email event")?;
+    let Some(row) = inserted else {
+        return Ok((Recorded::Duplicate, Pending::default()));
+    };
+    let send_id: Option<Uuid> = row.get(0);
+    let (Some(send_id), true) = (send_id, TRACKED.contains(&event.kind.as_str())) else {
+        transaction.commit().await.context("commit email event")?;
+        return Ok((Recorded::Stored, Pending::default()));
+    };
+    let send = transaction
+        .query_typed_one(
+            "UPDATE email_sends s SET
+                    delivered_at  = CASE WHEN $2 = 'email.delivered'  THEN LEAST(s.delivered_at, $3)  ELSE s.delivered_at END,
+                    opened_at     = CASE WHEN $2 = 'email.opened'     THEN LEAST(s.opened_at, $3)     ELSE s.opened_at END,
+                    clicked_at    = CASE WHEN $2 = 'email.clicked'    THEN LEAST(s.clicked_at, $3)    ELSE s.clicked_at END,
+                    bounced_at    = CASE WHEN $2 = 'email.bounced'    THEN LEAST(s.bounced_at, $3)    ELSE s.bounced_at END,
+                    complained_at = CASE WHEN $2 = 'email.complained' THEN LEAST(s.complained_at, $3) ELSE s.complained_at END
+              FROM users u
+             WHERE s.id = $1 AND u.id = s.user_id
+             RETURNING s.workspace_id, s.user_id, u.distinct_id, s.campaign, s.to_address",
+            &[
+                (&send_id, Type::UUID),
+                (&event.kind, Type::TEXT),
+                (&event.occurred_at, Type::TIMESTAMPTZ),
+            ],
+        )
+        .await
+        .context("apply the email event")?;
+    let (workspace, user, distinct_id, campaign, address): (
+        Uuid,
+        Uuid,
+        String,
+        String,
+        Option<String>,
+    ) = (
+        send.get(0),
+        send.get(1),
+        send.get(2),
+        send.get(3),
+        send.get(4),
+    );
+    let suppression = match event.kind.as_str() {
+        "email.complained" => Some("complained"),
+        "email.bounced" if event.hard_bounce => Some("bounced"),
+        _ => None,
+    };
+    if let (Some(reason), Some(address)) = (suppression, &address) {
+        transaction
+            .execute_typed(
+                "INSERT INTO email_suppressions (address, reason, svix_id) VALUES (lower($1), $2, $3)
+                 ON CONFLICT (address) DO NOTHING",
+                &[(address, Type::TEXT), (&reason, Type::TEXT), (&svix_id, Type::TEXT)],
+            )
+            .await
+            .context("suppress the address")?;
+    }
+    if event.kind == "email.complained" {
+        transaction
+            .execute_typed(
+                "INSERT INTO email_unsubscribes (user_id, method) VALUES ($1, 'complaint')
+                 ON CONFLICT (user_id) DO NOTHING",
+                &[(&user, Type::UUID)],
+            )
+            .await
+            .context("unsubscribe the complainant")?;
+    }
+    let analytics_event = analytics::events::Event {
+        id: Uuid::new_v5(&EVENT_NAMESPACE, svix_id.as_bytes()),
+        distinct_id,
+        name: event.kind.replacen("email.", "email_", 1),
+        timestamp: event.occurred_at,
+        properties: json!({
+            "campaign": campaign,
+            "email_id": event.email_id,
+            "send_id": send_id,
+            "link": event.link,
+            "hard_bounce": (event.kind == "email.bounced").then_some(event.hard_bounce),
+        }),
+        token: None,
+    };
+    let (_, pending) = analytics::store::store_within(
+        &transaction,
+        outbox,
+        workspace,
+        analytics::events::Source::Email,
+        &[analytics_event],
+    )
+    .await?;
+    transaction.commit().await.context("commit email event")?;
+    Ok((Recorded::Applied, pending))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resend_payloads_parse() {
+        let body = br#"{"type":"email.bounced","created_at":"2026-12-01T10:00:00.123Z",
+            "data":{"email_id":"e-1","bounce":{"type":"Permanent","subType":"General"}}}"#;
+        let (event, _) = parse(body).unwrap();
+        assert_eq!(event.email_id, "e-1");
+        assert!(event.hard_bounce);
+        let soft = br#"{"type":"email.bounced","created_at":"2026-12-01 10:00:00.5+00",
+            "data":{"email_id":"e-1","bounce":{"type":"Transient"}}}"#;
+        let (event, _) = parse(soft).unwrap();
+        assert!(!event.hard_bounce);
+        assert_eq!(
+            event.occurred_at,
+            "2026-12-01T10:00:00.5Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+
+    #[test]
+    fn incomplete_payloads_say_what_is_missing() {
+        for (body, missing) in [
+            (
+                &br#"{"created_at":"2026-12-01T10:00:00Z","data":{"email_id":"e"}}"#[..],
+                "type",
+            ),
+            (
+                br#"{"type":"email.opened","data":{"email_id":"e"}}"#,
+                "created_at",
+            ),
+            (
+                br#"{"type":"email.opened","created_at":"2026-12-01T10:00:00Z","data":{}}"#,
+                "email_id",
+            ),
+            (b"{", "not JSON"),
+        ] {
+            let error = parse(body).err().unwrap().to_string();
+            assert!(error.contains(missing), "{error}");
+        }
+    }
+}
