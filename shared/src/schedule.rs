@@ -53,12 +53,22 @@ pub const SUGGESTIONS_RETRAIN: Schedule = Schedule {
     target: "suggestions-retrain",
 };
 
+/// The email agent's sweep for users due a D1/D7/D30 email. Hourly, because a campaign is due
+/// from a local hour that differs by timezone; two minutes past, so a send hour that has
+/// just begun is not missed by a clock running slightly early.
+pub const EMAIL_SWEEP: Schedule = Schedule {
+    name: "email-sweep",
+    expression: "cron(2 * * * ? *)",
+    target: "email-sweep",
+};
+
 pub const SCHEDULES: &[&Schedule] = &[
     &OUTBOX_RELAY,
     &ETL_META,
     &ETL_TIKTOK,
     &ETL_SHOPIFY,
     &SUGGESTIONS_RETRAIN,
+    &EMAIL_SWEEP,
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

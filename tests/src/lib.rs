@@ -2,6 +2,7 @@
 //!
 //! * [`test_db`] — one fresh, migrated database per test, created from `DATABASE_URL`.
 //! * [`moto`] — SQS queues on the moto server the test command starts (`MOTO_ENDPOINT`).
+//! * [`resend_standin`] — Resend's `POST /emails` on a local port, with idempotency and scripted failures.
 //! * [`contract`] — the queue contract: the behaviour both transports must show, written
 //!   once against the [`shared::queue::Transport`] trait and run against each.
 //! * [`stripe_events`] — seeded, realistic Stripe webhook traffic (out of order, duplicated,
@@ -11,6 +12,7 @@
 pub mod bench_http;
 pub mod contract;
 pub mod moto;
+pub mod resend_standin;
 pub mod stripe_check;
 pub mod stripe_events;
 pub mod test_db;

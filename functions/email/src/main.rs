@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use email::campaigns::Campaign;
-use email::send::{EmailQueueMessage, Recipient};
+use email::send::EmailQueueMessage;
 use shared::lambda::{Container, LambdaError};
 use shared::settings::Env;
 
@@ -29,13 +29,10 @@ async fn main() -> Result<(), LambdaError> {
             let campaign: Campaign = campaign.parse()?;
             let user: uuid::Uuid = user.parse().map_err(|error| format!("user id: {error}"))?;
             let composer = email::composer_from_env(&env)?;
-            let client = container.pool.get().await?;
-            let recipient = Recipient::load(&**client, user)
-                .await?
-                .ok_or_else(|| format!("no user {user}"))?;
-            let rendered = composer
-                .render(&**client, &recipient, campaign, Utc::now())
-                .await?;
+            let rendered =
+                email::send::preview(&container.pool, &composer, campaign, user, Utc::now())
+                    .await?
+                    .ok_or_else(|| format!("no user {user}"))?;
             if rest.iter().any(|flag| flag == "--html") {
                 println!("{}", rendered.html);
             } else {

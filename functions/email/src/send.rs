@@ -236,6 +236,26 @@ impl Composer {
     }
 }
 
+/// What `user` would receive for `campaign` at `now`, without sending or recording anything
+/// (`email preview`); `None` when there is no such user.
+pub async fn preview(
+    pool: &Pool,
+    composer: &Composer,
+    campaign: Campaign,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Rendered>, EmailError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let Some(recipient) = Recipient::load(&**client, user).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        composer
+            .render(&**client, &recipient, campaign, now)
+            .await?,
+    ))
+}
+
 /// The workspace's figures over the campaign's period, `None` before it has any.
 async fn numbers(
     client: &impl GenericClient,
@@ -276,7 +296,7 @@ async fn numbers(
         roas: if spend.is_zero() {
             "n/a".into()
         } else {
-            format!("{}×", (revenue / spend).round_dp(2))
+            format!("{:.2}×", (revenue / spend).round_dp(2))
         },
         orders: grouped(row.get::<_, i64>(3).to_string()),
         events: grouped(row.get::<_, i64>(4).to_string()),

@@ -11,6 +11,7 @@
 //! [`start`] returns once the port is bound and migrations are applied; [`LocalStack::stop`]
 //! shuts everything down gracefully (the binary calls it on Ctrl-C).
 
+pub mod demo;
 pub mod standins;
 pub mod throwaway_postgres;
 
@@ -43,6 +44,8 @@ pub const AGENTS: &[&str] = &[
     "metrics",
     "suggestions",
     "suggestions-retrain",
+    "email",
+    "email-sweep",
 ];
 
 /// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
@@ -60,6 +63,12 @@ pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
 pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
 /// The JWT secret when `SUPABASE_JWT_SECRET` is not set (Supabase's local CLI default).
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+/// The Resend webhook secret when `RESEND_WEBHOOK_SECRET` is not set (`whsec_` + base64).
+pub const DEFAULT_RESEND_WEBHOOK_SECRET: &str = "whsec_bG9jYWwtcmVzZW5kLXNlY3JldA==";
+/// The unsubscribe-link secret when `EMAIL_UNSUBSCRIBE_SECRET` is not set.
+pub const DEFAULT_UNSUBSCRIBE_SECRET: &str = "local-unsubscribe-secret";
+/// Who local emails are from.
+pub const LOCAL_EMAIL_FROM: &str = "Growth Agents <hello@growth-agents.local>";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -74,6 +83,45 @@ pub struct Options {
     pub metrics_api_token: String,
     /// The secret users' JWTs are signed with (Supabase's JWT secret).
     pub jwt_secret: String,
+    pub email: EmailOptions,
+    /// Seed demo data at start (see [`demo`]).
+    pub demo: bool,
+}
+
+/// The email agent, locally: emails land as JSON files in a folder instead of Resend.
+#[derive(Debug, Clone)]
+pub struct EmailOptions {
+    pub mailbox_dir: std::path::PathBuf,
+    pub unsubscribe_secret: String,
+    pub resend_webhook_secrets: Vec<String>,
+    pub campaigns: email::campaigns::Rules,
+}
+
+impl Default for EmailOptions {
+    fn default() -> Self {
+        Self {
+            mailbox_dir: std::env::temp_dir().join("growth-agents-mailbox"),
+            unsubscribe_secret: DEFAULT_UNSUBSCRIBE_SECRET.into(),
+            resend_webhook_secrets: vec![DEFAULT_RESEND_WEBHOOK_SECRET.into()],
+            campaigns: email::campaigns::Rules::default(),
+        }
+    }
+}
+
+impl Default for Options {
+    /// The local defaults: port 8080, a throwaway database, the printed local secrets.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            stripe_webhook_secrets: vec![DEFAULT_STRIPE_WEBHOOK_SECRET.into()],
+            shopify_webhook_secrets: vec![DEFAULT_SHOPIFY_WEBHOOK_SECRET.into()],
+            metrics_api_token: DEFAULT_METRICS_API_TOKEN.into(),
+            jwt_secret: DEFAULT_JWT_SECRET.into(),
+            email: EmailOptions::default(),
+            demo: false,
+        }
+    }
 }
 
 /// Where the stack keeps its data, for the start-up banner.
@@ -206,6 +254,34 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         endpoints: etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
         retry: shared::retry::RetryPolicy::default(),
     });
+    // Bound before the routes are built: the emails' unsubscribe links point at this address.
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("bind {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let signer =
+        email::unsubscribe::TokenSigner::new(vec![options.email.unsubscribe_secret.clone()]);
+    let sender = Arc::new(email::send::SenderDeps {
+        pool: pool.clone(),
+        provider: Arc::new(email::provider::Mailbox::new(&options.email.mailbox_dir)),
+        composer: email::send::Composer {
+            templates: email::templates::Templates::new(),
+            signer: signer.clone(),
+            from: LOCAL_EMAIL_FROM.into(),
+            product: email::DEFAULT_PRODUCT_NAME.into(),
+            public_base_url: format!("http://{addr}"),
+            app_url: format!("http://{addr}/status.json"),
+        },
+        retry: shared::retry::RetryPolicy::default(),
+        claim_ttl: email::CLAIM_TTL,
+    });
+    let email_api = Arc::new(email::api::ApiDeps {
+        pool: pool.clone(),
+        outbox: Outbox::new(pool.clone(), transport.clone()),
+        signer,
+        webhook_secrets: options.email.resend_webhook_secrets.clone(),
+        product: email::DEFAULT_PRODUCT_NAME.into(),
+    });
     let router = status::router(status)
         .merge(billing::router(billing))
         .merge(analytics::router(analytics))
@@ -219,14 +295,12 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 pool: pool.clone(),
                 jwt_secret: options.jwt_secret.clone().into_bytes(),
             },
-        )));
+        )))
+        .merge(email::api::router(email_api));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("bind {}", options.listen))?;
-    let addr = listener.local_addr()?;
+
     let stop_http = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(listener, router)
@@ -237,9 +311,17 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         }
     });
 
+    let campaigns = Arc::new(options.email.campaigns.clone());
+    let hosted = Hosted {
+        relay: relay.clone(),
+        etl: etl.clone(),
+        pool: pool.clone(),
+        transport: transport.clone(),
+        campaigns: campaigns.clone(),
+    };
     for schedule in SCHEDULES {
         let cadence = schedule.cadence()?;
-        let handler = schedule_handler(schedule, &relay, &etl, &pool)?;
+        let handler = schedule_handler(schedule, &hosted)?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let mut next = cadence.next_after(Utc::now());
@@ -294,6 +376,29 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         });
     }
 
+    {
+        let (sender, transport, stop) = (sender.clone(), transport.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let send = |message: email::send::EmailQueueMessage| {
+                let sender = sender.clone();
+                async move { email::send::handle(&sender, message).await }
+            };
+            shared::queue::consumer::poll(transport.as_ref(), &catalog::EMAIL, send, stop).await;
+        });
+    }
+
+    if options.demo {
+        let outbox = Outbox::new(pool.clone(), transport.clone());
+        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, Utc::now())
+            .await
+            .context("seed the demo")?;
+        tracing::info!(?seeded, "demo data seeded");
+        let report = email::sweep::sweep(&pool, transport.as_ref(), &campaigns, Utc::now())
+            .await
+            .context("run the first email sweep")?;
+        tracing::info!(?report, "demo email sweep done");
+    }
+
     for queue in catalog::QUEUES {
         if !AGENTS.contains(&queue.consumer) {
             tracing::info!(
@@ -318,13 +423,24 @@ type ScheduleHandler = Box<
     dyn Fn(Tick) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
 >;
 
+/// What the schedules call into.
+struct Hosted {
+    relay: Arc<relay::RelayDeps>,
+    etl: Arc<etl::EtlDeps>,
+    pool: Pool,
+    transport: Arc<dyn Transport>,
+    campaigns: Arc<email::campaigns::Rules>,
+}
+
 /// The in-process equivalent of the Lambda each schedule targets.
-fn schedule_handler(
-    schedule: &Schedule,
-    relay: &Arc<relay::RelayDeps>,
-    etl: &Arc<etl::EtlDeps>,
-    pool: &Pool,
-) -> anyhow::Result<ScheduleHandler> {
+fn schedule_handler(schedule: &Schedule, hosted: &Hosted) -> anyhow::Result<ScheduleHandler> {
+    let Hosted {
+        relay,
+        etl,
+        pool,
+        transport,
+        campaigns,
+    } = hosted;
     match schedule.target {
         "etl" => {
             let platform = etl::Platform::for_schedule(schedule).ok_or_else(|| {
@@ -381,6 +497,28 @@ fn schedule_handler(
                         ),
                         Err(error) => {
                             tracing::error!(schedule = tick.schedule.name, %error, "retrain failed")
+                        }
+                    }
+                })
+            }))
+        }
+        "email-sweep" => {
+            let (pool, transport, campaigns) = (pool.clone(), transport.clone(), campaigns.clone());
+            Ok(Box::new(move |tick: Tick| {
+                let (pool, transport, campaigns) =
+                    (pool.clone(), transport.clone(), campaigns.clone());
+                Box::pin(async move {
+                    match email::sweep::sweep(&pool, transport.as_ref(), &campaigns, tick.at).await
+                    {
+                        Ok(report) => {
+                            tracing::info!(
+                                schedule = tick.schedule.name,
+                                ?report,
+                                "email sweep done"
+                            )
+                        }
+                        Err(error) => {
+                            tracing::error!(schedule = tick.schedule.name, %error, "email sweep failed")
                         }
                     }
                 })

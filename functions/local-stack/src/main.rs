@@ -8,6 +8,7 @@ use anyhow::Context;
 
 fn options() -> anyhow::Result<local_stack::Options> {
     let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
+    let mut demo = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -19,9 +20,10 @@ fn options() -> anyhow::Result<local_stack::Options> {
                     .parse()
                     .with_context(|| format!("--listen {value}: not an address"))?;
             }
+            "--demo" => demo = true,
             "--help" | "-h" => {
                 println!(
-                    "usage: local-stack [--listen ADDR]   (DATABASE_URL: use this database instead of a throwaway one)"
+                    "usage: local-stack [--listen ADDR] [--demo]   (DATABASE_URL: use this database instead of a throwaway one)"
                 );
                 std::process::exit(0);
             }
@@ -43,6 +45,16 @@ fn options() -> anyhow::Result<local_stack::Options> {
         .ok()
         .filter(|secret| !secret.is_empty())
         .unwrap_or_else(|| local_stack::DEFAULT_JWT_SECRET.to_string());
+    let lookup = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let defaults = local_stack::EmailOptions::default();
+    let email = local_stack::EmailOptions {
+        mailbox_dir: lookup("EMAIL_MAILBOX_DIR").map_or(defaults.mailbox_dir, Into::into),
+        unsubscribe_secret: lookup("EMAIL_UNSUBSCRIBE_SECRET")
+            .unwrap_or(defaults.unsubscribe_secret),
+        resend_webhook_secrets: email::api::webhook_secrets(&shared::settings::Env(&lookup))
+            .unwrap_or(defaults.resend_webhook_secrets),
+        campaigns: email::campaigns::Rules::from_lookup(lookup)?,
+    };
     Ok(local_stack::Options {
         listen,
         database_url,
@@ -50,6 +62,8 @@ fn options() -> anyhow::Result<local_stack::Options> {
         shopify_webhook_secrets,
         metrics_api_token,
         jwt_secret,
+        email,
+        demo,
     })
 }
 
@@ -65,7 +79,9 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
-    let stack = local_stack::start(options()?).await?;
+    let options = options()?;
+    let mailbox = options.email.mailbox_dir.clone();
+    let stack = local_stack::start(options).await?;
     println!("growth-agents local stack is ready");
     println!("  open      {}/status.json", stack.url());
     println!("  data      {}", stack.data);
@@ -99,6 +115,12 @@ async fn main() -> anyhow::Result<()> {
         } else {
             local_stack::DEFAULT_METRICS_API_TOKEN
         }
+    );
+    println!(
+        "  email     sent to {} (one JSON file per email); Resend webhooks POST {}/webhooks/resend (secret: RESEND_WEBHOOK_SECRET, default {})",
+        mailbox.display(),
+        stack.url(),
+        local_stack::DEFAULT_RESEND_WEBHOOK_SECRET
     );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;

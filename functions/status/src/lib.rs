@@ -1,7 +1,8 @@
 //! The status agent: one place that says whether the system is coherent.
 //!
 //! For now it answers `GET /status.json` with the database's reachability and migration
-//! version, each queue's depth and dead letters, and the agents running in this process.
+//! version, each queue's depth and dead letters, a few KPIs (events per day, ETL success,
+//! email delivery, open and click rates per campaign) and the agents running in this process.
 //! The route is the same in Lambda (behind API Gateway) and in the local stack.
 
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct StatusReport {
     /// Share of finished ETL runs in the last 7 days that succeeded (skipped runs are not
     /// counted: another run held the account); `None` without finished runs.
     pub etl_success_rate_7d: Option<f64>,
+    /// Delivery, open and click rates of the lifecycle emails sent in the last 30 days, per
+    /// campaign (the KPI wants delivery above 95 %); `None` when the database could not say.
+    pub email_campaigns_30d: Option<Vec<email::stats::CampaignRates>>,
     pub agents: Vec<&'static str>,
 }
 
@@ -99,12 +103,18 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
     } else {
         None
     };
+    let email_campaigns_30d = if database.migration_version.is_some() {
+        email_campaigns_30d(&deps.pool).await
+    } else {
+        None
+    };
     StatusReport {
         ok,
         database,
         queues,
         events_last_24h,
         etl_success_rate_7d,
+        email_campaigns_30d,
         agents: deps.agents.clone(),
     }
 }
@@ -126,6 +136,11 @@ async fn events_last_24h(pool: &Pool) -> Option<i64> {
         .await
         .ok()?;
     Some(row.get(0))
+}
+
+async fn email_campaigns_30d(pool: &Pool) -> Option<Vec<email::stats::CampaignRates>> {
+    let client = pool.get().await.ok()?;
+    email::stats::campaign_rates(&**client, 30).await.ok()
 }
 
 async fn etl_success_rate_7d(pool: &Pool) -> Option<f64> {

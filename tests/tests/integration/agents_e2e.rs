@@ -99,6 +99,7 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
         shopify_webhook_secrets: vec!["shopify_test".into()],
         metrics_api_token: METRICS_TOKEN.into(),
         jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -29,6 +29,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
         shopify_webhook_secrets: vec!["shopify_test".into()],
         metrics_api_token: "metrics-test-token".into(),
         jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+        ..Default::default()
     }
 }
 
@@ -78,4 +79,69 @@ async fn starts_its_own_postgres_when_no_database_is_given() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the port is closed after stop"
     );
+}
+
+#[tokio::test]
+async fn demo_mode_sends_d1_emails_to_the_demo_signups() {
+    let db = TestDb::empty().await;
+    let mailbox = std::env::temp_dir().join(format!("mailbox-{}", uuid::Uuid::new_v4().simple()));
+    let stack = local_stack::start(local_stack::Options {
+        demo: true,
+        email: local_stack::EmailOptions {
+            mailbox_dir: mailbox.clone(),
+            ..Default::default()
+        },
+        ..options(Some(db.url.clone()))
+    })
+    .await
+    .unwrap();
+    let outbox = email::provider::Mailbox::new(&mailbox);
+    let mut emails = Vec::new();
+    for _ in 0..120 {
+        emails = outbox.read_all().unwrap();
+        if emails.len() >= local_stack::demo::DEMO_PEOPLE.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let mut recipients: Vec<&str> = emails
+        .iter()
+        .map(|email| email["to"][0].as_str().unwrap())
+        .collect();
+    recipients.sort();
+    let mut expected: Vec<&str> = local_stack::demo::DEMO_PEOPLE
+        .iter()
+        .map(|(_, _, address)| *address)
+        .collect();
+    expected.sort();
+    assert_eq!(recipients, expected);
+    for email in &emails {
+        assert_eq!(email["tags"][0]["value"], "d1");
+        assert!(
+            email["subject"]
+                .as_str()
+                .unwrap()
+                .contains("your first day"),
+            "{email}"
+        );
+    }
+
+    // The one-click unsubscribe link of a demo email works against the stack itself.
+    let link = emails[0]["headers"]["List-Unsubscribe"].as_str().unwrap();
+    let url = link.trim_start_matches('<').trim_end_matches('>');
+    assert!(url.starts_with(&stack.url()), "{url}");
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let (status, report) = get(stack.addr, "/status.json").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["email_campaigns_30d"][0]["sent"], 3, "{report}");
+    stack.stop().await;
+    std::fs::remove_dir_all(&mailbox).ok();
 }

@@ -59,6 +59,7 @@ impl Fixture {
             shopify_webhook_secrets: vec!["shopify_test".into()],
             metrics_api_token: "metrics-test-token".into(),
             jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+            ..Default::default()
         })
         .await
         .expect("start the local stack");

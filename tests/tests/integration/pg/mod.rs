@@ -4,6 +4,7 @@ mod analytics;
 mod billing;
 mod billing_load;
 mod consumer;
+mod email;
 mod etl;
 mod lease;
 mod metrics;
