@@ -4,7 +4,7 @@
 //!   so duplicates (by workspace and id) are dropped by the key, even across concurrent
 //!   batches;
 //! * users: `$identify` / `$set` / signup events create or update `users` (email, name,
-//!   signed_up_at — the earliest signup wins), again one statement;
+//!   timezone, signed_up_at — the earliest signup wins), again one statement;
 //! * messages: one metrics recompute per workspace and UTC day that got new events
 //!   (deduplicated per five minutes downstream), and a signup notice for users whose
 //!   `signed_up_at` was set by this batch.
@@ -46,6 +46,8 @@ pub struct Stored {
 struct Person {
     email: Option<String>,
     name: Option<String>,
+    /// An IANA name, for the email agent's "day 1 in their timezone".
+    timezone: Option<String>,
     signed_up_at: Option<DateTime<Utc>>,
 }
 
@@ -68,6 +70,17 @@ fn person_updates<'a>(events: &[&'a Event]) -> BTreeMap<&'a str, Person> {
         };
         person.email = field("email").or_else(|| person.email.take());
         person.name = field("name").or_else(|| person.name.take());
+        // posthog-js puts the browser's zone on every event as `$timezone`.
+        person.timezone = field("timezone")
+            .or_else(|| field("$timezone"))
+            .or_else(|| {
+                event
+                    .properties
+                    .get("$timezone")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .or_else(|| person.timezone.take());
         if signup {
             person.signed_up_at = Some(
                 person
@@ -142,6 +155,7 @@ pub async fn store_within(
         let who: Vec<&str> = people.keys().copied().collect();
         let emails: Vec<Option<&str>> = people.values().map(|p| p.email.as_deref()).collect();
         let full_names: Vec<Option<&str>> = people.values().map(|p| p.name.as_deref()).collect();
+        let timezones: Vec<Option<&str>> = people.values().map(|p| p.timezone.as_deref()).collect();
         let signed_up: Vec<Option<DateTime<Utc>>> =
             people.values().map(|p| p.signed_up_at).collect();
         let rows = transaction
@@ -150,11 +164,12 @@ pub async fn store_within(
                      SELECT distinct_id, signed_up_at FROM users
                       WHERE workspace_id = $1 AND distinct_id = ANY ($2)
                  )
-                 INSERT INTO users AS u (workspace_id, distinct_id, email, name, signed_up_at)
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                 INSERT INTO users AS u (workspace_id, distinct_id, email, name, signed_up_at, timezone)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
                  ON CONFLICT (workspace_id, distinct_id) DO UPDATE
                     SET email = COALESCE(EXCLUDED.email, u.email),
                         name = COALESCE(EXCLUDED.name, u.name),
+                        timezone = COALESCE(EXCLUDED.timezone, u.timezone),
                         signed_up_at = LEAST(u.signed_up_at, EXCLUDED.signed_up_at),
                         updated_at = now()
                  RETURNING u.distinct_id, u.signed_up_at,
@@ -165,6 +180,7 @@ pub async fn store_within(
                     (&emails, Type::TEXT_ARRAY),
                     (&full_names, Type::TEXT_ARRAY),
                     (&signed_up, Type::TIMESTAMPTZ_ARRAY),
+                    (&timezones, Type::TEXT_ARRAY),
                 ],
             )
             .await

@@ -268,3 +268,36 @@ impl EmailProvider for Mailbox {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(subject: &str) -> OutgoingEmail {
+        OutgoingEmail {
+            from: "Growth Agents <hello@example.test>".into(),
+            to: vec!["ada@example.com".into()],
+            subject: subject.into(),
+            html: "<p>Hi</p>".into(),
+            text: "Hi".into(),
+            headers: Default::default(),
+            tags: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_mailbox_keeps_one_email_per_idempotency_key() {
+        let directory = std::env::temp_dir().join(format!("mailbox-{}", uuid::Uuid::new_v4()));
+        let mailbox = Mailbox::new(&directory);
+        let first = mailbox.send(&email("one"), "email-send/1").await.unwrap();
+        let again = mailbox.send(&email("one"), "email-send/1").await.unwrap();
+        let other = mailbox.send(&email("two"), "email-send/2").await.unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let stored = mailbox.read_all().unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0]["subject"], "one");
+        assert_eq!(stored[0]["idempotency_key"], "email-send/1");
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+}

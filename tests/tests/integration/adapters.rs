@@ -136,6 +136,14 @@ fn the_scheduled_event_names_its_schedule() {
 }
 
 #[test]
+fn the_email_sweep_sample_names_the_email_sweep() {
+    let sample = include_str!("../../../infra/events/eventbridge-email-sweep.json");
+    let event: EventBridgeEvent = serde_json::from_str(sample).unwrap();
+    let tick = tick_from_event(&event).unwrap();
+    assert_eq!(tick.schedule, &shared::schedule::EMAIL_SWEEP);
+}
+
+#[test]
 fn the_http_sample_is_an_http_api_v2_request_for_the_status_route() {
     let event: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
         serde_json::from_str(HTTP_GET_STATUS).unwrap();

@@ -410,7 +410,10 @@ async fn identity_signups_and_messages() {
     let a = analytics().await;
     let mut identify = posthog_event("$identify", "u1");
     identify["properties"]["$set"] = json!({"email": "ada@x.io", "name": "Ada"});
-    let batch = json!({"api_key": "phc_test", "batch": [identify, posthog_event("signed_up", "u1"), posthog_event("signed_up", "u1")]});
+    // posthog-js sends the browser's zone as `$timezone` on every event.
+    let mut signup = posthog_event("signed_up", "u1");
+    signup["properties"]["$timezone"] = json!("Europe/Paris");
+    let batch = json!({"api_key": "phc_test", "batch": [identify, signup, posthog_event("signed_up", "u1")]});
     let (status, _) = a
         .post("/batch/", batch.to_string().into_bytes(), &[JSON])
         .await;
@@ -419,7 +422,7 @@ async fn identity_signups_and_messages() {
         a.db.client()
             .await
             .query_typed_one(
-                "SELECT email, name, signed_up_at IS NOT NULL FROM users",
+                "SELECT email, name, signed_up_at IS NOT NULL, timezone FROM users",
                 &[],
             )
             .await
@@ -428,9 +431,10 @@ async fn identity_signups_and_messages() {
         (
             row.get::<_, String>(0),
             row.get::<_, String>(1),
-            row.get::<_, bool>(2)
+            row.get::<_, bool>(2),
+            row.get::<_, String>(3)
         ),
-        ("ada@x.io".into(), "Ada".into(), true)
+        ("ada@x.io".into(), "Ada".into(), true, "Europe/Paris".into())
     );
 
     // A flood of events for the same workspace and day asks for one recompute.

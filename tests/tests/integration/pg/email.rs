@@ -11,8 +11,9 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use email::campaigns::{Campaign, Rules};
 use email::provider::Resend;
-use email::send::{Composer, EmailQueueMessage, SendCampaignEmail, SendOutcome, SenderDeps};
+use email::send::{EmailQueueMessage, SendCampaignEmail, SendOutcome, SenderDeps};
 use email::unsubscribe::TokenSigner;
+use integration_tests::email_fixtures::{BASE_URL, UNSUBSCRIBE_SECRET, sender, user, workspace};
 use integration_tests::resend_standin::{API_KEY, ResendStandIn};
 use integration_tests::test_db::TestDb;
 use serde_json::{Value, json};
@@ -21,77 +22,13 @@ use shared::queue::Transport;
 use shared::queue::catalog::EMAIL;
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
-use shared::retry::RetryPolicy;
 use tokio_postgres::types::Type;
 use tower::ServiceExt;
 use uuid::Uuid;
 
 const WEBHOOK_SECRET: &str = "whsec_dGVzdC1yZXNlbmQtd2ViaG9vay1zZWNyZXQ=";
-const UNSUBSCRIBE_SECRET: &str = "test-unsubscribe-secret";
-const BASE_URL: &str = "https://api.example.test";
-
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
-}
-
-async fn workspace(client: &tokio_postgres::Client, timezone: &str) -> Uuid {
-    client
-        .query_typed_one(
-            "INSERT INTO workspaces (name, timezone) VALUES ('Lovelace Labs', $1) RETURNING id",
-            &[(&timezone, Type::TEXT)],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// A user who signed up at `signed_up_at`, in `timezone` (NULL: the workspace's).
-async fn user(
-    client: &tokio_postgres::Client,
-    workspace: Uuid,
-    distinct_id: &str,
-    signed_up_at: &str,
-    timezone: Option<&str>,
-) -> Uuid {
-    let email = format!("{distinct_id}@example.com");
-    let signed_up_at = at(signed_up_at);
-    client
-        .query_typed_one(
-            "INSERT INTO users (workspace_id, distinct_id, email, name, timezone, signed_up_at)
-             VALUES ($1, $2, $3, 'Ada Lovelace', $4, $5) RETURNING id",
-            &[
-                (&workspace, Type::UUID),
-                (&distinct_id, Type::TEXT),
-                (&email, Type::TEXT),
-                (&timezone, Type::TEXT),
-                (&signed_up_at, Type::TIMESTAMPTZ),
-            ],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
-fn sender(pool: &Pool, provider: Arc<dyn email::provider::EmailProvider>) -> SenderDeps {
-    SenderDeps {
-        pool: pool.clone(),
-        provider,
-        composer: Composer {
-            templates: email::templates::Templates::new(),
-            signer: TokenSigner::new(vec![UNSUBSCRIBE_SECRET.into()]),
-            from: "Growth Agents <hello@example.test>".into(),
-            product: "Growth Agents".into(),
-            public_base_url: BASE_URL.into(),
-            app_url: "https://app.example.test/".into(),
-        },
-        retry: RetryPolicy {
-            first_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            jitter_seed: Some(7),
-            ..RetryPolicy::default()
-        },
-        claim_ttl: Duration::from_secs(120),
-    }
 }
 
 fn resend(standin: &ResendStandIn) -> Arc<dyn email::provider::EmailProvider> {
@@ -1106,4 +1043,52 @@ async fn previews_render_a_users_email_with_their_workspace_numbers() {
         .unwrap()
         .get(0);
     assert_eq!(sent, 0, "a preview records nothing");
+}
+
+#[tokio::test]
+async fn resend_answers_are_classified() {
+    use email::provider::{EmailProvider, OutgoingEmail, ProviderError};
+    use shared::retry::Retryable;
+    let standin = ResendStandIn::start().await;
+    let resend = Resend::new(standin.base_url(), API_KEY).unwrap();
+    let email = |subject: &str| OutgoingEmail {
+        from: "Growth Agents <hello@example.test>".into(),
+        to: vec!["ada@example.com".into()],
+        subject: subject.into(),
+        html: "<p>Hi</p>".into(),
+        text: "Hi".into(),
+        headers: Default::default(),
+        tags: vec![],
+    };
+    let id = resend.send(&email("one"), "key-1").await.unwrap();
+    assert_eq!(
+        resend.send(&email("one"), "key-1").await.unwrap(),
+        id,
+        "a replay answers the first email"
+    );
+    let changed = resend.send(&email("two"), "key-1").await.unwrap_err();
+    assert!(
+        matches!(changed, ProviderError::AlreadySent { .. }),
+        "{changed}"
+    );
+    assert!(!changed.retry_class().is_transient());
+
+    standin.fail_next(&[(429, Some(7))]);
+    let limited = resend.send(&email("three"), "key-3").await.unwrap_err();
+    assert_eq!(
+        limited.retry_class(),
+        shared::retry::RetryClass::Transient {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    let wrong_key = Resend::new(standin.base_url(), "re_wrong").unwrap();
+    let refused = wrong_key.send(&email("four"), "key-4").await.unwrap_err();
+    assert!(
+        matches!(refused, ProviderError::Rejected { status: 401, .. }),
+        "{refused}"
+    );
+    let unreachable = Resend::new("http://127.0.0.1:9", API_KEY).unwrap();
+    let down = unreachable.send(&email("five"), "key-5").await.unwrap_err();
+    assert!(down.retry_class().is_transient(), "{down}");
+    assert_eq!(standin.accepted().len(), 1);
 }
