@@ -61,14 +61,19 @@ WITH ws AS (
              WHERE latest.mrr_after > 0) AS active_subscriptions
       FROM days d, ws
 ), activity AS (
+    -- Active users are people who used the product: an email delivered to them or opened by
+    -- them (recorded as events by the email agent) is counted as an event, not as activity.
     SELECT d.day,
            (SELECT count(*) FROM events e WHERE e.workspace_id = ws.id AND e.timestamp >= d.starts AND e.timestamp < d.ends) AS events,
            (SELECT count(DISTINCT e.distinct_id) FROM events e
-             WHERE e.workspace_id = ws.id AND e.timestamp >= d.starts AND e.timestamp < d.ends) AS dau,
+             WHERE e.workspace_id = ws.id AND e.timestamp >= d.starts AND e.timestamp < d.ends
+               AND e.source <> 'email') AS dau,
            (SELECT count(DISTINCT e.distinct_id) FROM events e
-             WHERE e.workspace_id = ws.id AND e.timestamp >= d.week_starts AND e.timestamp < d.ends) AS wau,
+             WHERE e.workspace_id = ws.id AND e.timestamp >= d.week_starts AND e.timestamp < d.ends
+               AND e.source <> 'email') AS wau,
            (SELECT count(DISTINCT e.distinct_id) FROM events e
-             WHERE e.workspace_id = ws.id AND e.timestamp >= d.month_starts AND e.timestamp < d.ends) AS mau,
+             WHERE e.workspace_id = ws.id AND e.timestamp >= d.month_starts AND e.timestamp < d.ends
+               AND e.source <> 'email') AS mau,
            (SELECT count(*) FROM users u
              WHERE u.workspace_id = ws.id AND u.signed_up_at >= d.starts AND u.signed_up_at < d.ends) AS signups
       FROM days d, ws

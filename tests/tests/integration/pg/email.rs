@@ -707,6 +707,33 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
         .unwrap();
     assert!(metrics_depth.visible >= 1, "{metrics_depth:?}");
 
+    // The metrics agent counts them as events of the day, not as active users.
+    let today = Utc::now().date_naive();
+    metrics::handle(
+        &metrics::MetricsDeps {
+            pool: pool.clone(),
+            transport: Arc::new(PostgresTransport::new(pool.clone())),
+        },
+        &shared::messages::MetricsRecompute::new(workspace, today, "test", Utc::now()),
+    )
+    .await
+    .unwrap();
+    let day = client
+        .query_typed_one(
+            "SELECT events, dau, mau FROM daily_metrics WHERE workspace_id = $1 AND date = $2",
+            &[(&workspace, Type::UUID), (&today, Type::DATE)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            day.get::<_, i64>(0),
+            day.get::<_, i64>(1),
+            day.get::<_, i64>(2)
+        ),
+        (9, 0, 0)
+    );
+
     // The bounce and the complaint suppress their addresses; the complaint unsubscribes.
     let suppressed = client
         .query_typed(
