@@ -15,6 +15,7 @@
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
 //! * [`messages`] — the messages agents send each other (body, group, deduplication id).
+//! * [`runs`] — the agents' run log (`agent_runs`, and embedded metrics inside Lambda).
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
 //! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
 //!
@@ -27,6 +28,7 @@ pub mod lease;
 pub mod messages;
 pub mod queue;
 pub mod retry;
+pub mod runs;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

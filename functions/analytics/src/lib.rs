@@ -508,7 +508,10 @@ pub fn router(deps: Arc<AnalyticsDeps>) -> Router {
     for path in ["/import", "/import/"] {
         router = router.route(path, post(mixpanel_import));
     }
-    router
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "analytics");
+    runs.layer(
+        router
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(deps),
+    )
 }

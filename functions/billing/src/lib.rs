@@ -807,8 +807,11 @@ async fn receive_stripe(
 
 /// The billing agent's routes.
 pub fn router(deps: Arc<BillingDeps>) -> Router {
-    Router::new()
-        .route("/webhooks/stripe", post(receive_stripe))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "billing");
+    runs.layer(
+        Router::new()
+            .route("/webhooks/stripe", post(receive_stripe))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(deps),
+    )
 }

@@ -220,12 +220,15 @@ async fn unsubscribe_post(
 
 /// The email agent's routes.
 pub fn router(deps: Arc<ApiDeps>) -> Router {
-    Router::new()
-        .route("/webhooks/resend", post(receive_resend))
-        .route(
-            "/email/unsubscribe",
-            get(confirm_page).post(unsubscribe_post),
-        )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "email-api");
+    runs.layer(
+        Router::new()
+            .route("/webhooks/resend", post(receive_resend))
+            .route(
+                "/email/unsubscribe",
+                get(confirm_page).post(unsubscribe_post),
+            )
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(deps),
+    )
 }

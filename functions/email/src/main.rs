@@ -8,6 +8,7 @@ use chrono::Utc;
 use email::campaigns::Campaign;
 use email::send::EmailQueueMessage;
 use shared::lambda::{Container, LambdaError};
+use shared::runs::{RunLog, Trigger};
 use shared::settings::Env;
 
 #[tokio::main]
@@ -18,10 +19,14 @@ async fn main() -> Result<(), LambdaError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => {
+            let runs = RunLog::new(container.pool.clone(), "email");
             let deps = Arc::new(email::sender_from_env(container.pool, &env)?);
             shared::lambda::sqs::serve(move |message: EmailQueueMessage| {
-                let deps = deps.clone();
-                async move { email::send::handle(&deps, message).await }
+                let (deps, runs) = (deps.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, email::send::handle(&deps, message))
+                        .await
+                }
             })
             .await
         }

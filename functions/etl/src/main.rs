@@ -18,14 +18,22 @@ use serde_json::{Value, json};
 use shared::lambda::schedule::tick_from_event;
 use shared::lambda::{Container, LambdaError};
 use shared::retry::RetryPolicy;
+use shared::runs::{RunLog, Trigger};
 
-async fn handle(deps: &EtlDeps, payload: Value, holder: &str) -> Result<Value, LambdaError> {
+async fn handle(
+    deps: &EtlDeps,
+    runs: &RunLog,
+    payload: Value,
+    holder: &str,
+) -> Result<Value, LambdaError> {
     if payload.get("Records").is_some() {
         let event: SqsEvent = serde_json::from_value(payload)?;
         // A run that fails is recorded and alerted, and the next schedule tries again, so
         // only infrastructure errors (database, lease bookkeeping) send a message back.
         let response = shared::lambda::sqs::handle_batch(&event, |run: EtlRun| async move {
-            etl::run(deps, &run, holder).await.map(|_| ())
+            runs.observe(Trigger::Queue, etl::run(deps, &run, holder))
+                .await
+                .map(|_| ())
         })
         .await?;
         return Ok(serde_json::to_value(response)?);
@@ -34,7 +42,12 @@ async fn handle(deps: &EtlDeps, payload: Value, holder: &str) -> Result<Value, L
     let tick = tick_from_event(&event)?;
     let platform = Platform::for_schedule(tick.schedule)
         .ok_or_else(|| format!("schedule {} does not dispatch ETL runs", tick.schedule.name))?;
-    let enqueued = etl::dispatch(deps, platform, tick.at.date_naive()).await?;
+    let enqueued = runs
+        .observe(
+            Trigger::Schedule,
+            etl::dispatch(deps, platform, tick.at.date_naive()),
+        )
+        .await?;
     Ok(json!({ "enqueued": enqueued }))
 }
 
@@ -63,9 +76,10 @@ async fn main() -> Result<(), LambdaError> {
             "usage: etl [backfill <connection-id> <from YYYY-MM-DD> <to YYYY-MM-DD>]".into(),
         );
     }
+    let runs = RunLog::new(deps.pool.clone(), "etl");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let deps = deps.clone();
-        async move { handle(&deps, event.payload, &event.context.request_id).await }
+        let (deps, runs) = (deps.clone(), runs.clone());
+        async move { handle(&deps, &runs, event.payload, &event.context.request_id).await }
     }))
     .await
 }

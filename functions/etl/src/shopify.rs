@@ -853,10 +853,13 @@ async fn receive(
 
 /// `POST /webhooks/shopify`, for the ETL Lambda's HTTP side and the local stack.
 pub fn router(deps: Arc<WebhookDeps>) -> Router {
-    Router::new()
-        .route("/webhooks/shopify", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "shopify-webhook");
+    runs.layer(
+        Router::new()
+            .route("/webhooks/shopify", post(receive))
+            .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+            .with_state(deps),
+    )
 }
 
 #[cfg(test)]

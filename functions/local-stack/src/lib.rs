@@ -27,6 +27,7 @@ use shared::lambda::schedule::Tick;
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
+use shared::runs::{RunLog, Trigger};
 use shared::schedule::{SCHEDULES, Schedule};
 use shared::settings::DatabaseSettings;
 use tokio::task::JoinSet;
@@ -227,6 +228,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         agents: AGENTS.to_vec(),
     });
     let relay = Arc::new(relay::RelayDeps {
+        pool: pool.clone(),
         outbox: Outbox::new(pool.clone(), transport.clone()),
         postgres_queue: Some(PostgresTransport::new(pool.clone())),
         grace: relay::GRACE,
@@ -322,6 +324,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     for schedule in SCHEDULES {
         let cadence = schedule.cadence()?;
         let handler = schedule_handler(schedule, &hosted)?;
+        let runs = RunLog::new(pool.clone(), schedule.target);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let mut next = cadence.next_after(Utc::now());
@@ -331,7 +334,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                handler(Tick { schedule, at }).await;
+                match runs
+                    .observe(Trigger::Schedule, handler(Tick { schedule, at }))
+                    .await
+                {
+                    Ok(done) => tracing::debug!(schedule = schedule.name, done, "schedule ran"),
+                    Err(error) => {
+                        tracing::error!(schedule = schedule.name, error, "schedule failed")
+                    }
+                }
                 next = cadence.next_after(Utc::now());
             }
         });
@@ -339,10 +350,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     {
         let (transport, etl, stop) = (transport.clone(), etl.clone(), shutdown.clone());
+        let runs = RunLog::new(pool.clone(), "etl");
         tasks.spawn(async move {
             let execute = |run: etl::EtlRun| {
-                let etl = etl.clone();
-                async move { etl::run(&etl, &run, "local-stack").await.map(|_| ()) }
+                let (etl, runs) = (etl.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, etl::run(&etl, &run, "local-stack"))
+                        .await
+                        .map(|_| ())
+                }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::ETL, execute, stop).await;
         });
@@ -354,10 +370,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             transport: transport.clone(),
         });
         let (transport, stop) = (transport.clone(), shutdown.clone());
+        let runs = RunLog::new(pool.clone(), "metrics");
         tasks.spawn(async move {
             let recompute = |request: shared::messages::MetricsRecompute| {
-                let deps = deps.clone();
-                async move { metrics::handle(&deps, &request).await.map(|_| ()) }
+                let (deps, runs) = (deps.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, metrics::handle(&deps, &request))
+                        .await
+                        .map(|_| ())
+                }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::METRICS, recompute, stop)
                 .await;
@@ -366,10 +387,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     {
         let (pool, transport, stop) = (pool.clone(), transport.clone(), shutdown.clone());
+        let runs = RunLog::new(pool.clone(), "suggestions");
         tasks.spawn(async move {
             let refresh = |request: shared::messages::SuggestionsRefresh| {
-                let pool = pool.clone();
-                async move { suggestions::refresh(&pool, &request).await.map(|_| ()) }
+                let (pool, runs) = (pool.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, suggestions::refresh(&pool, &request))
+                        .await
+                        .map(|_| ())
+                }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::SUGGESTIONS, refresh, stop)
                 .await;
@@ -378,10 +404,14 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     {
         let (sender, transport, stop) = (sender.clone(), transport.clone(), shutdown.clone());
+        let runs = RunLog::new(pool.clone(), "email");
         tasks.spawn(async move {
             let send = |message: email::send::EmailQueueMessage| {
-                let sender = sender.clone();
-                async move { email::send::handle(&sender, message).await }
+                let (sender, runs) = (sender.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, email::send::handle(&sender, message))
+                        .await
+                }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::EMAIL, send, stop).await;
         });
@@ -419,8 +449,14 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     })
 }
 
+/// One schedule's work: a summary for the log, or the error.
 type ScheduleHandler = Box<
-    dyn Fn(Tick) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    dyn Fn(
+            Tick,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
 >;
 
 /// What the schedules call into.
@@ -432,6 +468,15 @@ struct Hosted {
     campaigns: Arc<email::campaigns::Rules>,
 }
 
+/// Turns a handler's result into the summary the schedule loop logs and records.
+fn summary<T: std::fmt::Debug, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<String, String> {
+    result
+        .map(|done| format!("{done:?}"))
+        .map_err(|error| error.to_string())
+}
+
 /// The in-process equivalent of the Lambda each schedule targets.
 fn schedule_handler(schedule: &Schedule, hosted: &Hosted) -> anyhow::Result<ScheduleHandler> {
     let Hosted {
@@ -441,7 +486,7 @@ fn schedule_handler(schedule: &Schedule, hosted: &Hosted) -> anyhow::Result<Sche
         transport,
         campaigns,
     } = hosted;
-    match schedule.target {
+    Ok(match schedule.target {
         "etl" => {
             let platform = etl::Platform::for_schedule(schedule).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -450,85 +495,44 @@ fn schedule_handler(schedule: &Schedule, hosted: &Hosted) -> anyhow::Result<Sche
                 )
             })?;
             let etl = etl.clone();
-            Ok(Box::new(move |tick: Tick| {
+            Box::new(move |tick: Tick| {
                 let etl = etl.clone();
                 Box::pin(async move {
-                    match etl::dispatch(&etl, platform, tick.at.date_naive()).await {
-                        Ok(enqueued) => tracing::debug!(
-                            schedule = tick.schedule.name,
-                            enqueued,
-                            "ETL runs enqueued"
-                        ),
-                        Err(error) => {
-                            tracing::error!(schedule = tick.schedule.name, %error, "ETL dispatch failed")
-                        }
-                    }
+                    summary(etl::dispatch(&etl, platform, tick.at.date_naive()).await)
                 })
-            }))
+            })
         }
         "relay" => {
             let relay = relay.clone();
-            Ok(Box::new(move |tick: Tick| {
+            Box::new(move |_: Tick| {
                 let relay = relay.clone();
-                Box::pin(async move {
-                    match relay::run(&relay).await {
-                        Ok(report) => tracing::debug!(
-                            schedule = tick.schedule.name,
-                            ?report,
-                            "relay pass done"
-                        ),
-                        Err(error) => {
-                            tracing::error!(schedule = tick.schedule.name, %error, "relay pass failed")
-                        }
-                    }
-                })
-            }))
+                Box::pin(async move { summary(relay::run(&relay).await) })
+            })
         }
         "suggestions-retrain" => {
             let pool = pool.clone();
-            Ok(Box::new(move |tick: Tick| {
+            Box::new(move |tick: Tick| {
                 let pool = pool.clone();
-                Box::pin(async move {
-                    match suggestions::ranker::retrain(&pool, tick.at).await {
-                        Ok(outcome) => tracing::info!(
-                            schedule = tick.schedule.name,
-                            ?outcome,
-                            "ranker retrained"
-                        ),
-                        Err(error) => {
-                            tracing::error!(schedule = tick.schedule.name, %error, "retrain failed")
-                        }
-                    }
-                })
-            }))
+                Box::pin(async move { summary(suggestions::ranker::retrain(&pool, tick.at).await) })
+            })
         }
         "email-sweep" => {
             let (pool, transport, campaigns) = (pool.clone(), transport.clone(), campaigns.clone());
-            Ok(Box::new(move |tick: Tick| {
+            Box::new(move |tick: Tick| {
                 let (pool, transport, campaigns) =
                     (pool.clone(), transport.clone(), campaigns.clone());
                 Box::pin(async move {
-                    match email::sweep::sweep(&pool, transport.as_ref(), &campaigns, tick.at).await
-                    {
-                        Ok(report) => {
-                            tracing::info!(
-                                schedule = tick.schedule.name,
-                                ?report,
-                                "email sweep done"
-                            )
-                        }
-                        Err(error) => {
-                            tracing::error!(schedule = tick.schedule.name, %error, "email sweep failed")
-                        }
-                    }
+                    summary(
+                        email::sweep::sweep(&pool, transport.as_ref(), &campaigns, tick.at).await,
+                    )
                 })
-            }))
+            })
         }
         other => anyhow::bail!(
             "schedule {} targets {other}, which the local stack does not host",
             schedule.name
         ),
-    }
+    })
 }
 
 /// `host:port/db` of a connection URL, without credentials, for display.

@@ -225,7 +225,10 @@ async fn get_metrics(
 
 /// `GET /metrics?workspace=…&from=…&to=…` for the frontend and the status page.
 pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
-    axum::Router::new()
-        .route("/metrics", axum::routing::get(get_metrics))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "metrics-api");
+    runs.layer(
+        axum::Router::new()
+            .route("/metrics", axum::routing::get(get_metrics))
+            .with_state(deps),
+    )
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use shared::lambda::{Container, LambdaError};
 use shared::messages::MetricsRecompute;
+use shared::runs::{RunLog, Trigger};
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
@@ -17,9 +18,14 @@ async fn main() -> Result<(), LambdaError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => {
+            let runs = RunLog::new(deps.pool.clone(), "metrics");
             shared::lambda::sqs::serve(move |request: MetricsRecompute| {
-                let deps = deps.clone();
-                async move { metrics::handle(&deps, &request).await.map(|_| ()) }
+                let (deps, runs) = (deps.clone(), runs.clone());
+                async move {
+                    runs.observe(Trigger::Queue, metrics::handle(&deps, &request))
+                        .await
+                        .map(|_| ())
+                }
             })
             .await
         }

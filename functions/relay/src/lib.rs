@@ -4,7 +4,8 @@
 //! dispatch never happened (the process died, the transport was down). Rows younger than
 //! [`GRACE`] are left alone so the relay does not race a dispatch in progress — a race would
 //! be harmless (deduplication ids), only wasteful. When the transport is the Postgres queue,
-//! it also forgets expired deduplication ids.
+//! it also forgets expired deduplication ids; and it keeps the agents' run log to
+//! [`RUN_LOG_DAYS`] days.
 
 use std::time::Duration;
 
@@ -14,10 +15,13 @@ use shared::queue::postgres::PostgresTransport;
 
 /// How old an outbox row must be before the relay sends it.
 pub const GRACE: Duration = Duration::from_secs(30);
+/// Days of `agent_runs` kept: the status page looks back 7 days, the KPIs 30.
+pub const RUN_LOG_DAYS: i32 = 30;
 /// Rows sent per round; rounds repeat until a short one.
 const ROUND: i64 = 500;
 
 pub struct RelayDeps {
+    pub pool: shared::db::Pool,
     pub outbox: Outbox,
     /// Present when the queue is the Postgres one, whose dedup table needs pruning.
     pub postgres_queue: Option<PostgresTransport>,
@@ -28,6 +32,7 @@ pub struct RelayDeps {
 pub struct RelayReport {
     pub relayed: usize,
     pub dedup_ids_purged: u64,
+    pub runs_pruned: u64,
 }
 
 /// One relay pass.
@@ -43,6 +48,7 @@ pub async fn run(deps: &RelayDeps) -> Result<RelayReport, QueueError> {
     if let Some(queue) = &deps.postgres_queue {
         report.dedup_ids_purged = queue.purge_expired_dedup_ids().await?;
     }
+    report.runs_pruned = shared::runs::RunLog::prune(&deps.pool, RUN_LOG_DAYS).await?;
     if report.relayed > 0 {
         tracing::warn!(
             relayed = report.relayed,

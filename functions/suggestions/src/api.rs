@@ -247,9 +247,12 @@ async fn adoption(
 
 /// The feedback API's routes.
 pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
-    axum::Router::new()
-        .route("/suggestions", get(list))
-        .route("/suggestions/adoption", get(adoption))
-        .route("/suggestions/{id}/feedback", post(feedback))
-        .with_state(deps)
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), "suggestions-api");
+    runs.layer(
+        axum::Router::new()
+            .route("/suggestions", get(list))
+            .route("/suggestions/adoption", get(adoption))
+            .route("/suggestions/{id}/feedback", post(feedback))
+            .with_state(deps),
+    )
 }

@@ -3,14 +3,20 @@
 
 use shared::lambda::{Container, LambdaError};
 use shared::messages::SuggestionsRefresh;
+use shared::runs::{RunLog, Trigger};
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
     let pool = container.pool;
+    let runs = RunLog::new(pool.clone(), "suggestions");
     shared::lambda::sqs::serve(move |request: SuggestionsRefresh| {
-        let pool = pool.clone();
-        async move { suggestions::refresh(&pool, &request).await.map(|_| ()) }
+        let (pool, runs) = (pool.clone(), runs.clone());
+        async move {
+            runs.observe(Trigger::Queue, suggestions::refresh(&pool, &request))
+                .await
+                .map(|_| ())
+        }
     })
     .await
 }

@@ -190,6 +190,7 @@ async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
     assert!(row.get::<_, String>(1).contains("connection refused"));
 
     let relay = relay::RelayDeps {
+        pool: f.db.pool(1),
         outbox: f.outbox.clone(),
         postgres_queue: Some(f.transport.clone()),
         grace: Duration::ZERO,
@@ -200,7 +201,7 @@ async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
 }
 
 #[tokio::test]
-async fn the_relay_forgets_expired_deduplication_ids() {
+async fn the_relay_forgets_expired_deduplication_ids_and_old_runs() {
     let f = fixture().await;
     f.transport
         .send(&[message("old"), message("new")])
@@ -208,15 +209,23 @@ async fn the_relay_forgets_expired_deduplication_ids() {
         .unwrap();
     f.db.client()
         .await
-        .batch_execute("UPDATE queue_dedup SET expires_at = now() - interval '1 second' WHERE dedup_id = 'old'")
+        .batch_execute(
+            "UPDATE queue_dedup SET expires_at = now() - interval '1 second' WHERE dedup_id = 'old';
+             INSERT INTO agent_runs (agent, trigger, started_at, duration_ms, outcome) VALUES
+                 ('metrics', 'queue', now() - interval '31 days', 5, 'ok'),
+                 ('metrics', 'queue', now() - interval '29 days', 5, 'ok');",
+        )
         .await
         .unwrap();
     let relay = relay::RelayDeps {
+        pool: f.db.pool(1),
         outbox: f.outbox.clone(),
         postgres_queue: Some(f.transport.clone()),
         grace: relay::GRACE,
     };
-    assert_eq!(relay::run(&relay).await.unwrap().dedup_ids_purged, 1);
+    let report = relay::run(&relay).await.unwrap();
+    assert_eq!(report.dedup_ids_purged, 1);
+    assert_eq!(report.runs_pruned, 1, "only the run older than 30 days");
 }
 
 #[tokio::test]
