@@ -24,6 +24,8 @@ pub struct CampaignRates {
     pub bounced: i64,
     pub complained: i64,
     pub rejected: i64,
+    /// Sends whose fate is known or that are over an hour old: the delivery rate's base.
+    pub settled: i64,
     pub delivery_rate: Option<f64>,
     pub open_rate: Option<f64>,
     pub click_rate: Option<f64>,
@@ -71,6 +73,7 @@ pub async fn campaign_rates(
                 bounced: row.get(5),
                 complained: row.get(6),
                 rejected: row.get(7),
+                settled,
                 delivery_rate: ratio(delivered, settled),
                 open_rate: ratio(row.get(3), delivered),
                 click_rate: ratio(row.get(4), delivered),

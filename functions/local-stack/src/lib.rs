@@ -62,6 +62,8 @@ pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
 /// The `GET /metrics` bearer token when `METRICS_API_TOKEN` is not set.
 pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
+/// The status page's token when `STATUS_TOKEN` is not set.
+pub const DEFAULT_STATUS_TOKEN: &str = "local-admin";
 /// The JWT secret when `SUPABASE_JWT_SECRET` is not set (Supabase's local CLI default).
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
 /// The Resend webhook secret when `RESEND_WEBHOOK_SECRET` is not set (`whsec_` + base64).
@@ -84,6 +86,8 @@ pub struct Options {
     pub metrics_api_token: String,
     /// The secret users' JWTs are signed with (Supabase's JWT secret).
     pub jwt_secret: String,
+    /// The token that opens `/status` and `/status.json`.
+    pub status_token: String,
     pub email: EmailOptions,
     /// Seed demo data at start (see [`demo`]).
     pub demo: bool,
@@ -119,6 +123,7 @@ impl Default for Options {
             shopify_webhook_secrets: vec![DEFAULT_SHOPIFY_WEBHOOK_SECRET.into()],
             metrics_api_token: DEFAULT_METRICS_API_TOKEN.into(),
             jwt_secret: DEFAULT_JWT_SECRET.into(),
+            status_token: DEFAULT_STATUS_TOKEN.into(),
             email: EmailOptions::default(),
             demo: false,
         }
@@ -225,7 +230,10 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let status = Arc::new(status::StatusDeps {
         pool: pool.clone(),
         transport: transport.clone(),
-        agents: AGENTS.to_vec(),
+        access: status::access::Access {
+            token: options.status_token.clone(),
+            jwt_secret: Some(options.jwt_secret.clone().into_bytes()),
+        },
     });
     let relay = Arc::new(relay::RelayDeps {
         pool: pool.clone(),

@@ -62,6 +62,8 @@ fn options() -> anyhow::Result<local_stack::Options> {
         shopify_webhook_secrets,
         metrics_api_token,
         jwt_secret,
+        status_token: lookup("STATUS_TOKEN")
+            .unwrap_or_else(|| local_stack::DEFAULT_STATUS_TOKEN.to_string()),
         email,
         demo,
     })
@@ -83,7 +85,11 @@ async fn main() -> anyhow::Result<()> {
     let mailbox = options.email.mailbox_dir.clone();
     let stack = local_stack::start(options).await?;
     println!("growth-agents local stack is ready");
-    println!("  open      {}/status.json", stack.url());
+    println!(
+        "  open      {}/status (token: STATUS_TOKEN, default {}; also GET /status.json with Authorization: Bearer)",
+        stack.url(),
+        local_stack::DEFAULT_STATUS_TOKEN
+    );
     println!("  data      {}", stack.data);
     println!("  agents    {}", local_stack::AGENTS.join(", "));
     println!(

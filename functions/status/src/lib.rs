@@ -1,44 +1,84 @@
-//! The status agent: one place that says whether the system is coherent.
+//! The status agent: one place where a person sees whether the agents are coherent.
 //!
-//! For now it answers `GET /status.json` with the database's reachability and migration
-//! version, each queue's depth and dead letters, a few KPIs (events per day, ETL success,
-//! email delivery, open and click rates per campaign) and the agents running in this process.
-//! The route is the same in Lambda (behind API Gateway) and in the local stack.
+//! * [`report`] gathers everything: the database and its migration version; every deployed
+//!   agent's last run, success rates (24 h and 7 days), failures and last error, from the run
+//!   log (`agent_runs`), with its queue's depth and dead letters; the blueprint's [`kpis`]
+//!   against their thresholds; and 30 days of spend, revenue and ROAS for one workspace.
+//! * `GET /status.json` answers it as JSON; `GET /status` as a server-rendered page
+//!   ([`page`]: KPI tiles, tables, an inline SVG chart; no front-end build).
+//! * Both need a credential ([`access`]); `POST /status/login` turns the token typed into the
+//!   page's form into a cookie.
+//!
+//! Failures are part of the answer, not errors: a status page that fails when the database
+//! is down would hide exactly what it exists to show.
+
+pub mod access;
+pub mod kpis;
+pub mod page;
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
-use shared::db::{Pool, migrations};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+use shared::db::{DbContext, Pool, migrations};
 use shared::queue::{QueueDepth, Transport, catalog};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
 
-/// What the status route reads from.
+use access::Access;
+use kpis::{Kpi, State as KpiState};
+
+/// Every deployed function that records runs: the template's functions but `status` (a test
+/// keeps the two lists in agreement).
+pub const DEPLOYED_AGENTS: &[&str] = &[
+    "analytics",
+    "billing",
+    "email",
+    "email-api",
+    "email-sweep",
+    "etl",
+    "metrics",
+    "metrics-api",
+    "relay",
+    "shopify-webhook",
+    "suggestions",
+    "suggestions-api",
+    "suggestions-retrain",
+];
+
+/// What the status routes read from.
 pub struct StatusDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
-    /// The agents this process serves (one in Lambda, all of them in the local stack).
-    pub agents: Vec<&'static str>,
+    pub access: Access,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
-    /// True when the database is reachable and migrated and every queue answered.
+    /// True when the database is reachable and migrated, every queue answered and no agent
+    /// is failing: the system works.
     pub ok: bool,
+    /// True when every KPI is green: the system works well enough.
+    pub kpis_green: bool,
+    pub generated_at: DateTime<Utc>,
     pub database: DatabaseStatus,
+    pub agents: Vec<AgentStatus>,
     pub queues: Vec<QueueStatus>,
-    /// Events received in the last 24 hours (the KPI wants more than 100 a day); `None`
-    /// when the database could not say.
-    pub events_last_24h: Option<i64>,
-    /// Share of finished ETL runs in the last 7 days that succeeded (skipped runs are not
-    /// counted: another run held the account); `None` without finished runs.
-    pub etl_success_rate_7d: Option<f64>,
-    /// Delivery, open and click rates of the lifecycle emails sent in the last 30 days, per
-    /// campaign (the KPI wants delivery above 95 %); `None` when the database could not say.
+    pub kpis: Vec<Kpi>,
+    /// Why the KPIs are missing, when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kpis_error: Option<String>,
+    /// Delivery, open and click rates of the lifecycle emails, per campaign, 30 days.
     pub email_campaigns_30d: Option<Vec<email::stats::CampaignRates>>,
-    pub agents: Vec<&'static str>,
+    pub chart: Option<Chart>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,15 +92,54 @@ pub struct DatabaseStatus {
 #[derive(Debug, Serialize)]
 pub struct QueueStatus {
     pub name: &'static str,
+    pub consumer: &'static str,
     #[serde(flatten)]
     pub depth: Option<QueueDepth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// Gathers the report. Failures are part of the answer, not errors: a status page that
-/// fails when the database is down would hide exactly what it exists to show.
-pub async fn report(deps: &StatusDeps) -> StatusReport {
+/// One agent, from its run log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub name: String,
+    /// `ok`, `failing` (failures above 5 % in 24 h, or dead letters), or `no_data` (no run
+    /// in 7 days).
+    pub state: KpiState,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_outcome: Option<String>,
+    pub runs_24h: i64,
+    pub failed_24h: i64,
+    /// Refused inputs (bad signatures, malformed payloads): the callers' failures.
+    pub rejected_24h: i64,
+    /// ok / (ok + failed); refusals are not the agent's failures.
+    pub success_rate_24h: Option<f64>,
+    pub success_rate_7d: Option<f64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub dead_letters: Option<u64>,
+}
+
+/// 30 days of one workspace's money.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chart {
+    pub workspace: Uuid,
+    pub workspace_name: String,
+    pub currency: String,
+    pub days: Vec<ChartDay>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartDay {
+    pub date: NaiveDate,
+    pub spend: f64,
+    pub revenue: f64,
+    pub roas: Option<f64>,
+}
+
+/// Gathers the report; `workspace` chooses the chart (default: the one with the latest
+/// metrics).
+pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport {
     let database = match database_status(&deps.pool).await {
         Ok(version) => DatabaseStatus {
             reachable: true,
@@ -75,47 +154,50 @@ pub async fn report(deps: &StatusDeps) -> StatusReport {
     };
     let mut queues = Vec::new();
     for queue in catalog::QUEUES {
-        let status = match deps.transport.depth(queue.name).await {
-            Ok(depth) => QueueStatus {
-                name: queue.name,
-                depth: Some(depth),
-                error: None,
-            },
-            Err(error) => QueueStatus {
-                name: queue.name,
-                depth: None,
-                error: Some(error.to_string()),
-            },
+        let (depth, error) = match deps.transport.depth(queue.name).await {
+            Ok(depth) => (Some(depth), None),
+            Err(error) => (None, Some(error.to_string())),
         };
-        queues.push(status);
+        queues.push(QueueStatus {
+            name: queue.name,
+            consumer: queue.consumer,
+            depth,
+            error,
+        });
     }
-    // An unmigrated database is reachable but not usable by any agent.
+    let migrated = database.migration_version.is_some();
+    let (agents, kpis, kpis_error, email_campaigns_30d, chart) = if migrated {
+        let agents = agent_statuses(&deps.pool, &queues)
+            .await
+            .unwrap_or_default();
+        let (kpis, kpis_error) = match kpis::kpis(&deps.pool).await {
+            Ok(kpis) => (kpis, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let rates = email_rates(&deps.pool).await;
+        let chart = chart(&deps.pool, workspace).await.ok().flatten();
+        (agents, kpis, kpis_error, rates, chart)
+    } else {
+        (Vec::new(), Vec::new(), None, None, None)
+    };
     let ok = database.reachable
-        && database.migration_version.is_some()
-        && queues.iter().all(|queue| queue.error.is_none());
-    let etl_success_rate_7d = if database.migration_version.is_some() {
-        etl_success_rate_7d(&deps.pool).await
-    } else {
-        None
-    };
-    let events_last_24h = if database.migration_version.is_some() {
-        events_last_24h(&deps.pool).await
-    } else {
-        None
-    };
-    let email_campaigns_30d = if database.migration_version.is_some() {
-        email_campaigns_30d(&deps.pool).await
-    } else {
-        None
-    };
+        && migrated
+        && queues.iter().all(|queue| queue.error.is_none())
+        && agents.iter().all(|agent| agent.state != KpiState::Failing);
+    let kpis_green = kpis_error.is_none()
+        && !kpis.is_empty()
+        && kpis.iter().all(|kpi| kpi.state == KpiState::Ok);
     StatusReport {
         ok,
+        kpis_green,
+        generated_at: Utc::now(),
         database,
+        agents,
         queues,
-        events_last_24h,
-        etl_success_rate_7d,
+        kpis,
+        kpis_error,
         email_campaigns_30d,
-        agents: deps.agents.clone(),
+        chart,
     }
 }
 
@@ -126,50 +208,234 @@ async fn database_status(pool: &Pool) -> Result<Option<String>, String> {
         .map_err(|error| error.to_string())
 }
 
-async fn events_last_24h(pool: &Pool) -> Option<i64> {
-    let client = pool.get().await.ok()?;
-    let row = client
-        .query_typed_one(
-            "SELECT count(*) FROM events WHERE received_at > now() - interval '24 hours'",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some(row.get(0))
-}
-
-async fn email_campaigns_30d(pool: &Pool) -> Option<Vec<email::stats::CampaignRates>> {
+async fn email_rates(pool: &Pool) -> Option<Vec<email::stats::CampaignRates>> {
     let client = pool.get().await.ok()?;
     email::stats::campaign_rates(&**client, 30).await.ok()
 }
 
-async fn etl_success_rate_7d(pool: &Pool) -> Option<f64> {
-    let client = pool.get().await.ok()?;
-    let row = client
-        .query_typed_one(
-            "SELECT (count(*) FILTER (WHERE status = 'ok'))::float8
-                    / NULLIF(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0)
-               FROM etl_runs WHERE started_at > now() - interval '7 days'",
-            &[],
+/// Every deployed agent (and any other that recorded runs), from the run log of 7 days.
+async fn agent_statuses(
+    pool: &Pool,
+    queues: &[QueueStatus],
+) -> Result<Vec<AgentStatus>, shared::db::DbError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let rows = client
+        .query_typed(
+            "SELECT a.agent, max(r.started_at),
+                    (array_agg(r.outcome ORDER BY r.started_at DESC))[1],
+                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours'),
+                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'ok'),
+                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'failed'),
+                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'rejected'),
+                    count(r.id) FILTER (WHERE r.outcome = 'ok'),
+                    count(r.id) FILTER (WHERE r.outcome = 'failed'),
+                    (array_agg(r.detail ORDER BY r.started_at DESC) FILTER (WHERE r.outcome = 'failed'))[1],
+                    max(r.started_at) FILTER (WHERE r.outcome = 'failed')
+               FROM (SELECT unnest($1::text[]) AS agent
+                     UNION SELECT DISTINCT agent FROM agent_runs WHERE started_at > now() - interval '7 days') a
+               LEFT JOIN agent_runs r ON r.agent = a.agent AND r.started_at > now() - interval '7 days'
+              GROUP BY a.agent
+              ORDER BY a.agent",
+            &[(&DEPLOYED_AGENTS, Type::TEXT_ARRAY)],
         )
         .await
-        .ok()?;
-    row.get(0)
+        .context("read the run log")?;
+    let ratio = |ok: i64, failed: i64| (ok + failed > 0).then(|| ok as f64 / (ok + failed) as f64);
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            let (ok_24h, failed_24h): (i64, i64) = (row.get(4), row.get(5));
+            let success_rate_24h = ratio(ok_24h, failed_24h);
+            let dead_letters = queues
+                .iter()
+                .find(|queue| queue.consumer == name)
+                .and_then(|queue| queue.depth.map(|depth| depth.dead_letters));
+            let last_run_at: Option<DateTime<Utc>> = row.get(1);
+            let state = if dead_letters.unwrap_or(0) > 0
+                || success_rate_24h.is_some_and(|rate| rate < 0.95)
+            {
+                KpiState::Failing
+            } else if last_run_at.is_none() {
+                KpiState::NoData
+            } else {
+                KpiState::Ok
+            };
+            AgentStatus {
+                name,
+                state,
+                last_run_at,
+                last_outcome: row.get(2),
+                runs_24h: row.get(3),
+                failed_24h,
+                rejected_24h: row.get(6),
+                success_rate_24h,
+                success_rate_7d: ratio(row.get(7), row.get(8)),
+                last_error: row.get(9),
+                last_error_at: row.get(10),
+                dead_letters,
+            }
+        })
+        .collect())
 }
 
-async fn status_json(State(deps): State<Arc<StatusDeps>>) -> (StatusCode, Json<StatusReport>) {
-    let report = report(&deps).await;
-    let code = if report.ok {
+/// The chart's 30 days for `workspace`, or for the workspace with the latest metrics.
+async fn chart(pool: &Pool, workspace: Option<Uuid>) -> Result<Option<Chart>, shared::db::DbError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let chosen = client
+        .query_typed_opt(
+            "SELECT w.id, w.name, w.currency FROM workspaces w
+              WHERE w.id = $1
+                 OR ($1::uuid IS NULL AND w.id = (SELECT workspace_id FROM daily_metrics
+                                                  ORDER BY date DESC, computed_at DESC LIMIT 1))",
+            &[(&workspace, Type::UUID)],
+        )
+        .await
+        .context("choose the chart's workspace")?;
+    let Some(chosen) = chosen else {
+        return Ok(None);
+    };
+    let id: Uuid = chosen.get(0);
+    let days = client
+        .query_typed(
+            "SELECT d::date, COALESCE(m.spend, 0), COALESCE(m.revenue, 0), m.roas
+               FROM generate_series(current_date - 29, current_date, interval '1 day') AS d
+               LEFT JOIN daily_metrics m ON m.workspace_id = $1 AND m.date = d::date
+              ORDER BY d",
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .context("read the chart's days")?
+        .iter()
+        .map(|row| ChartDay {
+            date: row.get(0),
+            spend: row.get::<_, Decimal>(1).to_f64().unwrap_or_default(),
+            revenue: row.get::<_, Decimal>(2).to_f64().unwrap_or_default(),
+            roas: row
+                .get::<_, Option<Decimal>>(3)
+                .and_then(|roas| roas.to_f64()),
+        })
+        .collect();
+    Ok(Some(Chart {
+        workspace: id,
+        workspace_name: chosen.get(1),
+        currency: chosen.get(2),
+        days,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChartQuery {
+    workspace: Option<String>,
+}
+
+/// The chosen workspace, or the reason it cannot be.
+fn chosen_workspace(query: &ChartQuery) -> Result<Option<Uuid>, String> {
+    match query.workspace.as_deref().filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("workspace {text:?} is not a UUID")),
+    }
+}
+
+fn unauthorised_json() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(
+            serde_json::json!({ "error": "a status token or an admin's access token is required" }),
+        ),
+    )
+        .into_response()
+}
+
+async fn status_json(
+    State(deps): State<Arc<StatusDeps>>,
+    Query(query): Query<ChartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !deps.access.allows(&headers) {
+        return unauthorised_json();
+    }
+    let workspace = match chosen_workspace(&query) {
+        Ok(workspace) => workspace,
+        Err(reason) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": reason })),
+            )
+                .into_response();
+        }
+    };
+    let report = report(&deps, workspace).await;
+    let code = if report.database.reachable && report.database.migration_version.is_some() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(report))
+    (code, Json(report)).into_response()
+}
+
+async fn status_page(
+    State(deps): State<Arc<StatusDeps>>,
+    Query(query): Query<ChartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !deps.access.allows(&headers) {
+        return (StatusCode::UNAUTHORIZED, Html(page::login(None))).into_response();
+    }
+    let workspace = match chosen_workspace(&query) {
+        Ok(workspace) => workspace,
+        Err(reason) => {
+            return (StatusCode::BAD_REQUEST, Html(page::problem(&reason))).into_response();
+        }
+    };
+    let report = report(&deps, workspace).await;
+    match page::render(&report) {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "status page not rendered");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(page::problem("the page could not be rendered")),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn login(State(deps): State<Arc<StatusDeps>>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    if !deps.access.is_token(&token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(page::login(Some("That token is not right."))),
+        )
+            .into_response();
+    }
+    // Behind API Gateway the page is HTTPS and the cookie must never travel in clear;
+    // locally it is plain HTTP on the loopback.
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes() == b"https");
+    let cookie = format!(
+        "{}={token}; Path=/status; HttpOnly; SameSite=Strict; Max-Age=43200{}",
+        access::COOKIE,
+        if https { "; Secure" } else { "" }
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/status")).into_response()
 }
 
 /// The status agent's routes.
 pub fn router(deps: Arc<StatusDeps>) -> Router {
     Router::new()
         .route("/status.json", get(status_json))
+        .route("/status", get(status_page))
+        .route("/status/login", post(login))
         .with_state(deps)
 }

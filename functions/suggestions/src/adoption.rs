@@ -23,8 +23,12 @@ pub struct Adoption {
     pub rate: Option<f64>,
 }
 
-/// Adoption per kind, then overall as kind `"all"`, for one workspace.
-pub async fn adoption(pool: &Pool, workspace: Uuid) -> Result<Vec<Adoption>, SuggestionsError> {
+/// Adoption per kind, then overall as kind `"all"`, for one workspace (`None`: every
+/// workspace, for the status page's KPI).
+pub async fn adoption(
+    pool: &Pool,
+    workspace: Option<Uuid>,
+) -> Result<Vec<Adoption>, SuggestionsError> {
     let client = pool.get().await.context("check out a connection")?;
     let rows = client
         .query_typed(
@@ -34,7 +38,8 @@ pub async fn adoption(pool: &Pool, workspace: Uuid) -> Result<Vec<Adoption>, Sug
                         CASE WHEN properties->>'suggestion_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
                              THEN (properties->>'suggestion_id')::uuid END AS suggestion_id
                    FROM events
-                  WHERE workspace_id = $1 AND event IN ('suggestion_shown', 'suggestion_accepted')
+                  WHERE ($1::uuid IS NULL OR workspace_id = $1)
+                    AND event IN ('suggestion_shown', 'suggestion_accepted')
              ), judged AS (
                  SELECT s.id, s.kind,
                         EXISTS (SELECT 1 FROM tracked t WHERE t.suggestion_id = s.id)
@@ -42,7 +47,7 @@ pub async fn adoption(pool: &Pool, workspace: Uuid) -> Result<Vec<Adoption>, Sug
                         EXISTS (SELECT 1 FROM tracked t WHERE t.suggestion_id = s.id AND t.event = 'suggestion_accepted')
                           OR EXISTS (SELECT 1 FROM suggestion_feedback f WHERE f.suggestion_id = s.id AND f.verdict = 'accepted') AS accepted
                    FROM suggestions s
-                  WHERE s.workspace_id = $1
+                  WHERE $1::uuid IS NULL OR s.workspace_id = $1
              )
              SELECT COALESCE(kind, 'all'), count(*) FILTER (WHERE shown), count(*) FILTER (WHERE shown AND accepted)
                FROM judged

@@ -239,7 +239,7 @@ async fn adoption(
         Ok(workspace) => workspace,
         Err(response) => return *response,
     };
-    match crate::adoption::adoption(&deps.pool, workspace).await {
+    match crate::adoption::adoption(&deps.pool, Some(workspace)).await {
         Ok(report) => Json(json!({ "adoption": report })).into_response(),
         Err(crate::SuggestionsError::Db(error)) => unavailable(error),
     }

@@ -789,11 +789,17 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     );
 
     // The status page shows them.
-    let status = status::report(&status::StatusDeps {
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool.clone())),
-        agents: vec!["email"],
-    })
+    let status = status::report(
+        &status::StatusDeps {
+            pool: pool.clone(),
+            transport: Arc::new(PostgresTransport::new(pool.clone())),
+            access: status::access::Access {
+                token: "t".into(),
+                jwt_secret: None,
+            },
+        },
+        None,
+    )
     .await;
     let shown = serde_json::to_value(&status).unwrap();
     assert_eq!(

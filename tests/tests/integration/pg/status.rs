@@ -10,6 +10,8 @@ use shared::queue::postgres::PostgresTransport;
 use shared::queue::{OutgoingMessage, Transport, catalog};
 use tower::ServiceExt;
 
+const TOKEN: &str = "status-test-token";
+
 /// `GET /status.json` through the status router, as Lambda or the local stack would serve it.
 async fn get_status(
     pool: shared::db::Pool,
@@ -18,10 +20,17 @@ async fn get_status(
     let deps = status::StatusDeps {
         pool,
         transport,
-        agents: vec!["status"],
+        access: status::access::Access {
+            token: TOKEN.into(),
+            jwt_secret: None,
+        },
     };
+    let request = Request::get("/status.json")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
     let response = status::router(Arc::new(deps))
-        .oneshot(Request::get("/status.json").body(Body::empty()).unwrap())
+        .oneshot(request)
         .await
         .unwrap();
     let code = response.status();
@@ -70,7 +79,17 @@ async fn reports_database_migrations_and_queue_depths() {
     assert_eq!(queue("metrics.fifo")["in_flight"], 1);
     assert_eq!(queue("email.fifo")["visible"], 1);
     assert_eq!(queue("etl.fifo")["dead_letters"], 0);
-    assert_eq!(json["agents"], serde_json::json!(["status"]));
+    let agents: Vec<&str> = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        agents,
+        status::DEPLOYED_AGENTS,
+        "every agent, even before its first run"
+    );
 }
 
 #[tokio::test]
@@ -110,11 +129,162 @@ async fn kpis_come_from_the_tables_they_summarise() {
         .unwrap();
     let pool = db.pool(2);
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO agent_runs (agent, trigger, started_at, duration_ms, outcome, detail)
+             SELECT 'billing', 'http', now() - make_interval(mins => n), 3, CASE WHEN n = 1 THEN 'rejected' ELSE 'ok' END,
+                    CASE WHEN n = 1 THEN 'POST /webhooks/stripe → 400' END
+               FROM generate_series(1, 200) AS n;
+             INSERT INTO agent_runs (agent, trigger, started_at, duration_ms, outcome, detail) VALUES
+                 ('metrics', 'queue', now() - interval '2 hours', 40, 'ok', NULL),
+                 ('metrics', 'queue', now() - interval '1 hour', 40, 'failed', 'recompute: connection reset'),
+                 ('relay', 'schedule', now() - interval '8 days', 4, 'failed', 'too old to count');",
+        )
+        .await
+        .unwrap();
     let (code, json) = get_status(pool, transport).await;
     assert_eq!(code, StatusCode::OK);
+    let kpi = |key: &str| {
+        json["kpis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kpi| kpi["key"] == key)
+            .unwrap_or_else(|| panic!("no KPI {key}: {json}"))
+            .clone()
+    };
     assert_eq!(
-        json["etl_success_rate_7d"], 0.75,
-        "3 ok of 4 finished in the last 7 days: {json}"
+        kpi("etl_success_rate")["value"],
+        0.75,
+        "3 ok of 4 finished in 7 days"
     );
-    assert_eq!(json["events_last_24h"], 23, "{json}");
+    assert_eq!(kpi("etl_success_rate")["state"], "failing");
+    assert_eq!(kpi("analytics_events_per_day")["value"], 23.0);
+    assert_eq!(
+        kpi("analytics_events_per_day")["state"],
+        "failing",
+        "not above 100"
+    );
+    assert_eq!(kpi("etl_duplicate_rows")["value"], 0.0);
+    assert_eq!(kpi("etl_duplicate_rows")["state"], "ok");
+    assert_eq!(
+        kpi("stripe_webhook_success")["value"],
+        0.995,
+        "199 of 200 deliveries"
+    );
+    assert_eq!(kpi("stripe_webhook_success")["state"], "ok");
+    assert_eq!(kpi("suggestion_adoption")["state"], "no_data");
+    assert_eq!(kpi("email_delivery_rate")["state"], "no_data");
+    assert_eq!(json["kpis_green"], false);
+    assert_eq!(json["ok"], false, "the metrics agent is failing");
+
+    let agent = |name: &str| {
+        json["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|agent| agent["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let billing = agent("billing");
+    assert_eq!(
+        (
+            billing["runs_24h"].as_i64(),
+            billing["rejected_24h"].as_i64()
+        ),
+        (Some(200), Some(1))
+    );
+    assert_eq!(
+        billing["success_rate_24h"], 1.0,
+        "a refusal is the caller's failure"
+    );
+    assert_eq!(billing["state"], "ok");
+    let metrics = agent("metrics");
+    assert_eq!(metrics["success_rate_24h"], 0.5);
+    assert_eq!(metrics["state"], "failing");
+    assert_eq!(metrics["last_error"], "recompute: connection reset");
+    assert_eq!(metrics["last_outcome"], "failed");
+    let relay = agent("relay");
+    assert_eq!(
+        relay["state"], "no_data",
+        "a run older than 7 days does not count"
+    );
+    assert!(relay["last_run_at"].is_null());
+}
+
+#[tokio::test]
+async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2);
+    let router = status::router(Arc::new(status::StatusDeps {
+        pool: pool.clone(),
+        transport: Arc::new(PostgresTransport::new(pool)),
+        access: status::access::Access {
+            token: TOKEN.into(),
+            jwt_secret: None,
+        },
+    }));
+    let call = |request: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            (
+                parts.status,
+                parts.headers,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+    };
+    let (code, _, body) = call(Request::get("/status.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(!body.contains("queues"), "{body}");
+    let wrong = Request::get("/status.json")
+        .header("authorization", "Bearer nope")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(wrong).await.0, StatusCode::UNAUTHORIZED);
+    let (code, _, page) = call(Request::get("/status").body(Body::empty()).unwrap()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(
+        page.contains("name=\"token\"") && !page.contains("data-kpi"),
+        "{page}"
+    );
+
+    let login = |token: &str| {
+        Request::post("/status/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}")))
+            .unwrap()
+    };
+    let (code, _, page) = call(login("guess")).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("not right"), "{page}");
+    let (code, headers, _) = call(login(TOKEN)).await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    let cookie = headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let (code, _, page) = call(
+        Request::get("/status")
+            .header("cookie", pair)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(page.contains("data-kpi=\"email_delivery_rate\""), "{page}");
+    let bad_workspace = Request::get("/status.json?workspace=nope")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (code, _, body) = call(bad_workspace).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not a UUID"), "{body}");
 }

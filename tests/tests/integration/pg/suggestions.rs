@@ -459,7 +459,7 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
             .unwrap();
     }
 
-    let report = suggestions::adoption::adoption(&db.pool(1), ours)
+    let report = suggestions::adoption::adoption(&db.pool(1), Some(ours))
         .await
         .unwrap();
     let summary: Vec<(&str, i64, i64)> = report
