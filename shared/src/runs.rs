@@ -71,7 +71,8 @@ impl Outcome {
     }
 }
 
-/// Namespace of the embedded metrics.
+/// Namespace of the embedded metrics unless `METRICS_NAMESPACE` names one (the template
+/// sets it to the stack's name, so two stacks in one account keep apart).
 pub const METRIC_NAMESPACE: &str = "GrowthAgents";
 
 /// Where one agent's runs are recorded.
@@ -79,8 +80,8 @@ pub const METRIC_NAMESPACE: &str = "GrowthAgents";
 pub struct RunLog {
     pool: Pool,
     agent: &'static str,
-    /// Print embedded-metric lines (inside Lambda).
-    metrics: bool,
+    /// The namespace to print embedded-metric lines in; `None` outside Lambda.
+    metrics: Option<String>,
 }
 
 impl RunLog {
@@ -88,7 +89,9 @@ impl RunLog {
         Self {
             pool,
             agent,
-            metrics: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+            metrics: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").map(|_| {
+                std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| METRIC_NAMESPACE.into())
+            }),
         }
     }
 
@@ -105,10 +108,17 @@ impl RunLog {
         outcome: Outcome,
         detail: Option<String>,
     ) {
-        if self.metrics {
+        if let Some(namespace) = &self.metrics {
             println!(
                 "{}",
-                metric_line(self.agent, trigger, started_at, duration_ms, outcome)
+                metric_line(
+                    namespace,
+                    self.agent,
+                    trigger,
+                    started_at,
+                    duration_ms,
+                    outcome
+                )
             );
         }
         let written = async {
@@ -141,10 +151,27 @@ impl RunLog {
         Fut: Future<Output = Result<T, E>>,
         E: std::fmt::Display,
     {
+        self.observe_judged(trigger, work, |_| (Outcome::Ok, None))
+            .await
+    }
+
+    /// [`Self::observe`] for work whose `Ok` value can still report a failure (an ETL run
+    /// that recorded its own failure and must not be retried by the queue): `judge` says
+    /// what it was.
+    pub async fn observe_judged<T, E, Fut>(
+        &self,
+        trigger: Trigger,
+        work: Fut,
+        judge: impl FnOnce(&T) -> (Outcome, Option<String>),
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
         let (started_at, clock) = (Utc::now(), Instant::now());
         let result = work.await;
         let (outcome, detail) = match &result {
-            Ok(_) => (Outcome::Ok, None),
+            Ok(value) => judge(value),
             Err(error) => (Outcome::Failed, Some(error.to_string())),
         };
         self.record(trigger, started_at, elapsed_ms(clock), outcome, detail)
@@ -174,6 +201,7 @@ impl RunLog {
 /// A CloudWatch embedded-metric-format line for one run: counts of ok, rejected and failed
 /// runs and the duration, by agent.
 pub fn metric_line(
+    namespace: &str,
     agent: &str,
     trigger: Trigger,
     started_at: DateTime<Utc>,
@@ -185,8 +213,8 @@ pub fn metric_line(
         "_aws": {
             "Timestamp": started_at.timestamp_millis(),
             "CloudWatchMetrics": [{
-                "Namespace": METRIC_NAMESPACE,
-                "Dimensions": [["Agent"]],
+                "Namespace": namespace,
+                "Dimensions": [["Agent"], ["Agent", "Trigger"]],
                 "Metrics": [
                     {"Name": "RunsSucceeded", "Unit": "Count"},
                     {"Name": "RunsRejected", "Unit": "Count"},
@@ -233,7 +261,14 @@ mod tests {
     #[test]
     fn embedded_metric_lines_count_the_outcome() {
         let started: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
-        let text = metric_line("etl", Trigger::Queue, started, 42, Outcome::Failed);
+        let text = metric_line(
+            METRIC_NAMESPACE,
+            "etl",
+            Trigger::Queue,
+            started,
+            42,
+            Outcome::Failed,
+        );
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             value["_aws"]["CloudWatchMetrics"][0]["Namespace"],
@@ -241,6 +276,11 @@ mod tests {
         );
         assert_eq!(value["_aws"]["Timestamp"], 1_796_119_200_000_i64);
         assert_eq!(value["Agent"], "etl");
+        assert_eq!(value["Trigger"], "queue");
+        assert_eq!(
+            value["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Agent"], ["Agent", "Trigger"]])
+        );
         assert_eq!(
             (
                 &value["RunsSucceeded"],

@@ -256,6 +256,17 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
+impl RunReport {
+    /// How the run log counts this run: a failed ETL run is a failure even though the
+    /// message is acknowledged (the next schedule retries it, not the queue).
+    pub fn judged(&self) -> (shared::runs::Outcome, Option<String>) {
+        match self.status {
+            RunStatus::Failed => (shared::runs::Outcome::Failed, self.error.clone()),
+            RunStatus::Ok | RunStatus::Skipped => (shared::runs::Outcome::Ok, None),
+        }
+    }
+}
+
 /// Enqueues one run per active connection of `platform`, each re-reading the lookback window
 /// up to `today`. Returns how many were enqueued.
 pub async fn dispatch(

@@ -31,9 +31,13 @@ async fn handle(
         // A run that fails is recorded and alerted, and the next schedule tries again, so
         // only infrastructure errors (database, lease bookkeeping) send a message back.
         let response = shared::lambda::sqs::handle_batch(&event, |run: EtlRun| async move {
-            runs.observe(Trigger::Queue, etl::run(deps, &run, holder))
-                .await
-                .map(|_| ())
+            runs.observe_judged(
+                Trigger::Queue,
+                etl::run(deps, &run, holder),
+                etl::RunReport::judged,
+            )
+            .await
+            .map(|_| ())
         })
         .await?;
         return Ok(serde_json::to_value(response)?);

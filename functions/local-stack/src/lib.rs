@@ -363,9 +363,13 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             let execute = |run: etl::EtlRun| {
                 let (etl, runs) = (etl.clone(), runs.clone());
                 async move {
-                    runs.observe(Trigger::Queue, etl::run(&etl, &run, "local-stack"))
-                        .await
-                        .map(|_| ())
+                    runs.observe_judged(
+                        Trigger::Queue,
+                        etl::run(&etl, &run, "local-stack"),
+                        etl::RunReport::judged,
+                    )
+                    .await
+                    .map(|_| ())
                 }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::ETL, execute, stop).await;

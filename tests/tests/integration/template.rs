@@ -233,3 +233,127 @@ fn binary_exists(binary: &str) -> bool {
                     .exists()
             })
 }
+
+/// Every binary under `functions/` that is a Lambda (all but the local stack): each crate's
+/// main and each `src/bin/*.rs`.
+fn function_binaries() -> std::collections::BTreeSet<String> {
+    let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let mut binaries = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&functions).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "local-stack" || !entry.path().join("Cargo.toml").exists() {
+            continue;
+        }
+        if entry.path().join("src/main.rs").exists() {
+            binaries.insert(name);
+        }
+        if let Ok(bins) = std::fs::read_dir(entry.path().join("src/bin")) {
+            for bin in bins.flatten() {
+                let file = bin.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = file.strip_suffix(".rs") {
+                    binaries.insert(stem.to_string());
+                }
+            }
+        }
+    }
+    binaries
+}
+
+/// The binary a function resource deploys, from its `CodeUri`.
+fn deployed_binary(function: &Value) -> String {
+    function["Properties"]["CodeUri"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn every_function_binary_is_deployed_and_every_deployed_function_is_built() {
+    let template = template();
+    let deployed: std::collections::BTreeSet<String> =
+        resources_of(&template, "AWS::Serverless::Function")
+            .into_iter()
+            .map(|(_, function)| deployed_binary(function))
+            .collect();
+    assert_eq!(deployed, function_binaries());
+    // The status page lists the same functions (but itself).
+    let agents: std::collections::BTreeSet<String> = status::DEPLOYED_AGENTS
+        .iter()
+        .map(|agent| agent.to_string())
+        .collect();
+    let expected: std::collections::BTreeSet<String> = deployed
+        .into_iter()
+        .filter(|binary| binary != "status")
+        .collect();
+    assert_eq!(agents, expected);
+}
+
+#[test]
+fn every_function_and_dead_letter_queue_has_an_alarm_on_the_topic() {
+    let template = template();
+    let alarms = resources_of(&template, "AWS::CloudWatch::Alarm");
+    let watched = |namespace: &str, metric: &str| -> Vec<String> {
+        alarms
+            .iter()
+            .filter(|(_, alarm)| {
+                alarm["Properties"]["Namespace"] == namespace
+                    && alarm["Properties"]["MetricName"] == metric
+            })
+            .inspect(|(name, alarm)| {
+                assert_eq!(
+                    alarm["Properties"]["AlarmActions"][0]["Ref"], "AlarmTopic",
+                    "{name} notifies the topic"
+                );
+            })
+            .map(|(_, alarm)| {
+                let value = &alarm["Properties"]["Dimensions"][0]["Value"];
+                value["Ref"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| get_att_target(value).map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let mut functions: Vec<String> = resources_of(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut errors = watched("AWS/Lambda", "Errors");
+    functions.sort();
+    errors.sort();
+    assert_eq!(errors, functions, "an Errors alarm per function");
+    let mut dead_letter_queues: Vec<String> = resources_of(&template, "AWS::SQS::Queue")
+        .into_iter()
+        .filter(|(name, _)| name.ends_with("DeadLetterQueue"))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut watched_queues = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible");
+    dead_letter_queues.sort();
+    watched_queues.sort();
+    assert_eq!(
+        watched_queues, dead_letter_queues,
+        "an alarm per dead-letter queue"
+    );
+    // The rate alarms read the run metrics of the agents they name.
+    let rate_agents: Vec<&str> = alarms
+        .iter()
+        .filter_map(|(_, alarm)| alarm["Properties"]["Metrics"].as_array())
+        .flat_map(|metrics| metrics.iter())
+        .filter_map(|metric| metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"].as_str())
+        .collect();
+    for agent in [
+        "etl",
+        "billing",
+        "analytics",
+        "shopify-webhook",
+        "email-api",
+    ] {
+        assert!(rate_agents.contains(&agent), "no rate alarm reads {agent}");
+        assert!(status::DEPLOYED_AGENTS.contains(&agent));
+    }
+}
