@@ -4,7 +4,9 @@
 #   - the `posthog` and `mixpanel` Python packages pinned in tests/sdk/requirements.txt,
 #   - `posthog-node` from tests/sdk/package.json + package-lock.json (npm ci), into
 #     tests/sdk/node_modules,
-# and python3 / pip / node / npm themselves (Debian packages) when they are missing.
+# and python3 / pip / node / npm themselves (Debian packages) when they are missing;
+# plus Debian's Chromium, which playwright-core (also in package.json) drives for the status
+# page's browser test (tests/tests/integration/browser.rs).
 #
 # Idempotent and quick when everything is in place: pip runs only when an installed
 # version differs from a pin, npm only when node_modules was not installed from the
@@ -87,9 +89,16 @@ ensure_node_clients() {
   node_fingerprint >"$stamp"
 }
 
+ensure_chromium() {
+  command -v chromium >/dev/null && return
+  step "installing Chromium (Debian package) for the status page browser test"
+  apt_install chromium fonts-liberation
+}
+
 main() {
   ensure_python_clients
   ensure_node_clients
+  ensure_chromium
 }
 
 main "$@"

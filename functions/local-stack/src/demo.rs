@@ -1,19 +1,36 @@
-//! Demo mode: data that makes every agent visibly do its job in a fresh local stack.
+//! Demo mode: a fresh local stack that shows every agent doing its job within a minute or two.
 //!
-//! So far: a handful of people who signed up about a day ago, recorded through the analytics
-//! agent's own writer (as if PostHog had sent their `signed_up` events), timed so that their
-//! D1 email is due now; the first email sweep then queues their D1 emails and the mailbox
-//! folder fills. Seeding twice changes nothing: event ids are derived from the person, and
-//! the earliest signup wins.
+//! [`seed`] prepares the local workspace: Meta, TikTok and Shopify connections pointing at the
+//! stand-ins (mounted on the stack's own port), a member who gives feedback, and three people
+//! who signed up about a day ago (through the analytics writer, as if PostHog had sent their
+//! `signed_up` events) so their D1 email is due at once. Seeding twice changes nothing.
+//!
+//! [`drive`] then plays the outside world against the stack's real routes, the way the
+//! platforms would: it fires each ETL dispatch, the email sweep and a relay pass at once, sends a stream of PostHog
+//! events and signed Stripe webhooks, one signed Shopify order webhook, reads `GET /metrics`,
+//! reports each D1 email delivered (and some opened) through signed Resend webhooks, judges
+//! the suggestions the metrics produce through the feedback API (two in three accepted) and
+//! retrains the ranker once they are judged. After that burst it keeps a trickle of events
+//! and payments flowing until the stack stops.
 
-use chrono::{DateTime, Duration, Utc};
-use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 use shared::db::{DbContext, Pool};
+use shared::queue::Transport;
 use shared::queue::outbox::Outbox;
+use shared::runs::{RunLog, Trigger};
 use tokio_postgres::types::Type;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::LOCAL_POSTHOG_TOKEN;
+use crate::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use crate::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use crate::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
+use crate::standins::{Handles, ShopifyTopic};
 
 /// Who signs up in the demo.
 pub const DEMO_PEOPLE: &[(&str, &str, &str)] = &[
@@ -26,14 +43,38 @@ pub const DEMO_PEOPLE: &[(&str, &str, &str)] = &[
     ("demo-alan", "Alan Turing", "alan@demo.growth-agents.local"),
 ];
 
+/// The workspace member whose JWT judges suggestions in the demo.
+pub const DEMO_MEMBER: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_00aa);
+
 /// Namespace of the demo's event ids.
 const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_0001);
+
+/// How long the burst may take before the driver settles into its trickle.
+const BURST: Duration = Duration::from_secs(240);
 
 /// What was seeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
     pub workspace: Uuid,
     pub signups: usize,
+}
+
+/// Everything the driver talks to.
+pub struct Demo {
+    /// `http://127.0.0.1:port` of the stack itself.
+    pub origin: String,
+    pub pool: Pool,
+    pub transport: Arc<dyn Transport>,
+    pub etl: Arc<etl::EtlDeps>,
+    pub relay: Arc<relay::RelayDeps>,
+    pub campaigns: Arc<email::campaigns::Rules>,
+    pub standins: Handles,
+    pub workspace: Uuid,
+    pub stripe_secret: String,
+    pub shopify_secret: String,
+    pub resend_secret: String,
+    pub metrics_token: String,
+    pub jwt_secret: String,
 }
 
 /// Seeds the demo into the local workspace (the one holding the local PostHog token, else the
@@ -44,20 +85,44 @@ pub async fn seed(
     campaigns: &email::campaigns::Rules,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Seeded> {
-    let workspace: Uuid = {
-        let client = pool.get().await.context("check out a connection")?;
-        client
-            .query_typed_one(
-                "SELECT COALESCE(
-                     (SELECT workspace_id FROM workspace_tokens WHERE token = $1),
-                     (SELECT id FROM workspaces ORDER BY created_at, id LIMIT 1))",
-                &[(&LOCAL_POSTHOG_TOKEN, Type::TEXT)],
-            )
-            .await
-            .context("find the local workspace")?
-            .try_get(0)
-            .map_err(|_| anyhow::anyhow!("no workspace to seed the demo into"))?
-    };
+    let client = pool.get().await.context("check out a connection")?;
+    let workspace: Uuid = client
+        .query_typed_one(
+            "SELECT COALESCE(
+                 (SELECT workspace_id FROM workspace_tokens WHERE token = $1),
+                 (SELECT id FROM workspaces ORDER BY created_at, id LIMIT 1))",
+            &[(&LOCAL_POSTHOG_TOKEN, Type::TEXT)],
+        )
+        .await
+        .context("find the local workspace")?
+        .try_get(0)
+        .map_err(|_| anyhow::anyhow!("no workspace to seed the demo into"))?;
+    client
+        .execute_typed(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+             VALUES ($1, 'meta', $2, $3, 'USD'), ($1, 'tiktok', $4, $5, 'USD'), ($1, 'shopify', $6, $7, 'USD')
+             ON CONFLICT (platform, external_account_id) DO NOTHING",
+            &[
+                (&workspace, Type::UUID),
+                (&DEFAULT_META_ACCOUNT, Type::TEXT),
+                (&DEFAULT_META_TOKEN, Type::TEXT),
+                (&DEFAULT_TIKTOK_ADVERTISER, Type::TEXT),
+                (&DEFAULT_TIKTOK_TOKEN, Type::TEXT),
+                (&DEFAULT_SHOP, Type::TEXT),
+                (&DEFAULT_SHOPIFY_TOKEN, Type::TEXT),
+            ],
+        )
+        .await
+        .context("connect the demo ad accounts and shop")?;
+    client
+        .execute_typed(
+            "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'admin')
+             ON CONFLICT DO NOTHING",
+            &[(&workspace, Type::UUID), (&DEMO_MEMBER, Type::UUID)],
+        )
+        .await
+        .context("add the demo member")?;
+    drop(client);
     let signed_up_at = d1_due_signup(campaigns, now);
     let events: Vec<analytics::events::Event> = DEMO_PEOPLE
         .iter()
@@ -90,9 +155,407 @@ pub async fn seed(
 fn d1_due_signup(campaigns: &email::campaigns::Rules, now: DateTime<Utc>) -> DateTime<Utc> {
     let rule = &campaigns.d1;
     (24..72)
-        .map(|hours| now - Duration::hours(hours))
+        .map(|hours| now - chrono::Duration::hours(hours))
         .find(|signup| rule.is_due(*signup, chrono_tz::Tz::UTC, now))
-        .unwrap_or(now - Duration::hours(24))
+        .unwrap_or(now - chrono::Duration::hours(24))
+}
+
+/// What the burst still has to do.
+#[derive(Debug, Default)]
+struct Progress {
+    emails_reported: bool,
+    suggestions_judged: bool,
+    retrained: bool,
+}
+
+impl Progress {
+    fn done(&self) -> bool {
+        self.emails_reported && self.suggestions_judged && self.retrained
+    }
+}
+
+/// Plays the outside world until `stop`.
+pub async fn drive(demo: Demo, stop: CancellationToken) {
+    let http = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    let kick_off = async {
+        demo.dispatch_etl().await;
+        demo.sweep_email().await;
+        demo.relay().await;
+        demo.send_posthog(&http, 120, 0).await;
+        demo.send_stripe(&http, 0..5).await;
+        demo.send_shopify_order(&http).await;
+    };
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = kick_off => {}
+    }
+    let mut progress = Progress::default();
+    let mut round = 0_u64;
+    loop {
+        round += 1;
+        let pause = if progress.done() || started.elapsed() > BURST {
+            // The trickle: a few events and a payment now and then.
+            demo.send_posthog(&http, 5, round).await;
+            if round % 6 == 0 {
+                demo.send_stripe(&http, round..round + 1).await;
+            }
+            Duration::from_secs(10)
+        } else {
+            if !progress.emails_reported {
+                progress.emails_reported = demo.report_email_outcomes(&http).await;
+            }
+            if !progress.suggestions_judged {
+                progress.suggestions_judged = demo.judge_suggestions(&http).await;
+            }
+            if progress.suggestions_judged && !progress.retrained {
+                progress.retrained = demo.retrain().await;
+                demo.read_metrics(&http).await;
+            }
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Logs a failed step of the demo; the demo goes on.
+fn warn_on_error<T, E: std::fmt::Display>(step: &str, result: Result<T, E>) -> Option<T> {
+    result
+        .map_err(|error| tracing::warn!(step, %error, "demo step failed"))
+        .ok()
+}
+
+impl Demo {
+    async fn dispatch_etl(&self) {
+        let runs = RunLog::new(self.pool.clone(), "etl");
+        let today = Utc::now().date_naive();
+        for platform in [
+            etl::Platform::Meta,
+            etl::Platform::Tiktok,
+            etl::Platform::Shopify,
+        ] {
+            let dispatch = etl::dispatch(&self.etl, platform, today);
+            warn_on_error(
+                "etl dispatch",
+                runs.observe(Trigger::Schedule, dispatch).await,
+            );
+        }
+    }
+
+    /// One relay pass now rather than at the first minute tick.
+    async fn relay(&self) {
+        let runs = RunLog::new(self.pool.clone(), "relay");
+        warn_on_error(
+            "relay",
+            runs.observe(Trigger::Schedule, relay::run(&self.relay))
+                .await,
+        );
+    }
+
+    async fn sweep_email(&self) {
+        let runs = RunLog::new(self.pool.clone(), "email-sweep");
+        let sweep = email::sweep::sweep(
+            &self.pool,
+            self.transport.as_ref(),
+            &self.campaigns,
+            Utc::now(),
+        );
+        warn_on_error("email sweep", runs.observe(Trigger::Schedule, sweep).await);
+    }
+
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Option<Value> {
+        let mut request = http.post(format!("{}{path}", self.origin)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = warn_on_error(path, request.send().await)?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            tracing::warn!(path, %status, %answer, "demo request refused");
+            return None;
+        }
+        Some(answer)
+    }
+
+    /// `count` events from visitors, through PostHog's batch capture API.
+    async fn send_posthog(&self, http: &reqwest::Client, count: usize, round: u64) {
+        let now = Utc::now();
+        let names = [
+            "$pageview",
+            "$pageview",
+            "$pageview",
+            "clicked_cta",
+            "added_to_cart",
+        ];
+        let batch: Vec<Value> = (0..count)
+            .map(|i| {
+                json!({
+                    "event": names[i % names.len()],
+                    "distinct_id": format!("demo-visitor-{}", (i as u64 + round * 7) % 40),
+                    "uuid": Uuid::new_v4().to_string(),
+                    "timestamp": now.to_rfc3339(),
+                    "properties": {"$current_url": "https://shop.example/demo"},
+                })
+            })
+            .collect();
+        let body = json!({ "api_key": LOCAL_POSTHOG_TOKEN, "batch": batch }).to_string();
+        self.post(
+            http,
+            "/batch/",
+            &[("content-type", "application/json".into())],
+            body,
+        )
+        .await;
+    }
+
+    /// For each `n`: a customer of the workspace, a $49/month subscription and its payment,
+    /// signed as Stripe signs them.
+    async fn send_stripe(&self, http: &reqwest::Client, customers: std::ops::Range<u64>) {
+        for n in customers {
+            let customer = format!("cus_demo{n}");
+            let objects = [
+                (
+                    "customer.created",
+                    json!({"id": customer, "object": "customer", "email": format!("buyer{n}@demo.growth-agents.local"),
+                           "metadata": {"workspace_id": self.workspace.to_string()}}),
+                ),
+                (
+                    "customer.subscription.created",
+                    json!({"id": format!("sub_demo{n}"), "object": "subscription", "customer": customer,
+                           "status": "active", "currency": "usd",
+                           "items": {"data": [{"id": format!("si_demo{n}"), "quantity": 1,
+                               "price": {"id": "price_demo_pro", "unit_amount": 4900, "currency": "usd",
+                                         "recurring": {"interval": "month", "interval_count": 1}}}]}}),
+                ),
+                (
+                    "charge.succeeded",
+                    json!({"id": format!("ch_demo{n}"), "object": "charge", "customer": customer,
+                           "amount": 4900, "amount_refunded": 0, "currency": "usd", "paid": true,
+                           "status": "succeeded", "created": Utc::now().timestamp()}),
+                ),
+            ];
+            for (kind, object) in objects {
+                let body = json!({
+                    "id": format!("evt_demo_{kind}_{n}"), "object": "event", "api_version": "2024-06-20",
+                    "created": Utc::now().timestamp(), "livemode": false, "type": kind,
+                    "data": {"object": object},
+                })
+                .to_string();
+                let signature = shared::webhook::sign_stripe(
+                    body.as_bytes(),
+                    &self.stripe_secret,
+                    Utc::now().timestamp(),
+                );
+                self.post(
+                    http,
+                    "/webhooks/stripe",
+                    &[("stripe-signature", signature)],
+                    body,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// A new order in the demo shop, announced by its signed `orders/create` webhook.
+    async fn send_shopify_order(&self, http: &reqwest::Client) {
+        let Some(ids) = warn_on_error(
+            "add an order",
+            self.standins.shopify.add_orders(DEFAULT_SHOP, 1),
+        ) else {
+            return;
+        };
+        for id in ids {
+            let delivery = self.standins.shopify.webhook(
+                DEFAULT_SHOP,
+                ShopifyTopic::OrdersCreate,
+                id,
+                &self.shopify_secret,
+            );
+            let Some(delivery) = warn_on_error("sign the order webhook", delivery) else {
+                continue;
+            };
+            let headers: Vec<(&str, String)> = delivery
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone()))
+                .collect();
+            let body = String::from_utf8_lossy(&delivery.body).into_owned();
+            self.post(http, "/webhooks/shopify", &headers, body).await;
+        }
+    }
+
+    /// Reports every sent email delivered (and every other one opened), as Resend's signed
+    /// webhooks; true once every sent email has been reported.
+    async fn report_email_outcomes(&self, http: &reqwest::Client) -> bool {
+        let Some(client) = warn_on_error("connect", self.pool.get().await) else {
+            return false;
+        };
+        let Some(rows) = warn_on_error(
+            "read sends",
+            client
+                .query_typed(
+                    "SELECT provider_message_id, to_address FROM email_sends
+                      WHERE status = 'sent' AND provider_message_id IS NOT NULL AND delivered_at IS NULL",
+                    &[],
+                )
+                .await,
+        ) else {
+            return false;
+        };
+        drop(client);
+        for (index, row) in rows.iter().enumerate() {
+            let (email_id, to): (String, Option<String>) = (row.get(0), row.get(1));
+            let mut kinds = vec!["email.delivered"];
+            if index % 2 == 0 {
+                kinds.push("email.opened");
+            }
+            for kind in kinds {
+                let body = json!({
+                    "type": kind, "created_at": Utc::now().to_rfc3339(),
+                    "data": {"email_id": email_id, "to": [to], "created_at": Utc::now().to_rfc3339()},
+                })
+                .to_string();
+                let id = format!("msg_demo_{kind}_{email_id}");
+                let timestamp = Utc::now().timestamp();
+                let Some(signature) = warn_on_error(
+                    "sign a Resend webhook",
+                    shared::webhook::sign_svix(
+                        body.as_bytes(),
+                        &id,
+                        timestamp,
+                        &self.resend_secret,
+                    ),
+                ) else {
+                    return false;
+                };
+                let headers = [
+                    ("svix-id", id),
+                    ("svix-timestamp", timestamp.to_string()),
+                    ("svix-signature", signature),
+                    ("content-type", "application/json".into()),
+                ];
+                self.post(http, "/webhooks/resend", &headers, body).await;
+            }
+        }
+        rows.is_empty() && self.sent_any_email().await
+    }
+
+    async fn sent_any_email(&self) -> bool {
+        let Some(client) = warn_on_error("connect", self.pool.get().await) else {
+            return false;
+        };
+        client
+            .query_typed_one(
+                "SELECT EXISTS (SELECT 1 FROM email_sends WHERE status = 'sent')",
+                &[],
+            )
+            .await
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false)
+    }
+
+    /// The demo member's Supabase access token.
+    fn member_token(&self) -> Option<String> {
+        let claims = json!({
+            "sub": DEMO_MEMBER, "aud": "authenticated", "role": "authenticated",
+            "exp": Utc::now().timestamp() + 3600,
+        });
+        warn_on_error(
+            "sign the member's token",
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(self.jwt_secret.as_bytes()),
+            ),
+        )
+    }
+
+    /// Judges every open suggestion through the feedback API (two in three accepted); true
+    /// once there were suggestions and none is left unjudged.
+    async fn judge_suggestions(&self, http: &reqwest::Client) -> bool {
+        let Some(token) = self.member_token() else {
+            return false;
+        };
+        let listed = http
+            .get(format!(
+                "{}/suggestions?workspace={}",
+                self.origin, self.workspace
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        let Some(response) = warn_on_error("list suggestions", listed) else {
+            return false;
+        };
+        let listed: Value = response.json().await.unwrap_or(Value::Null);
+        let open: Vec<String> = listed["suggestions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|suggestion| suggestion["id"].as_str().map(str::to_string))
+            .collect();
+        if open.is_empty() {
+            return self.judged_any().await;
+        }
+        for (index, id) in open.iter().enumerate() {
+            let verdict = if index % 3 == 2 {
+                "rejected"
+            } else {
+                "accepted"
+            };
+            let body = json!({ "verdict": verdict, "reason": "demo" }).to_string();
+            let headers = [
+                ("authorization", format!("Bearer {token}")),
+                ("content-type", "application/json".into()),
+            ];
+            self.post(http, &format!("/suggestions/{id}/feedback"), &headers, body)
+                .await;
+        }
+        false
+    }
+
+    async fn judged_any(&self) -> bool {
+        let Some(client) = warn_on_error("connect", self.pool.get().await) else {
+            return false;
+        };
+        client
+            .query_typed_one("SELECT EXISTS (SELECT 1 FROM suggestion_feedback)", &[])
+            .await
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false)
+    }
+
+    async fn retrain(&self) -> bool {
+        let runs = RunLog::new(self.pool.clone(), "suggestions-retrain");
+        let retrain = suggestions::ranker::retrain(&self.pool, Utc::now());
+        warn_on_error("retrain", runs.observe(Trigger::Schedule, retrain).await).is_some()
+    }
+
+    async fn read_metrics(&self, http: &reqwest::Client) {
+        let today = Utc::now().date_naive();
+        let read = http
+            .get(format!(
+                "{}/metrics?workspace={}&from={}&to={today}",
+                self.origin,
+                self.workspace,
+                today - chrono::Duration::days(29)
+            ))
+            .bearer_auth(&self.metrics_token)
+            .send()
+            .await;
+        warn_on_error("read metrics", read);
+    }
 }
 
 #[cfg(test)]

@@ -255,20 +255,33 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         transport: transport.clone(),
         webhook_secrets: options.shopify_webhook_secrets.clone(),
     });
+    // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
+    // the stand-ins' absolute URLs point at this address.
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("bind {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let origin = format!("http://{addr}");
+    let standins = options
+        .demo
+        .then(|| standins::router(&standins::StandinConfig::default(), &origin));
+    let endpoints = match &standins {
+        Some(_) => etl::Endpoints {
+            meta_base_url: format!("{origin}/meta"),
+            tiktok_base_url: format!("{origin}/tiktok"),
+            shopify_base_url: format!("{origin}/shopify"),
+        },
+        None => etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
+    };
     let etl = Arc::new(etl::EtlDeps {
         pool: pool.clone(),
         transport: transport.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,
-        endpoints: etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
+        endpoints,
         retry: shared::retry::RetryPolicy::default(),
     });
-    // Bound before the routes are built: the emails' unsubscribe links point at this address.
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("bind {}", options.listen))?;
-    let addr = listener.local_addr()?;
     let signer =
         email::unsubscribe::TokenSigner::new(vec![options.email.unsubscribe_secret.clone()]);
     let sender = Arc::new(email::send::SenderDeps {
@@ -307,6 +320,10 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             },
         )))
         .merge(email::api::router(email_api));
+    let router = match &standins {
+        Some((routes, _)) => router.merge(routes.clone()),
+        None => router,
+    };
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -429,16 +446,34 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         });
     }
 
-    if options.demo {
+    if let Some((_, handles)) = standins {
         let outbox = Outbox::new(pool.clone(), transport.clone());
         let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, Utc::now())
             .await
             .context("seed the demo")?;
         tracing::info!(?seeded, "demo data seeded");
-        let report = email::sweep::sweep(&pool, transport.as_ref(), &campaigns, Utc::now())
-            .await
-            .context("run the first email sweep")?;
-        tracing::info!(?report, "demo email sweep done");
+        let first = |secrets: &[String], what: &str| {
+            secrets
+                .first()
+                .cloned()
+                .with_context(|| format!("demo mode needs a {what} secret"))
+        };
+        let driver = demo::Demo {
+            origin: origin.clone(),
+            pool: pool.clone(),
+            transport: transport.clone(),
+            etl: etl.clone(),
+            relay: relay.clone(),
+            campaigns: campaigns.clone(),
+            standins: handles,
+            workspace: seeded.workspace,
+            stripe_secret: first(&options.stripe_webhook_secrets, "Stripe")?,
+            shopify_secret: first(&options.shopify_webhook_secrets, "Shopify")?,
+            resend_secret: first(&options.email.resend_webhook_secrets, "Resend")?,
+            metrics_token: options.metrics_api_token.clone(),
+            jwt_secret: options.jwt_secret.clone(),
+        };
+        tasks.spawn(demo::drive(driver, shutdown.clone()));
     }
 
     for queue in catalog::QUEUES {

@@ -136,8 +136,12 @@ pub fn chart_view(chart: &Chart) -> ChartView {
                 }
             })
             .collect(),
+        // Weekly labels, and the last day's unless a weekly one sits right beside it.
         dates: days
-            .filter(|(i, _)| i % 7 == 0 || *i == chart.days.len() - 1)
+            .filter(|(i, _)| {
+                let last = chart.days.len() - 1;
+                *i == last || (i % 7 == 0 && last - i >= 4)
+            })
             .map(|(i, day)| DateLabel {
                 x: x(i),
                 text: day.date.format("%d %b").to_string(),

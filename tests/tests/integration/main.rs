@@ -4,10 +4,12 @@
 //! in the test command: directly and through PgBouncer in transaction mode. `sqs` needs the
 //! moto server, `tls` the test command's TLS-enabled cluster, `sdk_clients` the official
 //! PostHog and Mixpanel SDKs (`scripts/install-sdk-clients.sh`); `adapters` and `template` need
-//! nothing running.
+//! nothing running; `browser` needs Node, playwright-core and Chromium (all installed by
+//! `scripts/install-sdk-clients.sh`).
 
 mod adapters;
 mod agents_e2e;
+mod browser;
 mod local_stack;
 mod pg;
 mod sdk_clients;
