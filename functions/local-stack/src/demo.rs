@@ -197,7 +197,7 @@ pub async fn drive(demo: Demo, stop: CancellationToken) {
         let pause = if progress.done() || started.elapsed() > BURST {
             // The trickle: a few events and a payment now and then.
             demo.send_posthog(&http, 5, round).await;
-            if round % 6 == 0 {
+            if round.is_multiple_of(6) {
                 demo.send_stripe(&http, round..round + 1).await;
             }
             Duration::from_secs(10)
