@@ -217,3 +217,97 @@ pub async fn store_within(
     };
     Ok((stored, pending))
 }
+
+/// What [`replay`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replayed {
+    pub events: usize,
+    /// (workspace, UTC day) recomputes requested.
+    pub recomputes: usize,
+}
+
+/// Replays stored events of `[from, to]` (UTC days), optionally of one workspace: the people
+/// they describe are derived again (emails, names, timezones, earliest signups) and the
+/// metrics agent is asked to recompute every day they fall on. For catching up after a
+/// downstream outage or a fix; the events themselves are not duplicated.
+pub async fn replay(
+    pool: &Pool,
+    outbox: &Outbox,
+    workspace: Option<Uuid>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Replayed, AnalyticsError> {
+    const PAGE: i64 = 1_000;
+    let mut replayed = Replayed::default();
+    let mut days: BTreeSet<(Uuid, NaiveDate)> = BTreeSet::new();
+    let mut after: (Option<Uuid>, Option<Uuid>) = (None, None);
+    loop {
+        let rows = {
+            let client = pool.get().await.context("check out a connection")?;
+            client
+                .query_typed(
+                    "SELECT workspace_id, id, source, distinct_id, event, timestamp, properties
+                       FROM events
+                      WHERE ($1::uuid IS NULL OR workspace_id = $1)
+                        AND timestamp >= $2::date AND timestamp < $3::date + 1
+                        AND ($4::uuid IS NULL OR (workspace_id, id) > ($4, $5))
+                      ORDER BY workspace_id, id
+                      LIMIT $6",
+                    &[
+                        (&workspace, Type::UUID),
+                        (&from, Type::DATE),
+                        (&to, Type::DATE),
+                        (&after.0, Type::UUID),
+                        (&after.1, Type::UUID),
+                        (&PAGE, Type::INT8),
+                    ],
+                )
+                .await
+                .context("read stored events")?
+        };
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = (Some(last.get(0)), Some(last.get(1)));
+        let mut by_workspace: BTreeMap<(Uuid, String), Vec<Event>> = BTreeMap::new();
+        for row in &rows {
+            let event = Event {
+                id: row.get(1),
+                distinct_id: row.get(3),
+                name: row.get(4),
+                timestamp: row.get(5),
+                properties: row.get(6),
+                token: None,
+            };
+            days.insert((row.get(0), event.timestamp.date_naive()));
+            by_workspace
+                .entry((row.get(0), row.get(2)))
+                .or_default()
+                .push(event);
+        }
+        for ((workspace, source), events) in by_workspace {
+            let source = match source.as_str() {
+                "mixpanel" => Source::Mixpanel,
+                "email" => Source::Email,
+                _ => Source::Posthog,
+            };
+            let (_, pending) = store(pool, outbox, workspace, source, &events).await?;
+            outbox.dispatch(&pending).await?;
+            replayed.events += events.len();
+        }
+    }
+    let now = Utc::now();
+    let messages = days
+        .iter()
+        .map(|(workspace, day)| {
+            MetricsRecompute::new(*workspace, *day, "replay", now).to_outgoing()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = client.transaction().await.context("begin replay")?;
+    let pending = outbox.enqueue(&transaction, &messages).await?;
+    transaction.commit().await.context("commit replay")?;
+    outbox.dispatch(&pending).await?;
+    replayed.recomputes = messages.len();
+    Ok(replayed)
+}

@@ -815,3 +815,49 @@ pub fn router(deps: Arc<BillingDeps>) -> Router {
             .with_state(deps),
     )
 }
+
+/// Tables the ledger's events are applied to, emptied by [`rebuild`].
+const MIRROR_TABLES: &str = "stripe.events, stripe.customers, stripe.products, stripe.prices, \
+     stripe.subscriptions, stripe.subscription_items, stripe.invoices, stripe.charges, \
+     stripe.disputes, stripe.checkout_sessions, stripe.subscription_mrr, stripe.mrr_changes";
+
+/// Writes every stored Stripe event, oldest first, one JSON payload per line (the format
+/// [`backfill`] reads); returns how many.
+pub async fn export_ledger(
+    pool: &Pool,
+    out: &mut impl std::io::Write,
+) -> Result<u64, BillingError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let rows = client
+        .query_typed(
+            "SELECT payload::text FROM stripe.events ORDER BY created, id",
+            &[],
+        )
+        .await
+        .context("read the ledger")?;
+    for row in &rows {
+        writeln!(out, "{}", row.get::<_, &str>(0))
+            .map_err(|error| BillingError::Malformed(format!("write the export: {error}")))?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Rebuilds the mirror from a ledger export: empties the ledger and the mirror in one
+/// transaction, then replays `export` through the webhook's own path (a fixed mirror rule
+/// re-applied to history). The export is the backup: if this stops half-way,
+/// `billing backfill <export>` finishes it (what was replayed becomes duplicates).
+pub async fn rebuild(
+    deps: &BillingDeps,
+    export: &std::path::Path,
+) -> Result<BackfillReport, BillingError> {
+    let file = std::fs::File::open(export)
+        .map_err(|error| BillingError::Malformed(format!("{}: {error}", export.display())))?;
+    {
+        let client = deps.pool.get().await.context("check out a connection")?;
+        client
+            .batch_execute(&format!("TRUNCATE {MIRROR_TABLES}"))
+            .await
+            .context("empty the ledger and mirror")?;
+    }
+    backfill(deps, std::io::BufReader::new(file)).await
+}

@@ -471,3 +471,56 @@ async fn identity_signups_and_messages() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_replay_derives_people_again_and_asks_for_each_day() {
+    let a = analytics().await;
+    let client = a.db.client().await;
+    // Stored events whose people were lost (say, a bad migration emptied `users`), on two days.
+    client
+        .batch_execute(
+            "INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp, properties)
+             SELECT gen_random_uuid(), (SELECT id FROM workspaces), 'posthog', 'u1', e, ts, p::jsonb
+               FROM (VALUES
+                 ('signed_up', now() - interval '1 day', '{\"$set\": {\"email\": \"ada@x.io\", \"name\": \"Ada\"}}'),
+                 ('$pageview', now() - interval '3 days', '{}'),
+                 ('$pageview', now() - interval '40 days', '{}')) AS v(e, ts, p);",
+        )
+        .await
+        .unwrap();
+    let pool = a.db.pool(2);
+    let outbox = shared::queue::outbox::Outbox::new(pool.clone(), a.transport.clone());
+    let today = chrono::Utc::now().date_naive();
+    let replayed = analytics::store::replay(
+        &pool,
+        &outbox,
+        None,
+        today - chrono::Duration::days(10),
+        today,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (replayed.events, replayed.recomputes),
+        (2, 2),
+        "the 40-day-old event is outside"
+    );
+    let row = client
+        .query_typed_one(
+            "SELECT email, signed_up_at IS NOT NULL FROM users WHERE distinct_id = 'u1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("ada@x.io".into(), true)
+    );
+    assert_eq!(
+        a.count("SELECT count(*) FROM events").await,
+        3,
+        "a replay never duplicates events"
+    );
+    let depth = a.transport.depth(catalog::METRICS.name).await.unwrap();
+    assert!(depth.visible >= 2, "{depth:?}");
+}
