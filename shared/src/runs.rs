@@ -95,10 +95,6 @@ impl RunLog {
         }
     }
 
-    pub fn agent(&self) -> &'static str {
-        self.agent
-    }
-
     /// Records one run.
     pub async fn record(
         &self,

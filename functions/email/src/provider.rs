@@ -188,10 +188,6 @@ impl Mailbox {
         }
     }
 
-    pub fn directory(&self) -> &std::path::Path {
-        &self.directory
-    }
-
     /// Every email in the folder, oldest name first.
     pub fn read_all(&self) -> std::io::Result<Vec<Value>> {
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&self.directory) {

@@ -1029,31 +1029,15 @@ async fn previews_render_a_users_email_with_their_workspace_numbers() {
         .unwrap()
         .unwrap();
     // Seven days of the ten: spend 701.75, revenue 2,807, ROAS 4, 21 orders, 7,000 events.
-    assert!(
-        rendered.text.contains("Ad spend        USD 701.75"),
-        "{}",
-        rendered.text
-    );
-    assert!(
-        rendered.text.contains("Revenue         USD 2,807.00"),
-        "{}",
-        rendered.text
-    );
-    assert!(
-        rendered.text.contains("ROAS            4.00×"),
-        "{}",
-        rendered.text
-    );
-    assert!(
-        rendered.text.contains("Orders          21"),
-        "{}",
-        rendered.text
-    );
-    assert!(
-        rendered.text.contains("Events tracked  7,000"),
-        "{}",
-        rendered.text
-    );
+    for line in [
+        "Ad spend        USD 701.75",
+        "Revenue         USD 2,807.00",
+        "ROAS            4.00×",
+        "Orders          21",
+        "Events tracked  7,000",
+    ] {
+        assert!(rendered.text.contains(line), "{line}: {}", rendered.text);
+    }
     assert_eq!(
         rendered.subject,
         "Lovelace Labs: your first week in numbers"
