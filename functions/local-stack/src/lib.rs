@@ -7,6 +7,11 @@
 //! * Queues: the Postgres transport, with a consumer per queue whose agent is hosted here.
 //! * Database: `DATABASE_URL` if given, else a private throwaway cluster
 //!   ([`throwaway_postgres`]); migrations are applied at start either way.
+//! * Email: sent to a folder ([`email::provider::Mailbox`]) instead of Resend.
+//! * Runs: every request, message and tick is recorded in the run log, as in Lambda, so the
+//!   status page reads the same.
+//! * Demo mode ([`demo`]): the [`standins`] on the same port and a driver playing the
+//!   platforms against the real routes until every agent and KPI is green.
 //!
 //! [`start`] returns once the port is bound and migrations are applied; [`LocalStack::stop`]
 //! shuts everything down gracefully (the binary calls it on Ctrl-C).
