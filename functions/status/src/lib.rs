@@ -71,6 +71,9 @@ pub struct StatusReport {
     pub generated_at: DateTime<Utc>,
     pub database: DatabaseStatus,
     pub agents: Vec<AgentStatus>,
+    /// Why the agents are missing, when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents_error: Option<String>,
     pub queues: Vec<QueueStatus>,
     pub kpis: Vec<Kpi>,
     /// Why the KPIs are missing, when they are.
@@ -166,23 +169,25 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         });
     }
     let migrated = database.migration_version.is_some();
-    let (agents, kpis, kpis_error, email_campaigns_30d, chart) = if migrated {
-        let agents = agent_statuses(&deps.pool, &queues)
-            .await
-            .unwrap_or_default();
+    let (agents, agents_error, kpis, kpis_error, email_campaigns_30d, chart) = if migrated {
+        let (agents, agents_error) = match agent_statuses(&deps.pool, &queues).await {
+            Ok(agents) => (agents, None),
+            Err(error) => (Vec::new(), Some(error.to_string())),
+        };
         let (kpis, kpis_error) = match kpis::kpis(&deps.pool).await {
             Ok(kpis) => (kpis, None),
             Err(error) => (Vec::new(), Some(error)),
         };
         let rates = email_rates(&deps.pool).await;
         let chart = chart(&deps.pool, workspace).await.ok().flatten();
-        (agents, kpis, kpis_error, rates, chart)
+        (agents, agents_error, kpis, kpis_error, rates, chart)
     } else {
-        (Vec::new(), Vec::new(), None, None, None)
+        (Vec::new(), None, Vec::new(), None, None, None)
     };
     let ok = database.reachable
         && migrated
         && queues.iter().all(|queue| queue.error.is_none())
+        && agents_error.is_none()
         && agents.iter().all(|agent| agent.state != KpiState::Failing);
     let kpis_green = kpis_error.is_none()
         && !kpis.is_empty()
@@ -193,6 +198,7 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         generated_at: Utc::now(),
         database,
         agents,
+        agents_error,
         queues,
         kpis,
         kpis_error,
