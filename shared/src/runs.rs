@@ -121,8 +121,12 @@ impl RunLog {
             let client = self.pool.get().await.map_err(|error| error.to_string())?;
             client
                 .execute_typed(
-                    "INSERT INTO agent_runs (agent, trigger, started_at, duration_ms, outcome, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    // Committed asynchronously (for this one statement's transaction): a
+                    // crash may lose the last runs' rows, never the work they describe, and
+                    // the request does not wait for a second WAL flush.
+                    "WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+                     INSERT INTO agent_runs (agent, trigger, started_at, duration_ms, outcome, detail)
+                     SELECT $1, $2, $3, $4, $5, $6 FROM async",
                     &[
                         (&self.agent, Type::TEXT),
                         (&trigger.as_str(), Type::TEXT),
