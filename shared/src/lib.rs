@@ -5,6 +5,7 @@
 //! crate is what they share:
 //!
 //! * [`settings`] — one typed struct read once from the environment; secrets stay wrapped.
+//! * [`clock`] — the one source of "now", fixed or shifted in tests.
 //! * [`telemetry`] — JSON logs inside Lambda, readable logs on a terminal.
 //! * [`db`] — the connection pool (TLS for Supabase, safe behind a transaction pooler), the
 //!   migration runner shared by tests and the local stack, and error classification.
@@ -18,18 +19,27 @@
 //! * [`runs`] — the agents' run log (`agent_runs`, and embedded metrics inside Lambda).
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
 //! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
+//! * [`crypto`] — platform tokens sealed (AES-256-GCM envelopes), webhook secrets hashed.
+//! * [`redact`] — credentials removed from any text before it is stored or shown.
+//! * [`text`] — outside text cut on character boundaries and checked for what PostgreSQL
+//!   refuses; [`quarantine`] keeps deliveries it refused anyway.
 //!
 //! The rules behind these choices (no named statements, no session state, leases instead of
 //! session locks) are explained in `DESIGN.md` §4 and §7.
 
+pub mod clock;
+pub mod crypto;
 pub mod db;
 pub mod lambda;
 pub mod lease;
 pub mod messages;
+pub mod quarantine;
 pub mod queue;
+pub mod redact;
 pub mod retry;
 pub mod runs;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;
+pub mod text;
 pub mod webhook;

@@ -6,6 +6,10 @@
 //! them would overtake the failed one, which is exactly what a FIFO group forbids. Other
 //! groups go on.
 //!
+//! A handler that panics fails its message like any other failure (the panic is caught
+//! here), so one poisoned message is redelivered and then dead-lettered while the process
+//! and the other groups go on.
+//!
 //! In AWS, Lambda's event source mapping receives and deletes; locally, [`poll`] does the
 //! same against any [`Transport`] (the local stack runs one per queue on the Postgres queue).
 
@@ -13,6 +17,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde::de::DeserializeOwned;
 
 use super::{QueueDef, QueueError, Transport};
@@ -37,6 +42,8 @@ pub enum MessageFailure {
     Malformed(String),
     /// The handler failed.
     Handler(String),
+    /// The handler panicked (caught: the process goes on).
+    Panicked(String),
     /// An earlier message of the same group failed in this batch.
     BlockedByGroup,
 }
@@ -74,10 +81,17 @@ where
         }
         let failure = match serde_json::from_str::<M>(&message.body) {
             Err(error) => Some(MessageFailure::Malformed(error.to_string())),
-            Ok(parsed) => handler(parsed)
+            // Nothing the handler touched outlives a panic but its own message's state, which
+            // the redelivery redoes: asserting unwind safety is sound here.
+            Ok(parsed) => match std::panic::AssertUnwindSafe(handler(parsed))
+                .catch_unwind()
                 .await
-                .err()
-                .map(|error| MessageFailure::Handler(error.to_string())),
+            {
+                Ok(result) => result
+                    .err()
+                    .map(|error| MessageFailure::Handler(error.to_string())),
+                Err(panic) => Some(MessageFailure::Panicked(crate::telemetry::panic_message(panic.as_ref()))),
+            },
         };
         if let Some(failure) = failure {
             tracing::warn!(message_id = %message.id, group = ?group, ?failure, "message failed");
