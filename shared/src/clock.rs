@@ -6,9 +6,11 @@
 //! instant it wants to examine (00:30 UTC, a DST change day) or shifts a whole running
 //! stack there, so no test depends on the hour it happens to run at.
 //!
-//! Bookkeeping the database stamps itself (`now()` in `stored_at`, `claimed_at`) stays on
-//! the server's clock: those columns measure elapsed time between two writes of the same
-//! server, not what day it is for a user.
+//! Two kinds of time stay off it. Bookkeeping the database stamps itself (`now()` in
+//! `stored_at`, `claimed_at`, the run log) is on the server's clock: those columns measure
+//! time elapsed between writes of the same server, not what day it is for a user. Waits (a
+//! `Retry-After` date turned into a delay, a timeout) are on the real clock, because the
+//! sleep they decide is real.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -19,7 +21,10 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 enum Source {
     System,
     /// Starts at `at` when `since` was read and runs at the real pace.
-    Shifted { at: DateTime<Utc>, since: Instant },
+    Shifted {
+        at: DateTime<Utc>,
+        since: Instant,
+    },
     /// Stands still until told otherwise.
     Fixed(Mutex<DateTime<Utc>>),
 }
@@ -73,6 +78,15 @@ impl Clock {
         self.now().with_timezone(zone).date_naive()
     }
 
+    /// Today's date in the IANA zone `name` (a workspace's or a user's `timezone`), or in
+    /// UTC when the name is not a zone: a bad setting must not stop anyone's day.
+    pub fn today_in_named(&self, name: &str) -> NaiveDate {
+        match name.parse::<chrono_tz::Tz>() {
+            Ok(zone) => self.today_in(&zone),
+            Err(_) => self.today_in(&Utc),
+        }
+    }
+
     /// Moves a fixed clock to `at`. Other clocks are not settable.
     ///
     /// # Panics
@@ -123,6 +137,14 @@ mod tests {
         assert_eq!(
             clock.today_in(&chrono_tz::Pacific::Kiritimati).to_string(),
             "2026-12-08"
+        );
+        assert_eq!(
+            clock.today_in_named("Pacific/Kiritimati").to_string(),
+            "2026-12-08"
+        );
+        assert_eq!(
+            clock.today_in_named("Mars/Olympus").to_string(),
+            "2026-12-07"
         );
     }
 

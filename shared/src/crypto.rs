@@ -88,12 +88,7 @@ fn seal_with(
     Ok(sealed)
 }
 
-fn open_with(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    sealed: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
+fn open_with(key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed)?;
     let mut buffer = sealed.to_vec();
     let opened = aead_key(key)?
@@ -116,11 +111,9 @@ impl Keys {
     /// `ENCRYPTION_KEYS`: comma-separated `id:base64(32 bytes)`, the first sealing, all
     /// opening. Errors name the variable and never echo a key.
     pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
-        Self::parse(&env.required("ENCRYPTION_KEYS")?).map_err(|reason| {
-            SettingsError::Malformed {
-                name: "ENCRYPTION_KEYS",
-                reason,
-            }
+        Self::parse(&env.required("ENCRYPTION_KEYS")?).map_err(|reason| SettingsError::Malformed {
+            name: "ENCRYPTION_KEYS",
+            reason,
         })
     }
 
@@ -133,7 +126,9 @@ impl Keys {
             };
             let valid_id = !id.is_empty()
                 && id.len() <= 32
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_id {
                 return Err(format!(
                     "entry {}: the id must be 1-32 of [A-Za-z0-9_-]",
@@ -145,7 +140,10 @@ impl Keys {
                 .ok()
                 .filter(|key| key.len() == KEY_LEN)
                 .ok_or_else(|| {
-                    format!("entry {} ({id}): the key is not base64 of 32 bytes", position + 1)
+                    format!(
+                        "entry {} ({id}): the key is not base64 of 32 bytes",
+                        position + 1
+                    )
                 })?;
             keys.push(Kek {
                 id: id.to_string(),
@@ -180,7 +178,8 @@ impl Keys {
         let aad = [kek.id.as_bytes(), b"\x1f", context.as_bytes()].concat();
         let wrapped = seal_with(kek.key.expose_secret(), wrap_nonce, &aad, &data_key)?;
         let ciphertext = seal_with(&data_key, nonce, &aad, plaintext.as_bytes())?;
-        let mut out = Vec::with_capacity(2 + kek.id.len() + 2 * NONCE_LEN + wrapped.len() + ciphertext.len());
+        let mut out =
+            Vec::with_capacity(2 + kek.id.len() + 2 * NONCE_LEN + wrapped.len() + ciphertext.len());
         out.push(VERSION);
         out.push(kek.id.len() as u8);
         out.extend_from_slice(kek.id.as_bytes());
@@ -198,7 +197,8 @@ impl Keys {
             return Err(CryptoError::Malformed);
         }
         let id_len = usize::from(take(&mut rest, 1)?[0]);
-        let id = std::str::from_utf8(take(&mut rest, id_len)?).map_err(|_| CryptoError::Malformed)?;
+        let id =
+            std::str::from_utf8(take(&mut rest, id_len)?).map_err(|_| CryptoError::Malformed)?;
         let kek = self
             .keys
             .iter()
@@ -269,8 +269,14 @@ mod tests {
             keys.open(&tampered, "connection:1").unwrap_err(),
             CryptoError::Rejected
         );
-        assert_eq!(keys.open(&sealed[..20], "connection:1").unwrap_err(), CryptoError::Malformed);
-        assert_eq!(keys.open(&[], "connection:1").unwrap_err(), CryptoError::Malformed);
+        assert_eq!(
+            keys.open(&sealed[..20], "connection:1").unwrap_err(),
+            CryptoError::Malformed
+        );
+        assert_eq!(
+            keys.open(&[], "connection:1").unwrap_err(),
+            CryptoError::Malformed
+        );
     }
 
     #[test]

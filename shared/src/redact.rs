@@ -41,7 +41,18 @@ pub fn credentials(text: &str) -> String {
 fn is_value_end(byte: u8) -> bool {
     matches!(
         byte,
-        b'&' | b'"' | b'\'' | b' ' | b'\t' | b'\n' | b'\r' | b')' | b'>' | b',' | b';' | b'}' | b']'
+        b'&' | b'"'
+            | b'\''
+            | b' '
+            | b'\t'
+            | b'\n'
+            | b'\r'
+            | b')'
+            | b'>'
+            | b','
+            | b';'
+            | b'}'
+            | b']'
     )
 }
 
@@ -81,12 +92,17 @@ fn parameters(text: &str) -> String {
     let mut copied = 0;
     let mut index = 0;
     while index < bytes.len() {
-        let starts_name = is_name_byte(bytes[index]) && (index == 0 || !is_name_byte(bytes[index - 1]));
+        let starts_name =
+            is_name_byte(bytes[index]) && (index == 0 || !is_name_byte(bytes[index - 1]));
         if !starts_name {
             index += 1;
             continue;
         }
-        let name_end = index + bytes[index..].iter().take_while(|b| is_name_byte(**b)).count();
+        let name_end = index
+            + bytes[index..]
+                .iter()
+                .take_while(|b| is_name_byte(**b))
+                .count();
         let name = &text[index..name_end];
         let secret = SECRET_NAMES
             .iter()
@@ -127,7 +143,13 @@ fn parameters(text: &str) -> String {
         let value_end = value_start
             + bytes[value_start..]
                 .iter()
-                .take_while(|b| if quoted { **b != b'"' } else { !is_value_end(**b) })
+                .take_while(|b| {
+                    if quoted {
+                        **b != b'"'
+                    } else {
+                        !is_value_end(**b)
+                    }
+                })
                 .count();
         if value_end > value_start {
             out.push_str(&text[copied..value_start]);
@@ -175,7 +197,10 @@ mod tests {
     fn tokens_in_urls_are_removed() {
         let error = "error sending request for url (https://graph.facebook.com/v21.0/act_1/insights?fields=spend&access_token=EAAB123&appsecret_proof=abc): timed out";
         let clean = credentials(error);
-        assert!(!clean.contains("EAAB123") && !clean.contains("abc)"), "{clean}");
+        assert!(
+            !clean.contains("EAAB123") && !clean.contains("abc)"),
+            "{clean}"
+        );
         assert!(clean.contains("fields=spend"), "{clean}");
         assert!(clean.contains("access_token=[redacted]"), "{clean}");
         assert!(clean.contains("timed out"));
@@ -201,7 +226,16 @@ mod tests {
 
     #[test]
     fn unicode_and_edges_survive() {
-        for text in ["", "=", "token=", "é token=é&x", "://", "a://@", "\"token\":", "Bearer "] {
+        for text in [
+            "",
+            "=",
+            "token=",
+            "é token=é&x",
+            "://",
+            "a://@",
+            "\"token\":",
+            "Bearer ",
+        ] {
             let clean = credentials(text);
             assert!(!clean.contains('é') || text.contains('é'));
         }

@@ -69,6 +69,16 @@ where
     }
 }
 
+/// What a caught panic said, credentials removed, for the log line that reports it.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    crate::redact::credentials(&message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,14 +156,4 @@ mod tests {
         assert_eq!(parsed["rows"], 3);
         assert_eq!(parsed["message"], "run finished");
     }
-}
-
-/// What a caught panic said, credentials removed, for the log line that reports it.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    crate::redact::credentials(&message)
 }

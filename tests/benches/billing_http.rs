@@ -133,6 +133,7 @@ async fn direct_run(generated: &Generated, concurrency: usize, pool_size: usize)
     let db = prepared_db().await;
     let pool = db.pool(pool_size);
     let deps = Arc::new(billing::BillingDeps {
+        clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: Arc::new(PostgresTransport::new(pool.clone())),
         webhook_secrets: vec![SECRET.into()],

@@ -72,5 +72,6 @@ pub fn sender(pool: &Pool, provider: Arc<dyn email::provider::EmailProvider>) ->
             ..RetryPolicy::default()
         },
         claim_ttl: Duration::from_secs(120),
+        clock: shared::clock::Clock::system(),
     }
 }

@@ -29,9 +29,9 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::clock::Clock;
 use shared::db::{DbContext, DbError, Pool};
 use shared::queue::outbox::Outbox;
 use shared::queue::{QueueError, Transport};
@@ -50,6 +50,7 @@ pub const MAX_DECODED_BYTES: usize = 20 * 1024 * 1024;
 pub struct AnalyticsDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +188,14 @@ async fn store_events(
     }
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     let (stored, pending) = retry(RetryPolicy::default(), || {
-        store::store(&deps.pool, &outbox, workspace, source, events)
+        store::store(
+            &deps.pool,
+            &outbox,
+            workspace,
+            source,
+            events,
+            deps.clock.now(),
+        )
     })
     .await?;
     if let Err(error) = outbox.dispatch(&pending).await {
@@ -276,7 +284,7 @@ async fn posthog_capture(deps: &AnalyticsDeps, body: &[u8], envelope: Envelope<'
         Ok(parsed) => parsed,
         Err(reason) => return failure(StatusCode::BAD_REQUEST, reason),
     };
-    let now = Utc::now();
+    let now = deps.clock.now();
     let mut rejected = Vec::new();
     let mut by_token: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     for (index, raw) in raw_events.iter().enumerate() {
@@ -367,7 +375,7 @@ async fn posthog_webhook(
     ) {
         object.entry("$set").or_insert_with(|| set.clone());
     }
-    let event = match events::posthog_event(&raw, Utc::now()) {
+    let event = match events::posthog_event(&raw, deps.clock.now()) {
         Ok(event) => event,
         Err(reason) => return failure(StatusCode::BAD_REQUEST, reason),
     };
@@ -417,7 +425,7 @@ async fn mixpanel(
                 .to_string()
         })
         .filter(|user| !user.is_empty());
-    let now = Utc::now();
+    let now = deps.clock.now();
     let mut failed = Vec::new();
     let mut by_token: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     for (index, raw) in raw_events.iter().enumerate() {

@@ -11,6 +11,7 @@ async fn main() -> Result<(), LambdaError> {
     let deps = analytics::AnalyticsDeps {
         pool: container.pool,
         transport: container.transport,
+        clock: container.clock.clone(),
     };
     shared::lambda::http::serve(analytics::router(Arc::new(deps))).await
 }

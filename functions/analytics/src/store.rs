@@ -100,22 +100,26 @@ pub async fn store(
     workspace: Uuid,
     source: Source,
     events: &[Event],
+    now: DateTime<Utc>,
 ) -> Result<(Stored, Pending), AnalyticsError> {
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = client.transaction().await.context("begin event batch")?;
-    let (stored, pending) = store_within(&transaction, outbox, workspace, source, events).await?;
+    let (stored, pending) =
+        store_within(&transaction, outbox, workspace, source, events, now).await?;
     transaction.commit().await.context("commit event batch")?;
     Ok((stored, pending))
 }
 
 /// [`store`] inside the caller's transaction, for agents whose own facts are events too (the
 /// email agent's deliveries): the events then exist exactly when the caller's writes do.
+/// `now` decides the recompute requests' deduplication bucket.
 pub async fn store_within(
     transaction: &Transaction<'_>,
     outbox: &Outbox,
     workspace: Uuid,
     source: Source,
     events: &[Event],
+    now: DateTime<Utc>,
 ) -> Result<(Stored, Pending), AnalyticsError> {
     // Rows are inserted in id order: two batches sharing events (an SDK retrying) then take
     // their key locks in the same order and cannot deadlock.
@@ -201,7 +205,6 @@ pub async fn store_within(
         }
     }
 
-    let now = Utc::now();
     let mut messages = Vec::new();
     for day in &days {
         messages.push(MetricsRecompute::new(workspace, *day, "analytics", now).to_outgoing()?);
@@ -236,6 +239,7 @@ pub async fn replay(
     workspace: Option<Uuid>,
     from: NaiveDate,
     to: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<Replayed, AnalyticsError> {
     const PAGE: i64 = 1_000;
     let mut replayed = Replayed::default();
@@ -291,12 +295,11 @@ pub async fn replay(
                 "email" => Source::Email,
                 _ => Source::Posthog,
             };
-            let (_, pending) = store(pool, outbox, workspace, source, &events).await?;
+            let (_, pending) = store(pool, outbox, workspace, source, &events, now).await?;
             outbox.dispatch(&pending).await?;
             replayed.events += events.len();
         }
     }
-    let now = Utc::now();
     let messages = days
         .iter()
         .map(|(workspace, day)| {

@@ -33,7 +33,6 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -56,6 +55,7 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 pub struct BillingDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    pub clock: shared::clock::Clock,
     /// Endpoint secrets; several while one is being rolled.
     pub webhook_secrets: Vec<String>,
 }
@@ -334,11 +334,9 @@ async fn apply(
             ));
         }
         if let (true, Some(workspace)) = (route.table.affects_revenue(), workspace) {
-            let day = mirror::timestamp(event.created)
-                .unwrap_or_else(Utc::now)
-                .date_naive();
-            messages
-                .push(MetricsRecompute::new(workspace, day, "billing", Utc::now()).to_outgoing()?);
+            let now = deps.clock.now();
+            let day = mirror::timestamp(event.created).unwrap_or(now).date_naive();
+            messages.push(MetricsRecompute::new(workspace, day, "billing", now).to_outgoing()?);
         }
     }
     let (recorded, written, pending) = tokio::join!(
@@ -779,7 +777,7 @@ async fn receive_stripe(
         .and_then(|value| value.to_str().ok());
     let secrets: Vec<&str> = deps.webhook_secrets.iter().map(String::as_str).collect();
     if let Err(error) =
-        shared::webhook::verify_stripe(&body, signature, &secrets, Utc::now().timestamp())
+        shared::webhook::verify_stripe(&body, signature, &secrets, deps.clock.now().timestamp())
     {
         return (
             StatusCode::BAD_REQUEST,

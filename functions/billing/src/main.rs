@@ -11,6 +11,7 @@ async fn main() -> Result<(), LambdaError> {
     let deps = Arc::new(billing::BillingDeps {
         pool: container.pool,
         transport: container.transport,
+        clock: container.clock,
         webhook_secrets: billing::webhook_secrets(|name| std::env::var(name).ok())?,
     });
     let args: Vec<String> = std::env::args().skip(1).collect();

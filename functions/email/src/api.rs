@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::db::Pool;
@@ -38,6 +37,7 @@ pub struct ApiDeps {
     /// `whsec_…` signing secrets of the Resend webhook (several while rotating).
     pub webhook_secrets: Vec<String>,
     pub product: String,
+    pub clock: shared::clock::Clock,
 }
 
 /// `RESEND_WEBHOOK_SECRET` (comma-separated while rotating).
@@ -52,7 +52,7 @@ fn verify(deps: &ApiDeps, headers: &HeaderMap, body: &[u8]) -> Result<String, St
         timestamp: header("svix-timestamp"),
         signature: header("svix-signature"),
     };
-    let now = Utc::now().timestamp();
+    let now = deps.clock.now().timestamp();
     let mut last_error = String::from("no webhook secret configured");
     for secret in &deps.webhook_secrets {
         match shared::webhook::verify_svix(body, svix, secret, now) {
@@ -77,7 +77,7 @@ async fn receive_resend(
             );
         }
     };
-    match webhook::record(&deps.pool, &deps.outbox, &svix_id, &body).await {
+    match webhook::record(&deps.pool, &deps.outbox, &svix_id, &body, deps.clock.now()).await {
         Ok((outcome, pending)) => {
             if let Err(error) = deps.outbox.dispatch(&pending).await {
                 tracing::warn!(%error, "metrics requests left for the outbox relay");

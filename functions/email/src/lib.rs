@@ -136,5 +136,6 @@ pub fn sender_from_env(pool: Pool, env: &Env<'_>) -> Result<SenderDeps, Settings
         composer: composer_from_env(env)?,
         retry: RetryPolicy::default(),
         claim_ttl: CLAIM_TTL,
+        clock: shared::clock::Clock::system(),
     })
 }

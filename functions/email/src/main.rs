@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use email::campaigns::Campaign;
 use email::send::EmailQueueMessage;
 use shared::lambda::{Container, LambdaError};
@@ -34,10 +33,15 @@ async fn main() -> Result<(), LambdaError> {
             let campaign: Campaign = campaign.parse()?;
             let user: uuid::Uuid = user.parse().map_err(|error| format!("user id: {error}"))?;
             let composer = email::composer_from_env(&env)?;
-            let rendered =
-                email::send::preview(&container.pool, &composer, campaign, user, Utc::now())
-                    .await?
-                    .ok_or_else(|| format!("no user {user}"))?;
+            let rendered = email::send::preview(
+                &container.pool,
+                &composer,
+                campaign,
+                user,
+                container.clock.now(),
+            )
+            .await?
+            .ok_or_else(|| format!("no user {user}"))?;
             if rest.iter().any(|flag| flag == "--html") {
                 println!("{}", rendered.html);
             } else {

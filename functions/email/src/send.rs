@@ -335,6 +335,7 @@ pub struct SenderDeps {
     /// How long a claim keeps others away; longer than one attempt can take (the provider
     /// calls and their backoff), shorter than the queue's redelivery.
     pub claim_ttl: std::time::Duration,
+    pub clock: shared::clock::Clock,
 }
 
 /// The claim this attempt holds.
@@ -353,7 +354,7 @@ enum ClaimResult {
 pub async fn handle(deps: &SenderDeps, message: EmailQueueMessage) -> Result<(), EmailError> {
     match message {
         EmailQueueMessage::Send(request) => {
-            let outcome = send_campaign(deps, &request, Utc::now()).await?;
+            let outcome = send_campaign(deps, &request, deps.clock.now()).await?;
             tracing::info!(
                 user = %request.user_id,
                 campaign = %request.campaign,

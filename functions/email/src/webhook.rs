@@ -114,6 +114,7 @@ pub async fn record(
     outbox: &Outbox,
     svix_id: &str,
     body: &[u8],
+    now: DateTime<Utc>,
 ) -> Result<(Recorded, Pending), EmailError> {
     let (event, payload) = parse(body)?;
     let mut client = pool.get().await.context("check out a connection")?;
@@ -219,6 +220,7 @@ pub async fn record(
         workspace,
         analytics::events::Source::Email,
         &[analytics_event],
+        now,
     )
     .await?;
     transaction.commit().await.context("commit email event")?;

@@ -27,9 +27,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use shared::clock::Clock;
 use shared::db::{DbContext, DbError, Pool};
 use shared::lease::{Lease, LeaseError, try_acquire};
 use shared::messages::MetricsRecompute;
@@ -232,6 +233,7 @@ impl Default for Endpoints {
 pub struct EtlDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    pub clock: Clock,
     pub http: reqwest::Client,
     pub endpoints: Endpoints,
     pub retry: RetryPolicy,
@@ -524,7 +526,7 @@ pub(crate) async fn complete(
         )
         .await
         .context("advance cursor")?;
-    let now = Utc::now();
+    let now = deps.clock.now();
     let messages = dates
         .iter()
         .map(|date| MetricsRecompute::new(workspace, *date, "etl", now).to_outgoing())

@@ -61,6 +61,7 @@ async fn main() -> Result<(), LambdaError> {
     let deps = Arc::new(EtlDeps {
         pool: container.pool,
         transport: container.transport,
+        clock: container.clock,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,

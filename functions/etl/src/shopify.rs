@@ -666,6 +666,7 @@ pub(crate) async fn extract_and_load(
 pub struct WebhookDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    pub clock: shared::clock::Clock,
     /// The app's client secrets; several while one is being rotated.
     pub webhook_secrets: Vec<String>,
 }
@@ -809,7 +810,7 @@ pub async fn ingest_webhook(
         },
         Payload::Other => (WebhookOutcome::Unsupported, BTreeSet::new()),
     };
-    let now = Utc::now();
+    let now = deps.clock.now();
     let messages = dates
         .iter()
         .map(|date| MetricsRecompute::new(workspace, *date, "shopify", now).to_outgoing())

@@ -75,6 +75,8 @@ pub struct Demo {
     pub resend_secret: String,
     pub metrics_token: String,
     pub jwt_secret: String,
+    /// The stack's clock: what the outside world's timestamps and signatures are made with.
+    pub clock: shared::clock::Clock,
 }
 
 /// Seeds the demo into the local workspace (the one holding the local PostHog token, else the
@@ -141,6 +143,7 @@ pub async fn seed(
         workspace,
         analytics::events::Source::Posthog,
         &events,
+        now,
     )
     .await?;
     outbox.dispatch(&pending).await?;
@@ -231,7 +234,7 @@ fn warn_on_error<T, E: std::fmt::Display>(step: &str, result: Result<T, E>) -> O
 impl Demo {
     async fn dispatch_etl(&self) {
         let runs = RunLog::new(self.pool.clone(), "etl");
-        let today = Utc::now().date_naive();
+        let today = self.clock.now().date_naive();
         for platform in [
             etl::Platform::Meta,
             etl::Platform::Tiktok,
@@ -261,7 +264,7 @@ impl Demo {
             &self.pool,
             self.transport.as_ref(),
             &self.campaigns,
-            Utc::now(),
+            self.clock.now(),
         );
         warn_on_error("email sweep", runs.observe(Trigger::Schedule, sweep).await);
     }
@@ -289,7 +292,7 @@ impl Demo {
 
     /// `count` events from visitors, through PostHog's batch capture API.
     async fn send_posthog(&self, http: &reqwest::Client, count: usize, round: u64) {
-        let now = Utc::now();
+        let now = self.clock.now();
         let names = [
             "$pageview",
             "$pageview",
@@ -341,20 +344,20 @@ impl Demo {
                     "charge.succeeded",
                     json!({"id": format!("ch_demo{n}"), "object": "charge", "customer": customer,
                            "amount": 4900, "amount_refunded": 0, "currency": "usd", "paid": true,
-                           "status": "succeeded", "created": Utc::now().timestamp()}),
+                           "status": "succeeded", "created": self.clock.now().timestamp()}),
                 ),
             ];
             for (kind, object) in objects {
                 let body = json!({
                     "id": format!("evt_demo_{kind}_{n}"), "object": "event", "api_version": "2024-06-20",
-                    "created": Utc::now().timestamp(), "livemode": false, "type": kind,
+                    "created": self.clock.now().timestamp(), "livemode": false, "type": kind,
                     "data": {"object": object},
                 })
                 .to_string();
                 let signature = shared::webhook::sign_stripe(
                     body.as_bytes(),
                     &self.stripe_secret,
-                    Utc::now().timestamp(),
+                    self.clock.now().timestamp(),
                 );
                 self.post(
                     http,
@@ -422,12 +425,12 @@ impl Demo {
             }
             for kind in kinds {
                 let body = json!({
-                    "type": kind, "created_at": Utc::now().to_rfc3339(),
-                    "data": {"email_id": email_id, "to": [to], "created_at": Utc::now().to_rfc3339()},
+                    "type": kind, "created_at": self.clock.now().to_rfc3339(),
+                    "data": {"email_id": email_id, "to": [to], "created_at": self.clock.now().to_rfc3339()},
                 })
                 .to_string();
                 let id = format!("msg_demo_{kind}_{email_id}");
-                let timestamp = Utc::now().timestamp();
+                let timestamp = self.clock.now().timestamp();
                 let Some(signature) = warn_on_error(
                     "sign a Resend webhook",
                     shared::webhook::sign_svix(
@@ -469,7 +472,7 @@ impl Demo {
     fn member_token(&self) -> Option<String> {
         let claims = json!({
             "sub": DEMO_MEMBER, "aud": "authenticated", "role": "authenticated",
-            "exp": Utc::now().timestamp() + 3600,
+            "exp": self.clock.now().timestamp() + 3600,
         });
         warn_on_error(
             "sign the member's token",
@@ -538,12 +541,12 @@ impl Demo {
 
     async fn retrain(&self) -> bool {
         let runs = RunLog::new(self.pool.clone(), "suggestions-retrain");
-        let retrain = suggestions::ranker::retrain(&self.pool, Utc::now());
+        let retrain = suggestions::ranker::retrain(&self.pool, self.clock.now());
         warn_on_error("retrain", runs.observe(Trigger::Schedule, retrain).await).is_some()
     }
 
     async fn read_metrics(&self, http: &reqwest::Client) {
-        let today = Utc::now().date_naive();
+        let today = self.clock.now().date_naive();
         let read = http
             .get(format!(
                 "{}/metrics?workspace={}&from={}&to={today}",

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use secrecy::SecretString;
 use shared::db::{Pool, migrations};
 use shared::lambda::schedule::Tick;
@@ -96,6 +95,8 @@ pub struct Options {
     pub email: EmailOptions,
     /// Seed demo data at start (see [`demo`]).
     pub demo: bool,
+    /// What every agent of the stack takes for now (tests shift it to the hour they examine).
+    pub clock: shared::clock::Clock,
 }
 
 /// The email agent, locally: emails land as JSON files in a folder instead of Resend.
@@ -131,6 +132,7 @@ impl Default for Options {
             status_token: DEFAULT_STATUS_TOKEN.into(),
             email: EmailOptions::default(),
             demo: false,
+            clock: shared::clock::Clock::system(),
         }
     }
 }
@@ -232,6 +234,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     .await
     .context("create the default workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
+    let clock = options.clock.clone();
     let status = Arc::new(status::StatusDeps {
         pool: pool.clone(),
         transport: transport.clone(),
@@ -239,6 +242,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             token: options.status_token.clone(),
             jwt_secret: Some(options.jwt_secret.clone().into_bytes()),
         },
+        clock: clock.clone(),
     });
     let relay = Arc::new(relay::RelayDeps {
         pool: pool.clone(),
@@ -249,15 +253,18 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let billing = Arc::new(billing::BillingDeps {
         pool: pool.clone(),
         transport: transport.clone(),
+        clock: clock.clone(),
         webhook_secrets: options.stripe_webhook_secrets.clone(),
     });
     let analytics = Arc::new(analytics::AnalyticsDeps {
         pool: pool.clone(),
         transport: transport.clone(),
+        clock: clock.clone(),
     });
     let shopify_webhooks = Arc::new(etl::WebhookDeps {
         pool: pool.clone(),
         transport: transport.clone(),
+        clock: clock.clone(),
         webhook_secrets: options.shopify_webhook_secrets.clone(),
     });
     // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
@@ -281,6 +288,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let etl = Arc::new(etl::EtlDeps {
         pool: pool.clone(),
         transport: transport.clone(),
+        clock: clock.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,
@@ -302,6 +310,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         },
         retry: shared::retry::RetryPolicy::default(),
         claim_ttl: email::CLAIM_TTL,
+        clock: clock.clone(),
     });
     let email_api = Arc::new(email::api::ApiDeps {
         pool: pool.clone(),
@@ -309,6 +318,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         signer,
         webhook_secrets: options.email.resend_webhook_secrets.clone(),
         product: email::DEFAULT_PRODUCT_NAME.into(),
+        clock: clock.clone(),
     });
     let router = status::router(status)
         .merge(billing::router(billing))
@@ -355,11 +365,11 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         let cadence = schedule.cadence()?;
         let handler = schedule_handler(schedule, &hosted)?;
         let runs = RunLog::new(pool.clone(), schedule.target);
-        let stop = shutdown.clone();
+        let (stop, clock) = (shutdown.clone(), clock.clone());
         tasks.spawn(async move {
-            let mut next = cadence.next_after(Utc::now());
+            let mut next = cadence.next_after(clock.now());
             while let Some(at) = next {
-                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                let wait = (at - clock.now()).to_std().unwrap_or_default();
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
@@ -373,7 +383,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                         tracing::error!(schedule = schedule.name, error, "schedule failed")
                     }
                 }
-                next = cadence.next_after(Utc::now());
+                next = cadence.next_after(clock.now());
             }
         });
     }
@@ -402,6 +412,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         let deps = Arc::new(metrics::MetricsDeps {
             pool: pool.clone(),
             transport: transport.clone(),
+            clock: clock.clone(),
         });
         let (transport, stop) = (transport.clone(), shutdown.clone());
         let runs = RunLog::new(pool.clone(), "metrics");
@@ -422,13 +433,17 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     {
         let (pool, transport, stop) = (pool.clone(), transport.clone(), shutdown.clone());
         let runs = RunLog::new(pool.clone(), "suggestions");
+        let clock = clock.clone();
         tasks.spawn(async move {
             let refresh = |request: shared::messages::SuggestionsRefresh| {
-                let (pool, runs) = (pool.clone(), runs.clone());
+                let (pool, runs, clock) = (pool.clone(), runs.clone(), clock.clone());
                 async move {
-                    runs.observe(Trigger::Queue, suggestions::refresh(&pool, &request))
-                        .await
-                        .map(|_| ())
+                    runs.observe(
+                        Trigger::Queue,
+                        suggestions::refresh(&pool, &request, &clock),
+                    )
+                    .await
+                    .map(|_| ())
                 }
             };
             shared::queue::consumer::poll(transport.as_ref(), &catalog::SUGGESTIONS, refresh, stop)
@@ -453,7 +468,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     if let Some((_, handles)) = standins {
         let outbox = Outbox::new(pool.clone(), transport.clone());
-        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, Utc::now())
+        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, clock.now())
             .await
             .context("seed the demo")?;
         tracing::info!(?seeded, "demo data seeded");
@@ -477,6 +492,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             resend_secret: first(&options.email.resend_webhook_secrets, "Resend")?,
             metrics_token: options.metrics_api_token.clone(),
             jwt_secret: options.jwt_secret.clone(),
+            clock: clock.clone(),
         };
         tasks.spawn(demo::drive(driver, shutdown.clone()));
     }

@@ -66,6 +66,7 @@ fn options() -> anyhow::Result<local_stack::Options> {
             .unwrap_or_else(|| local_stack::DEFAULT_STATUS_TOKEN.to_string()),
         email,
         demo,
+        clock: shared::clock::Clock::system(),
     })
 }
 

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use shared::db::{DbContext, DbError, Pool};
 use shared::messages::{MetricsRecompute, SuggestionsRefresh};
 use shared::queue::outbox::Outbox;
@@ -40,6 +40,7 @@ const RECOMPUTE_ADS: &str = "
 pub struct MetricsDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    pub clock: shared::clock::Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,7 @@ pub async fn recompute(
         .execute_typed(RECOMPUTE, &params)
         .await
         .context("recompute daily metrics")?;
-    let refresh = SuggestionsRefresh::new(workspace, Utc::now()).to_outgoing()?;
+    let refresh = SuggestionsRefresh::new(workspace, deps.clock.now()).to_outgoing()?;
     let pending = outbox.enqueue(&transaction, &[refresh]).await?;
     transaction.commit().await.context("commit recompute")?;
     if let Err(error) = outbox.dispatch(&pending).await {

@@ -14,6 +14,7 @@ async fn main() -> Result<(), LambdaError> {
     let deps = Arc::new(metrics::MetricsDeps {
         pool: container.pool,
         transport: container.transport,
+        clock: container.clock,
     });
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {

@@ -59,6 +59,7 @@ pub struct StatusDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub access: Access,
+    pub clock: shared::clock::Clock,
 }
 
 #[derive(Debug, Serialize)]
@@ -179,7 +180,10 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
             Err(error) => (Vec::new(), Some(error)),
         };
         let rates = email_rates(&deps.pool).await;
-        let chart = chart(&deps.pool, workspace).await.ok().flatten();
+        let chart = chart(&deps.pool, workspace, &deps.clock)
+            .await
+            .ok()
+            .flatten();
         (agents, agents_error, kpis, kpis_error, rates, chart)
     } else {
         (Vec::new(), None, Vec::new(), None, None, None)
@@ -195,7 +199,7 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
     StatusReport {
         ok,
         kpis_green,
-        generated_at: Utc::now(),
+        generated_at: deps.clock.now(),
         database,
         agents,
         agents_error,
@@ -285,12 +289,17 @@ async fn agent_statuses(
         .collect())
 }
 
-/// The chart's 30 days for `workspace`, or for the workspace with the latest metrics.
-async fn chart(pool: &Pool, workspace: Option<Uuid>) -> Result<Option<Chart>, shared::db::DbError> {
+/// The chart's 30 days for `workspace`, or for the workspace with the latest metrics, up to
+/// today in the workspace's timezone.
+async fn chart(
+    pool: &Pool,
+    workspace: Option<Uuid>,
+    clock: &shared::clock::Clock,
+) -> Result<Option<Chart>, shared::db::DbError> {
     let client = pool.get().await.context("check out a connection")?;
     let chosen = client
         .query_typed_opt(
-            "SELECT w.id, w.name, w.currency FROM workspaces w
+            "SELECT w.id, w.name, w.currency, w.timezone FROM workspaces w
               WHERE w.id = $1
                  OR ($1::uuid IS NULL AND w.id = (SELECT workspace_id FROM daily_metrics
                                                   ORDER BY date DESC, computed_at DESC LIMIT 1))",
@@ -302,13 +311,14 @@ async fn chart(pool: &Pool, workspace: Option<Uuid>) -> Result<Option<Chart>, sh
         return Ok(None);
     };
     let id: Uuid = chosen.get(0);
+    let today = clock.today_in_named(chosen.get(3));
     let days = client
         .query_typed(
             "SELECT d::date, COALESCE(m.spend, 0), COALESCE(m.revenue, 0), m.roas
-               FROM generate_series(current_date - 29, current_date, interval '1 day') AS d
+               FROM generate_series($2::date - 29, $2::date, interval '1 day') AS d
                LEFT JOIN daily_metrics m ON m.workspace_id = $1 AND m.date = d::date
               ORDER BY d",
-            &[(&id, Type::UUID)],
+            &[(&id, Type::UUID), (&today, Type::DATE)],
         )
         .await
         .context("read the chart's days")?

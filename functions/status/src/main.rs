@@ -19,6 +19,7 @@ async fn main() -> Result<(), LambdaError> {
             token: env.required("STATUS_TOKEN")?,
             jwt_secret: env.optional("SUPABASE_JWT_SECRET").map(String::into_bytes),
         },
+        clock: container.clock,
     };
     shared::lambda::http::serve(status::router(Arc::new(deps))).await
 }

@@ -17,9 +17,10 @@ pub mod api;
 pub mod ranker;
 pub mod rules;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use shared::clock::Clock;
 use shared::db::{DbContext, DbError, Pool};
 use shared::messages::SuggestionsRefresh;
 use tokio_postgres::types::Type;
@@ -60,9 +61,22 @@ pub enum SuggestionsError {
 }
 
 /// Reads what the rules look at for one workspace.
-pub async fn load(pool: &Pool, workspace: Uuid) -> Result<Snapshot, SuggestionsError> {
+/// `clock` says what today is, in the workspace's own timezone.
+pub async fn load(
+    pool: &Pool,
+    workspace: Uuid,
+    clock: &Clock,
+) -> Result<Snapshot, SuggestionsError> {
     let client = pool.get().await.context("check out a connection")?;
-    let today = Utc::now().date_naive();
+    let timezone: String = client
+        .query_typed_opt(
+            "SELECT timezone FROM workspaces WHERE id = $1",
+            &[(&workspace, Type::UUID)],
+        )
+        .await
+        .context("read the workspace's timezone")?
+        .map_or_else(|| "UTC".to_string(), |row| row.get(0));
+    let today = clock.today_in_named(&timezone);
     let (two_weeks, week, month) = (
         today - Duration::days(13),
         today - Duration::days(6),
@@ -231,8 +245,12 @@ pub async fn store(
 }
 
 /// Handles one `suggestions.fifo` message; returns how many suggestions were new.
-pub async fn refresh(pool: &Pool, request: &SuggestionsRefresh) -> Result<u64, SuggestionsError> {
-    let snapshot = load(pool, request.workspace_id).await?;
+pub async fn refresh(
+    pool: &Pool,
+    request: &SuggestionsRefresh,
+    clock: &Clock,
+) -> Result<u64, SuggestionsError> {
+    let snapshot = load(pool, request.workspace_id, clock).await?;
     let ranker = ranker::current(pool).await?;
     let candidates = rules::candidates(&snapshot);
     let explored = pick_exploration(candidates.len(), Uuid::new_v4());

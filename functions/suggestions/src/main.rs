@@ -8,14 +8,17 @@ use shared::runs::{RunLog, Trigger};
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let pool = container.pool;
+    let (pool, clock) = (container.pool, container.clock);
     let runs = RunLog::new(pool.clone(), "suggestions");
     shared::lambda::sqs::serve(move |request: SuggestionsRefresh| {
-        let (pool, runs) = (pool.clone(), runs.clone());
+        let (pool, runs, clock) = (pool.clone(), runs.clone(), clock.clone());
         async move {
-            runs.observe(Trigger::Queue, suggestions::refresh(&pool, &request))
-                .await
-                .map(|_| ())
+            runs.observe(
+                Trigger::Queue,
+                suggestions::refresh(&pool, &request, &clock),
+            )
+            .await
+            .map(|_| ())
         }
     })
     .await

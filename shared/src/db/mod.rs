@@ -135,7 +135,10 @@ pub async fn begin(client: &mut Connection, budget: Budget) -> Result<Transactio
 
 /// Imposes `budget` on an open transaction. Callers that pipeline their first statements
 /// send this first in the same batch, saving the round trip [`begin`] spends on it.
-pub async fn limit(transaction: &tokio_postgres::Transaction<'_>, budget: Budget) -> Result<(), DbError> {
+pub async fn limit(
+    transaction: &tokio_postgres::Transaction<'_>,
+    budget: Budget,
+) -> Result<(), DbError> {
     transaction
         .batch_execute(&budget.sql())
         .await
@@ -187,7 +190,9 @@ impl DbError {
             return None;
         }
         match self {
-            DbError::Postgres { source, .. } => source.as_db_error().map(|db| db.message().to_string()),
+            DbError::Postgres { source, .. } => {
+                source.as_db_error().map(|db| db.message().to_string())
+            }
             _ => None,
         }
     }

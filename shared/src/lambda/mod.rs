@@ -13,6 +13,7 @@ pub mod sqs;
 
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::db::Pool;
 use crate::queue::Transport;
 use crate::settings::Settings;
@@ -21,12 +22,14 @@ use crate::settings::Settings;
 pub type LambdaError = lambda_runtime::Error;
 
 /// What every function builds once per container, before its first event: logging, settings,
-/// the connection pool and the queue transport. Building them per invocation would pay a TLS
+/// the connection pool, the queue transport and the clock. Building them per invocation would pay a TLS
 /// handshake each time and could exhaust the pooler's client slots.
 pub struct Container {
     pub settings: Settings,
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
+    /// The system clock; tests build their agents with a fixed one instead.
+    pub clock: Clock,
 }
 
 impl Container {
@@ -41,6 +44,7 @@ impl Container {
             settings,
             pool,
             transport,
+            clock: Clock::system(),
         })
     }
 }

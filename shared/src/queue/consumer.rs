@@ -90,7 +90,9 @@ where
                 Ok(result) => result
                     .err()
                     .map(|error| MessageFailure::Handler(error.to_string())),
-                Err(panic) => Some(MessageFailure::Panicked(crate::telemetry::panic_message(panic.as_ref()))),
+                Err(panic) => Some(MessageFailure::Panicked(crate::telemetry::panic_message(
+                    panic.as_ref(),
+                ))),
             },
         };
         if let Some(failure) = failure {

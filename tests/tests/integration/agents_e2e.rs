@@ -1,16 +1,22 @@
 //! The agents together through the local stack: a signed Stripe webhook, a batch of PostHog
 //! events and an ETL run each lead, through the queue and the metrics consumer, to the right
 //! `daily_metrics` row, read back from `GET /metrics` — with no manual recompute.
+//!
+//! The stack's clock is shifted to the instants where "today" is easiest to get wrong: just
+//! after and just before midnight UTC, a DST change day, and a workspace whose day is
+//! already tomorrow. The expected rows are found by the workspace's own date, the ad rows by
+//! the ad account's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use integration_tests::test_db::TestDb;
 use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
 use local_stack::standins::{StandinConfig, Standins};
 use serde_json::{Value, json};
+use shared::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -44,13 +50,13 @@ async fn request(
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn stripe_event(id: &str, kind: &str, object: Value) -> String {
-    json!({"id": id, "object": "event", "api_version": "2024-06-20", "created": Utc::now().timestamp(),
+fn stripe_event(clock: &Clock, id: &str, kind: &str, object: Value) -> String {
+    json!({"id": id, "object": "event", "api_version": "2024-06-20", "created": clock.now().timestamp(),
            "livemode": false, "type": kind, "data": {"object": object}})
     .to_string()
 }
 
-async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid) {
+async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Clock) {
     let pool = db.pool(2);
     let connection: Uuid = db
         .client()
@@ -64,6 +70,7 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid) {
         .unwrap()
         .get(0);
     let deps = etl::EtlDeps {
+        clock: clock.clone(),
         transport: Arc::new(shared::queue::postgres::PostgresTransport::new(
             pool.clone(),
         )),
@@ -75,7 +82,8 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid) {
         },
         retry: shared::retry::RetryPolicy::default(),
     };
-    let today = Utc::now().date_naive();
+    // The window ends on the ad account's today, in its own timezone.
+    let today = meta_today(clock);
     let run = etl::EtlRun {
         platform: etl::Platform::Meta,
         connection_id: connection,
@@ -89,8 +97,38 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid) {
     );
 }
 
+/// The stand-in Meta account's today: it reports in America/Los_Angeles.
+fn meta_today(clock: &Clock) -> chrono::NaiveDate {
+    clock.today_in(&chrono_tz::America::Los_Angeles)
+}
+
 #[tokio::test]
-async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
+async fn stripe_posthog_and_etl_reach_daily_metrics_just_after_midnight_utc() {
+    // 13:30 in Auckland, 16:30 of the day before in the ad account's Los Angeles.
+    reach_daily_metrics_at("2026-12-07T00:30:00Z", "Pacific/Auckland").await;
+}
+
+#[tokio::test]
+async fn stripe_posthog_and_etl_reach_daily_metrics_just_before_midnight_utc() {
+    // 15:30 in Los Angeles, the same day for the workspace and the ad account.
+    reach_daily_metrics_at("2026-12-07T23:30:00Z", "America/Los_Angeles").await;
+}
+
+#[tokio::test]
+async fn stripe_posthog_and_etl_reach_daily_metrics_on_a_dst_change_day() {
+    // 01:30 EST on 2026-11-01, the second 01:30 of the night New York falls back.
+    reach_daily_metrics_at("2026-11-01T06:30:00Z", "America/New_York").await;
+}
+
+#[tokio::test]
+async fn stripe_posthog_and_etl_reach_daily_metrics_in_a_workspace_far_from_utc() {
+    // 13:30 of the next day at UTC+14.
+    reach_daily_metrics_at("2026-12-07T23:30:00Z", "Pacific/Kiritimati").await;
+}
+
+async fn reach_daily_metrics_at(at: &str, workspace_zone: &str) {
+    let at: DateTime<Utc> = at.parse().unwrap();
+    let clock = Clock::shifted_to(at);
     let db = TestDb::empty().await;
     let stack = local_stack::start(local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -99,6 +137,7 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
         shopify_webhook_secrets: vec!["shopify_test".into()],
         metrics_api_token: METRICS_TOKEN.into(),
         jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+        clock: clock.clone(),
         ..Default::default()
     })
     .await
@@ -106,7 +145,10 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
     let workspace: Uuid = db
         .client()
         .await
-        .query_typed_one("SELECT id FROM workspaces", &[])
+        .query_typed_one(
+            "UPDATE workspaces SET timezone = $1 RETURNING id",
+            &[(&workspace_zone, Type::TEXT)],
+        )
         .await
         .unwrap()
         .get(0);
@@ -114,12 +156,14 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
     // Stripe: a customer of this workspace starts a $10/month subscription.
     for body in [
         stripe_event(
+            &clock,
             "evt_c",
             "customer.created",
             json!({"id": "cus_1", "object": "customer", "email": "a@x.io",
             "metadata": {"workspace_id": workspace.to_string()}}),
         ),
         stripe_event(
+            &clock,
             "evt_s",
             "customer.subscription.created",
             json!({"id": "sub_1", "object": "subscription",
@@ -129,7 +173,7 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
         ),
     ] {
         let signature =
-            shared::webhook::sign_stripe(body.as_bytes(), STRIPE_SECRET, Utc::now().timestamp());
+            shared::webhook::sign_stripe(body.as_bytes(), STRIPE_SECRET, clock.now().timestamp());
         let (status, answer) = request(
             stack.addr,
             "POST",
@@ -144,7 +188,7 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
     // PostHog: three events through the capture API.
     let batch = json!({"api_key": local_stack::LOCAL_POSTHOG_TOKEN, "batch": (0..3).map(|i| json!({
         "event": "$pageview", "distinct_id": format!("u{i}"), "uuid": Uuid::new_v4().to_string(),
-        "timestamp": Utc::now().to_rfc3339(), "properties": {}})).collect::<Vec<_>>()});
+        "timestamp": clock.now().to_rfc3339(), "properties": {}})).collect::<Vec<_>>()});
     let (status, _) = request(
         stack.addr,
         "POST",
@@ -156,12 +200,16 @@ async fn stripe_posthog_and_etl_reach_daily_metrics_through_the_queue() {
     assert_eq!(status, 200);
 
     // ETL: a Meta run for the last three days.
-    let standins = local_stack::standins::start(StandinConfig::default())
-        .await
-        .unwrap();
-    etl_run(&db, &standins, workspace).await;
+    let standins = local_stack::standins::start(StandinConfig {
+        today: Some(meta_today(&clock)),
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    etl_run(&db, &standins, workspace, &clock).await;
 
-    let today = Utc::now().date_naive();
+    // The workspace's today, which is neither the UTC date nor the ad account's.
+    let today = clock.today_in_named(workspace_zone);
     let path = format!(
         "/metrics?workspace={workspace}&from={}&to={today}",
         today - chrono::Duration::days(3)

@@ -71,10 +71,11 @@ mod email_agent {
         assert!(received.iter().all(|m| m.dedup_id.starts_with("email:")));
 
         let mailbox = std::env::temp_dir().join(format!("mailbox-{}", Uuid::new_v4().simple()));
-        let deps = Arc::new(sender(
-            &pool,
-            Arc::new(email::provider::Mailbox::new(&mailbox)),
-        ));
+        // The consumer reads the same clock as the sweep: a minute after it, whatever the
+        // wall clock says, so the messages are still inside their due window.
+        let mut deps = sender(&pool, Arc::new(email::provider::Mailbox::new(&mailbox)));
+        deps.clock = shared::clock::Clock::fixed(now + chrono::Duration::minutes(1));
+        let deps = Arc::new(deps);
         let handler = |message: EmailQueueMessage| {
             let deps = deps.clone();
             async move { email::send::handle(&deps, message).await }

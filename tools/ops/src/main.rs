@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
                     let deps = billing::BillingDeps {
                         pool: pool.clone(),
                         transport,
+                        clock: shared::clock::Clock::system(),
                         webhook_secrets: Vec::new(),
                     };
                     let report = billing::rebuild(&deps, path).await?;
@@ -81,7 +82,15 @@ async fn main() -> anyhow::Result<()> {
             let from: NaiveDate = from.parse().context("from")?;
             let to: NaiveDate = to.parse().context("to")?;
             let outbox = Outbox::new(pool.clone(), transport);
-            let replayed = analytics::store::replay(&pool, &outbox, workspace, from, to).await?;
+            let replayed = analytics::store::replay(
+                &pool,
+                &outbox,
+                workspace,
+                from,
+                to,
+                shared::clock::Clock::system().now(),
+            )
+            .await?;
             println!("{replayed:?}");
         }
         _ => bail!("{USAGE}"),

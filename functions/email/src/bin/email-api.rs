@@ -20,6 +20,7 @@ async fn main() -> Result<(), LambdaError> {
         product: env
             .optional("EMAIL_PRODUCT_NAME")
             .unwrap_or_else(|| email::DEFAULT_PRODUCT_NAME.to_string()),
+        clock: container.clock,
     };
     shared::lambda::http::serve(email::api::router(Arc::new(deps))).await
 }

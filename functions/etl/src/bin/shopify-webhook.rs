@@ -11,6 +11,7 @@ async fn main() -> Result<(), LambdaError> {
     let deps = etl::WebhookDeps {
         pool: container.pool,
         transport: container.transport,
+        clock: container.clock,
         webhook_secrets: etl::shopify::webhook_secrets(|name| std::env::var(name).ok())?,
     };
     shared::lambda::http::serve(etl::router(Arc::new(deps))).await

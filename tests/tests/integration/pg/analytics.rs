@@ -43,6 +43,7 @@ async fn analytics() -> Analytics {
     assert!(again.is_none(), "only when no workspace exists");
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let router = analytics::router(Arc::new(AnalyticsDeps {
+        clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),
     }));
@@ -497,6 +498,7 @@ async fn a_replay_derives_people_again_and_asks_for_each_day() {
         None,
         today - chrono::Duration::days(10),
         today,
+        chrono::Utc::now(),
     )
     .await
     .unwrap();

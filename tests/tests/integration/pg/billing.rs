@@ -38,6 +38,7 @@ async fn billing() -> Billing {
         .unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = Arc::new(BillingDeps {
+        clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),
         webhook_secrets: vec![SECRET.into(), OLD_SECRET.into()],

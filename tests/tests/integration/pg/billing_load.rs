@@ -48,6 +48,7 @@ async fn shuffled_stripe_traffic_leaves_the_newest_state() {
     );
     let pool = db.pool(CONCURRENCY);
     let deps = Arc::new(billing::BillingDeps {
+        clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: Arc::new(PostgresTransport::new(pool.clone())),
         webhook_secrets: vec![SECRET.into()],

@@ -522,6 +522,7 @@ fn resend_event(kind: &str, email_id: &str, extra: Value) -> Value {
 fn api_router(pool: &Pool) -> axum::Router {
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     email::api::router(Arc::new(email::api::ApiDeps {
+        clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         outbox: Outbox::new(pool.clone(), transport),
         signer: TokenSigner::new(vec![UNSUBSCRIBE_SECRET.into()]),
@@ -711,6 +712,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     let today = Utc::now().date_naive();
     metrics::handle(
         &metrics::MetricsDeps {
+            clock: shared::clock::Clock::system(),
             pool: pool.clone(),
             transport: Arc::new(PostgresTransport::new(pool.clone())),
         },
@@ -791,6 +793,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     // The status page shows them.
     let status = status::report(
         &status::StatusDeps {
+            clock: shared::clock::Clock::system(),
             pool: pool.clone(),
             transport: Arc::new(PostgresTransport::new(pool.clone())),
             access: status::access::Access {

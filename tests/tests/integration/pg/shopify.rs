@@ -73,6 +73,7 @@ async fn shop() -> Shop {
     let standins = local_stack::standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
+        clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: transport.clone(),
         http: reqwest::Client::new(),
@@ -88,6 +89,7 @@ async fn shop() -> Shop {
         },
     };
     let router = etl::router(Arc::new(WebhookDeps {
+        clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),
         webhook_secrets: vec!["shpss_old_secret".into(), SECRET.into()],

@@ -18,6 +18,7 @@ async fn get_status(
     transport: Arc<PostgresTransport>,
 ) -> (StatusCode, serde_json::Value) {
     let deps = status::StatusDeps {
+        clock: shared::clock::Clock::system(),
         pool,
         transport,
         access: status::access::Access {
@@ -219,6 +220,7 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
     let db = TestDb::new().await;
     let pool = db.pool(2);
     let router = status::router(Arc::new(status::StatusDeps {
+        clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: Arc::new(PostgresTransport::new(pool)),
         access: status::access::Access {

@@ -32,9 +32,13 @@ async fn a_refresh_stores_each_open_suggestion_once() {
         .unwrap();
     let pool = db.pool(2);
     let request = SuggestionsRefresh::new(workspace, chrono::Utc::now());
-    let first = suggestions::refresh(&pool, &request).await.unwrap();
+    let first = suggestions::refresh(&pool, &request, &shared::clock::Clock::system())
+        .await
+        .unwrap();
     assert_eq!(
-        suggestions::refresh(&pool, &request).await.unwrap(),
+        suggestions::refresh(&pool, &request, &shared::clock::Clock::system())
+            .await
+            .unwrap(),
         0,
         "nothing new the second time"
     );
@@ -73,7 +77,12 @@ async fn a_refresh_stores_each_open_suggestion_once() {
         .execute_typed("DELETE FROM ad_insights WHERE level_id = 'weak-ad'", &[])
         .await
         .unwrap();
-    assert_eq!(suggestions::refresh(&pool, &request).await.unwrap(), 0);
+    assert_eq!(
+        suggestions::refresh(&pool, &request, &shared::clock::Clock::system())
+            .await
+            .unwrap(),
+        0
+    );
     let statuses: Vec<(String, String)> = client
         .query_typed("SELECT kind, status FROM suggestions ORDER BY kind", &[])
         .await
