@@ -192,9 +192,12 @@ impl RunLog {
             .context("prune agent runs")
     }
 
-    /// Wraps an agent's router so each request is recorded.
+    /// Wraps an agent's router so each request is recorded, inside the
+    /// [edge](crate::lambda::http::edge) that turns a panic into a 500 and an overrun into a
+    /// 503 — so those are recorded as the failures they are.
     pub fn layer(self, router: axum::Router) -> axum::Router {
-        router.layer(axum::middleware::from_fn_with_state(self, record_request))
+        crate::lambda::http::edge(router)
+            .layer(axum::middleware::from_fn_with_state(self, record_request))
     }
 }
 

@@ -54,6 +54,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
         .unwrap()
         .get(0);
     let deps = EtlDeps {
+        keys: integration_tests::test_keys(),
         clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: Arc::new(PostgresTransport::new(pool)),

@@ -18,3 +18,12 @@ pub mod resend_standin;
 pub mod stripe_check;
 pub mod stripe_events;
 pub mod test_db;
+
+/// The key-encryption keys the tests seal tokens and hash secrets with: the local stack's,
+/// so data a test writes opens in a stack started on the same database.
+pub fn test_keys() -> std::sync::Arc<shared::crypto::Keys> {
+    std::sync::Arc::new(
+        shared::crypto::Keys::parse(local_stack::DEFAULT_ENCRYPTION_KEYS)
+            .expect("the local key parses"),
+    )
+}

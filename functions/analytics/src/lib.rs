@@ -51,6 +51,8 @@ pub struct AnalyticsDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
+    /// Hashes the ingestion secrets presented to us, to find their stored keyed hashes.
+    pub keys: Arc<shared::crypto::Keys>,
 }
 
 #[derive(Debug, thiserror::Error)]

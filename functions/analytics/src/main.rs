@@ -12,6 +12,9 @@ async fn main() -> Result<(), LambdaError> {
         pool: container.pool,
         transport: container.transport,
         clock: container.clock.clone(),
+        keys: Arc::new(shared::crypto::Keys::from_env(&shared::settings::Env(
+            &|name| std::env::var(name).ok(),
+        ))?),
     };
     shared::lambda::http::serve(analytics::router(Arc::new(deps))).await
 }

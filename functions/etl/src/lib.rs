@@ -234,6 +234,8 @@ pub struct EtlDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
+    /// Opens the connections' sealed access tokens.
+    pub keys: Arc<shared::crypto::Keys>,
     pub http: reqwest::Client,
     pub endpoints: Endpoints,
     pub retry: RetryPolicy,

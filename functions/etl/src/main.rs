@@ -62,6 +62,9 @@ async fn main() -> Result<(), LambdaError> {
         pool: container.pool,
         transport: container.transport,
         clock: container.clock,
+        keys: Arc::new(shared::crypto::Keys::from_env(&shared::settings::Env(
+            &|name| std::env::var(name).ok(),
+        ))?),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,

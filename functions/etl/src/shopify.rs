@@ -667,6 +667,8 @@ pub struct WebhookDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub clock: shared::clock::Clock,
+    /// Opens the shop's sealed access token, to re-read an order from the shop it names.
+    pub keys: Arc<shared::crypto::Keys>,
     /// The app's client secrets; several while one is being rotated.
     pub webhook_secrets: Vec<String>,
 }

@@ -74,6 +74,9 @@ pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-ch
 pub const DEFAULT_RESEND_WEBHOOK_SECRET: &str = "whsec_bG9jYWwtcmVzZW5kLXNlY3JldA==";
 /// The unsubscribe-link secret when `EMAIL_UNSUBSCRIBE_SECRET` is not set.
 pub const DEFAULT_UNSUBSCRIBE_SECRET: &str = "local-unsubscribe-secret";
+/// The key-encryption key when `ENCRYPTION_KEYS` is not set: it seals the platform tokens
+/// and hashes the ingestion secrets of local data only.
+pub const DEFAULT_ENCRYPTION_KEYS: &str = "local:bG9jYWwtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE=";
 /// Who local emails are from.
 pub const LOCAL_EMAIL_FROM: &str = "Growth Agents <hello@growth-agents.local>";
 
@@ -97,6 +100,8 @@ pub struct Options {
     pub demo: bool,
     /// What every agent of the stack takes for now (tests shift it to the hour they examine).
     pub clock: shared::clock::Clock,
+    /// Key-encryption keys in the `ENCRYPTION_KEYS` format (`id:base64`, first seals).
+    pub encryption_keys: String,
 }
 
 /// The email agent, locally: emails land as JSON files in a folder instead of Resend.
@@ -133,6 +138,7 @@ impl Default for Options {
             email: EmailOptions::default(),
             demo: false,
             clock: shared::clock::Clock::system(),
+            encryption_keys: DEFAULT_ENCRYPTION_KEYS.into(),
         }
     }
 }
@@ -235,6 +241,10 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     .context("create the default workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     let clock = options.clock.clone();
+    let keys = Arc::new(
+        shared::crypto::Keys::parse(&options.encryption_keys)
+            .map_err(|reason| anyhow::anyhow!("ENCRYPTION_KEYS: {reason}"))?,
+    );
     let status = Arc::new(status::StatusDeps {
         pool: pool.clone(),
         transport: transport.clone(),
@@ -260,11 +270,13 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         pool: pool.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
+        keys: keys.clone(),
     });
     let shopify_webhooks = Arc::new(etl::WebhookDeps {
         pool: pool.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
+        keys: keys.clone(),
         webhook_secrets: options.shopify_webhook_secrets.clone(),
     });
     // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
@@ -289,6 +301,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         pool: pool.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
+        keys: keys.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,

@@ -67,6 +67,8 @@ fn options() -> anyhow::Result<local_stack::Options> {
         email,
         demo,
         clock: shared::clock::Clock::system(),
+        encryption_keys: lookup("ENCRYPTION_KEYS")
+            .unwrap_or_else(|| local_stack::DEFAULT_ENCRYPTION_KEYS.to_string()),
     })
 }
 

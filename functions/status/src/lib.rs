@@ -449,9 +449,11 @@ async fn login(State(deps): State<Arc<StatusDeps>>, headers: HeaderMap, body: By
 
 /// The status agent's routes.
 pub fn router(deps: Arc<StatusDeps>) -> Router {
-    Router::new()
-        .route("/status.json", get(status_json))
-        .route("/status", get(status_page))
-        .route("/status/login", post(login))
-        .with_state(deps)
+    shared::lambda::http::edge(
+        Router::new()
+            .route("/status.json", get(status_json))
+            .route("/status", get(status_page))
+            .route("/status/login", post(login))
+            .with_state(deps),
+    )
 }

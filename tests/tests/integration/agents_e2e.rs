@@ -70,6 +70,7 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
         .unwrap()
         .get(0);
     let deps = etl::EtlDeps {
+        keys: integration_tests::test_keys(),
         clock: clock.clone(),
         transport: Arc::new(shared::queue::postgres::PostgresTransport::new(
             pool.clone(),

@@ -12,6 +12,9 @@ async fn main() -> Result<(), LambdaError> {
         pool: container.pool,
         transport: container.transport,
         clock: container.clock,
+        keys: Arc::new(shared::crypto::Keys::from_env(&shared::settings::Env(
+            &|name| std::env::var(name).ok(),
+        ))?),
         webhook_secrets: etl::shopify::webhook_secrets(|name| std::env::var(name).ok())?,
     };
     shared::lambda::http::serve(etl::router(Arc::new(deps))).await

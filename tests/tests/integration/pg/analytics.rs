@@ -43,6 +43,7 @@ async fn analytics() -> Analytics {
     assert!(again.is_none(), "only when no workspace exists");
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let router = analytics::router(Arc::new(AnalyticsDeps {
+        keys: integration_tests::test_keys(),
         clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),

@@ -68,6 +68,7 @@ async fn etl() -> Etl {
     let standins = local_stack::standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
+        keys: integration_tests::test_keys(),
         clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),

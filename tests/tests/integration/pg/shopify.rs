@@ -73,6 +73,7 @@ async fn shop() -> Shop {
     let standins = local_stack::standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
+        keys: integration_tests::test_keys(),
         clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: transport.clone(),
@@ -89,6 +90,7 @@ async fn shop() -> Shop {
         },
     };
     let router = etl::router(Arc::new(WebhookDeps {
+        keys: integration_tests::test_keys(),
         clock: shared::clock::Clock::system(),
         pool,
         transport: transport.clone(),
