@@ -157,9 +157,10 @@ async fn direct_run(generated: &Generated, concurrency: usize, pool_size: usize)
                         Ok(billing::Ingested::Stale) => 1,
                         Ok(billing::Ingested::Duplicate) => 2,
                         Ok(billing::Ingested::Unsupported) => 3,
-                        Err(error) => {
+                        // Quarantined (the generator's events are all storable) or failed.
+                        unexpected => {
                             if samples.len() < 3 {
-                                samples.push(format!("delivery {index}: {error}"));
+                                samples.push(format!("delivery {index}: {unexpected:?}"));
                             }
                             4
                         }

@@ -14,9 +14,21 @@
 //!    items and its revenue facts ([`revenue`]); a revenue-bearing change asks the metrics
 //!    agent to recompute that workspace's day (outbox, dispatched after commit).
 //!
-//! Nothing reaches Stripe's API: every column comes from the event payload. Database trouble
-//! is retried in-process, then answered 500 so Stripe redelivers; nothing is half-written
-//! because everything is one transaction.
+//! Nothing reaches Stripe's API: every column comes from the event payload.
+//!
+//! What can go wrong, and what Stripe hears (Stripe retries every non-2xx for three days):
+//!
+//! * not a snapshot event → 400 with the reason;
+//! * an event we can never store — `\u0000` anywhere in it, money that overflows an exact
+//!   decimal ([`revenue::Overflow`]), a value the database refuses (a number out of range, a
+//!   time PostgreSQL cannot hold) — is acknowledged 200 `quarantined` and kept with the
+//!   reason in `quarantine` ([`shared::quarantine`]): retrying cannot help, and it must not
+//!   hold back the events of other objects;
+//! * a transient failure (lost connection, serialization failure, a lock or statement
+//!   timeout of the transaction's [`Budget::REQUEST`]) is retried in-process, then answered
+//!   503 with `Retry-After` so Stripe redelivers; nothing is half-written because
+//!   everything is one transaction;
+//! * anything else is our defect: 500, and the redelivery succeeds once it is fixed.
 
 pub mod mirror;
 pub mod ordering;
@@ -32,11 +44,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Value, json};
-use shared::db::{DbContext, DbError, Pool};
+use shared::db::{Budget, DbContext, DbError, Pool};
 use shared::messages::MetricsRecompute;
 use shared::queue::outbox::{Outbox, Pending};
 use shared::queue::{Message, QueueError, Transport};
@@ -50,6 +63,13 @@ use mirror::{Field, Route, Table};
 
 /// Stripe events are a few kilobytes; anything near this is not one.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// Stripe's ids are at most 255 characters; a longer one is not Stripe's (and would not fit
+/// a btree index entry).
+pub const MAX_ID_BYTES: usize = 255;
+
+/// What a 503 asks Stripe to wait before redelivering.
+const RETRY_AFTER_SECS: u32 = 5;
 
 /// What the billing agent needs.
 pub struct BillingDeps {
@@ -72,16 +92,43 @@ pub enum BillingError {
     /// The payload is not a Stripe event; retrying cannot help.
     #[error("malformed event: {0}")]
     Malformed(String),
+    /// The event is Stripe's but can never be stored (money that overflows, `\u0000`); it is
+    /// quarantined, not retried.
+    #[error("the event cannot be stored: {0}")]
+    Unstorable(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
 
+/// SQLSTATE 54000: a value too large for the server's limits (a text too long for its
+/// btree index entry). Like the refused values of [`DbError::is_refused_value`], the same
+/// event fails the same way every time.
+const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+
+impl BillingError {
+    /// Why this event can never be stored, when that is what went wrong.
+    fn unstorable_reason(&self) -> Option<String> {
+        match self {
+            BillingError::Unstorable(reason) => Some(reason.clone()),
+            BillingError::Db(error) if error.is_refused_value() || exceeds_limits(error) => {
+                Some(error.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn exceeds_limits(error: &DbError) -> bool {
+    matches!(error, DbError::Postgres { source, .. }
+        if source.code().is_some_and(|code| code.code() == PROGRAM_LIMIT_EXCEEDED))
+}
+
 impl Retryable for BillingError {
     fn retry_class(&self) -> RetryClass {
         match self {
-            BillingError::Malformed(_) => RetryClass::Permanent,
+            BillingError::Malformed(_) | BillingError::Unstorable(_) => RetryClass::Permanent,
             BillingError::Db(error) => error.retry_class(),
             BillingError::Queue(error) => error.retry_class(),
         }
@@ -100,14 +147,24 @@ pub enum Ingested {
     Duplicate,
     /// Recorded in the ledger; the type is not mirrored.
     Unsupported,
+    /// It can never be stored: kept in `quarantine` with the reason, nothing else written.
+    Quarantined,
 }
 
-impl Ingested {
-    fn ledger_outcome(self) -> &'static str {
+/// The ledger's `outcome` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LedgerOutcome {
+    Applied,
+    Stale,
+    Unsupported,
+}
+
+impl LedgerOutcome {
+    fn as_str(self) -> &'static str {
         match self {
-            Ingested::Applied => "applied",
-            Ingested::Stale | Ingested::Duplicate => "stale",
-            Ingested::Unsupported => "unsupported",
+            LedgerOutcome::Applied => "applied",
+            LedgerOutcome::Stale => "stale",
+            LedgerOutcome::Unsupported => "unsupported",
         }
     }
 }
@@ -142,8 +199,21 @@ impl StripeEvent {
         {
             return Err(missing("data.object"));
         }
+        let id = text("id").ok_or_else(|| missing("id"))?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(BillingError::Malformed(format!(
+                "`id` is longer than {MAX_ID_BYTES} bytes"
+            )));
+        }
+        if let Some(object_id) = payload.pointer("/data/object/id").and_then(Value::as_str)
+            && object_id.len() > MAX_ID_BYTES
+        {
+            return Err(BillingError::Malformed(format!(
+                "`data.object.id` is longer than {MAX_ID_BYTES} bytes"
+            )));
+        }
         Ok(Self {
-            id: text("id").ok_or_else(|| missing("id"))?,
+            id,
             event_type: text("type").ok_or_else(|| missing("type"))?,
             created: payload
                 .get("created")
@@ -160,7 +230,7 @@ impl StripeEvent {
     }
 
     pub fn object(&self) -> &Value {
-        &self.payload["data"]["object"]
+        self.payload.pointer("/data/object").unwrap_or(&Value::Null)
     }
 
     pub fn previous_attributes(&self) -> Option<&Value> {
@@ -183,11 +253,26 @@ impl StripeEvent {
 }
 
 /// Records and applies one verified event (the raw body Stripe sent), retrying transient
-/// database failures.
+/// database failures; an event that can never be stored is quarantined instead.
 pub async fn ingest(deps: &BillingDeps, payload: &[u8]) -> Result<Ingested, BillingError> {
     let event = StripeEvent::parse(payload)?;
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
-    let (outcome, pending) = retry(RetryPolicy::default(), || apply(deps, &outbox, &event)).await?;
+    // Found here, the NUL is refused with where it is, and costs no transaction.
+    let applied = match shared::text::unstorable(&event.payload) {
+        Some(path) => Err(BillingError::Unstorable(format!(
+            "`\\u0000` at {path}: PostgreSQL's text and jsonb cannot hold it"
+        ))),
+        None => retry(RetryPolicy::default(), || apply(deps, &outbox, &event)).await,
+    };
+    let (outcome, pending) = match applied {
+        Ok(applied) => applied,
+        Err(error) => {
+            return match error.unstorable_reason() {
+                Some(reason) => quarantine(deps, &event, &reason, payload).await,
+                None => Err(error),
+            };
+        }
+    };
     if !pending.is_empty() {
         // Committed already: if this send fails, the relay sends it later.
         if let Err(error) = outbox.dispatch(&pending).await {
@@ -195,6 +280,27 @@ pub async fn ingest(deps: &BillingDeps, payload: &[u8]) -> Result<Ingested, Bill
         }
     }
     Ok(outcome)
+}
+
+/// Keeps an event that can never be stored, so Stripe stops redelivering it.
+async fn quarantine(
+    deps: &BillingDeps,
+    event: &StripeEvent,
+    reason: &str,
+    payload: &[u8],
+) -> Result<Ingested, BillingError> {
+    tracing::warn!(event = %event.id, reason, "Stripe event quarantined");
+    shared::quarantine::keep(
+        &deps.pool,
+        shared::quarantine::Quarantined {
+            source: "stripe",
+            key: &event.id,
+            reason,
+            payload,
+        },
+    )
+    .await?;
+    Ok(Ingested::Quarantined)
 }
 
 /// The stored version of an object.
@@ -234,9 +340,10 @@ fn write<'a>(
     })
 }
 
-/// One event, one transaction, four round trips: `BEGIN`; the object lock and every read,
-/// pipelined (the server runs them in order, so the reads see the state after the lock); the
-/// decision; every write, pipelined; `COMMIT`.
+/// One event, one transaction, four round trips: `BEGIN`; the transaction's time limits, the
+/// object lock and every read, pipelined (the server runs them in order, so the limits hold
+/// for the lock and the reads see the state after it); the decision; every write,
+/// pipelined; `COMMIT`.
 async fn apply(
     deps: &BillingDeps,
     outbox: &Outbox,
@@ -248,7 +355,12 @@ async fn apply(
         .await
         .context("begin event transaction")?;
     let Some(route) = mirror::route(&event.event_type) else {
-        if !record(&transaction, event, None, Ingested::Unsupported).await? {
+        let (limited, recorded) = tokio::join!(
+            shared::db::limit(&transaction, Budget::REQUEST),
+            record(&transaction, event, None, LedgerOutcome::Unsupported),
+        );
+        limited?;
+        if !recorded? {
             return Ok((Ingested::Duplicate, Pending::default()));
         }
         transaction.commit().await.context("commit event")?;
@@ -260,7 +372,8 @@ async fn apply(
     let is_subscription = route.table == Table::Subscriptions;
     let lock_key = format!("stripe:{object_id}");
     let lock_params: [(&(dyn ToSql + Sync), Type); 1] = [(&lock_key, Type::TEXT)];
-    let (locked, stored, workspace, mrr_before, items_before) = tokio::join!(
+    let (limited, locked, stored, workspace, mrr_before, items_before) = tokio::join!(
+        shared::db::limit(&transaction, Budget::REQUEST),
         transaction.execute_typed(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &lock_params,
@@ -285,6 +398,7 @@ async fn apply(
             }
         },
     );
+    limited?;
     locked.context("lock object")?;
     let (stored, workspace, mrr_before, items_before) =
         (stored?, workspace?, mrr_before?, items_before?);
@@ -305,10 +419,10 @@ async fn apply(
             },
         ),
     };
-    let outcome = if newer {
-        Ingested::Applied
+    let (outcome, ledger) = if newer {
+        (Ingested::Applied, LedgerOutcome::Applied)
     } else {
-        Ingested::Stale
+        (Ingested::Stale, LedgerOutcome::Stale)
     };
 
     let mut writes: Vec<Write<'_>> = Vec::new();
@@ -331,7 +445,7 @@ async fn apply(
                 object_id,
                 workspace,
                 mrr_before,
-            ));
+            )?);
         }
         if let (true, Some(workspace)) = (route.table.affects_revenue(), workspace) {
             let now = deps.clock.now();
@@ -340,7 +454,7 @@ async fn apply(
         }
     }
     let (recorded, written, pending) = tokio::join!(
-        record(&transaction, event, Some(object_id), outcome),
+        record(&transaction, event, Some(object_id), ledger),
         futures::future::try_join_all(writes),
         outbox.enqueue(&transaction, &messages),
     );
@@ -359,7 +473,7 @@ async fn record(
     transaction: &Transaction<'_>,
     event: &StripeEvent,
     object_id: Option<&str>,
-    outcome: Ingested,
+    outcome: LedgerOutcome,
 ) -> Result<bool, BillingError> {
     let created = mirror::timestamp(event.created);
     let inserted = transaction
@@ -376,7 +490,7 @@ async fn record(
                 (&event.api_version, Type::TEXT),
                 (&object_id, Type::TEXT),
                 (&event.payload, Type::JSONB),
-                (&outcome.ledger_outcome(), Type::TEXT),
+                (&outcome.as_str(), Type::TEXT),
             ],
         )
         .await
@@ -532,8 +646,9 @@ fn upsert_sql(table: &str, columns: &[(&str, Field)], guard: &str, params: &mut 
         .iter()
         .map(|(_, field)| field.render(&mut next, params))
         .collect();
-    let mut updates: Vec<String> = names[1..]
+    let mut updates: Vec<String> = names
         .iter()
+        .skip(1)
         .map(|name| format!("{name} = EXCLUDED.{name}"))
         .collect();
     updates.push("updated_at = now()".into());
@@ -660,16 +775,22 @@ fn item_writes<'a>(
     writes
 }
 
-/// The subscription's new MRR and, when it moved, the change.
+/// The subscription's new MRR and, when it moved, the change; money that overflows makes the
+/// event unstorable.
 fn revenue_writes<'a>(
     transaction: &'a Transaction<'_>,
     event: &StripeEvent,
     subscription_id: &str,
     workspace: Option<Uuid>,
     (before, ever_active): (Decimal, bool),
-) -> Vec<Write<'a>> {
+) -> Result<Vec<Write<'a>>, BillingError> {
     let subscription = event.object();
-    let after = revenue::mrr(subscription);
+    let unstorable = |error: revenue::Overflow| BillingError::Unstorable(error.to_string());
+    let after = revenue::mrr(subscription).map_err(unstorable)?;
+    let delta = after
+        .checked_sub(before)
+        .ok_or(revenue::Overflow("the change in MRR"))
+        .map_err(unstorable)?;
     let customer = subscription
         .get("customer")
         .and_then(|c| c.as_str().or_else(|| c.get("id")?.as_str()))
@@ -720,14 +841,14 @@ fn revenue_writes<'a>(
                 (Box::new(kind.as_str()), Type::TEXT),
                 (Box::new(before), Type::NUMERIC),
                 (Box::new(after), Type::NUMERIC),
-                (Box::new(after - before), Type::NUMERIC),
+                (Box::new(delta), Type::NUMERIC),
                 (Box::new(currency), Type::TEXT),
                 (Box::new(at), Type::TIMESTAMPTZ),
             ],
             "record MRR change",
         ));
     }
-    writes
+    Ok(writes)
 }
 
 /// How a backfill went.
@@ -737,6 +858,8 @@ pub struct BackfillReport {
     pub stale: u64,
     pub duplicate: u64,
     pub unsupported: u64,
+    /// Events that can never be stored, kept in `quarantine`.
+    pub quarantined: u64,
     /// (line number, reason) of lines that are not Stripe events.
     pub rejected: Vec<(usize, String)>,
 }
@@ -760,6 +883,7 @@ pub async fn backfill(
             Ok(Ingested::Stale) => report.stale += 1,
             Ok(Ingested::Duplicate) => report.duplicate += 1,
             Ok(Ingested::Unsupported) => report.unsupported += 1,
+            Ok(Ingested::Quarantined) => report.quarantined += 1,
             Err(BillingError::Malformed(reason)) => report.rejected.push((index + 1, reason)),
             Err(error) => return Err(error),
         }
@@ -771,7 +895,7 @@ async fn receive_stripe(
     State(deps): State<Arc<BillingDeps>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, axum::Json<Value>) {
+) -> Response {
     let signature = headers
         .get("stripe-signature")
         .and_then(|value| value.to_str().ok());
@@ -782,23 +906,34 @@ async fn receive_stripe(
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({ "error": format!("Stripe-Signature: {error}") })),
-        );
+        )
+            .into_response();
     }
     match ingest(&deps, &body).await {
         Ok(outcome) => (
             StatusCode::OK,
             axum::Json(json!({ "received": true, "outcome": outcome })),
-        ),
+        )
+            .into_response(),
         Err(BillingError::Malformed(reason)) => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({ "error": format!("malformed event: {reason}") })),
-        ),
+        )
+            .into_response(),
+        Err(error) if error.retry_class().is_transient() => {
+            tracing::warn!(%error, "Stripe event not recorded for now; Stripe will redeliver");
+            shared::lambda::http::unavailable(
+                "the event could not be recorded now; retry later",
+                RETRY_AFTER_SECS,
+            )
+        }
         Err(error) => {
             tracing::error!(%error, "Stripe event not recorded; Stripe will redeliver");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 axum::Json(json!({ "error": "the event could not be recorded; retry later" })),
             )
+                .into_response()
         }
     }
 }

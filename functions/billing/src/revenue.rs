@@ -8,6 +8,10 @@
 //! applies: `percent_off` scales the total; `amount_off` (same currency, per billing interval
 //! of the first item) is normalised like a price. Amounts stay exact decimals in the
 //! currency's minor unit.
+//!
+//! Every amount comes from the event, so every step is checked: a unit amount or quantity
+//! whose product does not fit an exact decimal (28 digits) is an [`Overflow`], a permanent
+//! fault of that event, never a panic.
 
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -26,19 +30,27 @@ fn decimal(value: Option<&Value>) -> Option<Decimal> {
     }
 }
 
-/// Months in one billing interval.
-fn months(interval: &str, count: Decimal) -> Option<Decimal> {
+/// A subscription whose amounts do not fit an exact decimal; names the step that overflowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the subscription's MRR overflows an exact decimal at {0}")]
+pub struct Overflow(pub(crate) &'static str);
+
+/// Months in one billing interval; `None` for an interval we do not know.
+fn months(interval: &str, count: Decimal) -> Result<Option<Decimal>, Overflow> {
     let per_unit = match interval {
         "month" => Decimal::ONE,
         "year" => Decimal::from(12),
         "week" => Decimal::from(12) / Decimal::from(52),
         "day" => Decimal::from(12) / Decimal::from(365),
-        _ => return None,
+        _ => return Ok(None),
     };
-    Some(per_unit * count)
+    per_unit
+        .checked_mul(count)
+        .map(Some)
+        .ok_or(Overflow("interval × interval_count"))
 }
 
-fn monthly(amount: Decimal, recurring: &Value) -> Decimal {
+fn monthly(amount: Decimal, recurring: &Value) -> Result<Decimal, Overflow> {
     let interval = recurring
         .get("interval")
         .and_then(Value::as_str)
@@ -46,17 +58,23 @@ fn monthly(amount: Decimal, recurring: &Value) -> Decimal {
     let count = decimal(recurring.get("interval_count"))
         .filter(|c| !c.is_zero())
         .unwrap_or(Decimal::ONE);
-    months(interval, count).map_or(Decimal::ZERO, |months| amount / months)
+    match months(interval, count)? {
+        None => Ok(Decimal::ZERO),
+        // `checked_div` also refuses a divisor that rounded to zero.
+        Some(months) => amount
+            .checked_div(months)
+            .ok_or(Overflow("amount ÷ months per interval")),
+    }
 }
 
 /// The subscription's MRR in minor units, rounded to four decimals.
-pub fn mrr(subscription: &Value) -> Decimal {
+pub fn mrr(subscription: &Value) -> Result<Decimal, Overflow> {
     let status = subscription
         .get("status")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if !BILLED.contains(&status) {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
     let items = subscription
         .pointer("/items/data")
@@ -73,25 +91,35 @@ pub fn mrr(subscription: &Value) -> Decimal {
             .unwrap_or_default();
         let quantity = decimal(item.get("quantity")).unwrap_or(Decimal::ONE);
         let recurring = price.get("recurring").unwrap_or(price);
-        total += monthly(unit * quantity, recurring);
+        let amount = unit
+            .checked_mul(quantity)
+            .ok_or(Overflow("unit amount × quantity"))?;
+        total = total
+            .checked_add(monthly(amount, recurring)?)
+            .ok_or(Overflow("the sum of the items"))?;
     }
     if let Some(coupon) = subscription
         .pointer("/discount/coupon")
         .filter(|c| c.is_object())
     {
-        if let Some(percent) = decimal(coupon.get("percent_off")) {
-            total -= total * percent / Decimal::from(100);
+        let discount = if let Some(percent) = decimal(coupon.get("percent_off")) {
+            total
+                .checked_mul(percent)
+                .and_then(|scaled| scaled.checked_div(Decimal::ONE_HUNDRED))
+                .ok_or(Overflow("percent_off"))?
         } else if let Some(amount) = decimal(coupon.get("amount_off")) {
             let first_recurring = items
                 .first()
                 .and_then(|item| item.get("price"))
                 .and_then(|price| price.get("recurring"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            total -= monthly(amount, &first_recurring);
-        }
+                .unwrap_or(&Value::Null);
+            monthly(amount, first_recurring)?
+        } else {
+            Decimal::ZERO
+        };
+        total = total.checked_sub(discount).ok_or(Overflow("the coupon"))?;
     }
-    total.max(Decimal::ZERO).round_dp(4)
+    Ok(total.max(Decimal::ZERO).round_dp(4))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +182,7 @@ mod tests {
             Value::Null,
         );
         // 2000 + 1000 + 1000 + 100 × 52 / 12 (433.3333)
-        assert_eq!(mrr(&s), Decimal::new(44_333_333, 4));
+        assert_eq!(mrr(&s), Ok(Decimal::new(44_333_333, 4)));
     }
 
     #[test]
@@ -172,7 +200,7 @@ mod tests {
                     vec![item(1000, 1, "month", 1)],
                     Value::Null
                 )),
-                Decimal::from(expected),
+                Ok(Decimal::from(expected)),
                 "{status}"
             );
         }
@@ -185,13 +213,60 @@ mod tests {
             vec![item(1000, 1, "month", 1)],
             json!({"coupon": {"percent_off": 25}}),
         );
-        assert_eq!(mrr(&percent), Decimal::from(750));
+        assert_eq!(mrr(&percent), Ok(Decimal::from(750)));
         let amount = subscription(
             "active",
             vec![item(12000, 1, "year", 1)],
             json!({"coupon": {"amount_off": 1200}}),
         );
-        assert_eq!(mrr(&amount), Decimal::from(900));
+        assert_eq!(mrr(&amount), Ok(Decimal::from(900)));
+    }
+
+    #[test]
+    fn money_that_overflows_is_an_error_not_a_panic() {
+        const MAX: &str = "79228162514264337593543950335";
+        let item = |unit: &str, quantity: Value, interval: &str, count: Value| {
+            json!({"quantity": quantity, "price": {"unit_amount_decimal": unit,
+                "recurring": {"interval": interval, "interval_count": count}}})
+        };
+        let product = subscription(
+            "active",
+            vec![item(MAX, json!(2), "month", json!(1))],
+            Value::Null,
+        );
+        assert_eq!(mrr(&product), Err(Overflow("unit amount × quantity")));
+        let sum = subscription(
+            "active",
+            vec![
+                item(MAX, json!(1), "month", json!(1)),
+                item(MAX, json!(1), "month", json!(1)),
+            ],
+            Value::Null,
+        );
+        assert_eq!(mrr(&sum), Err(Overflow("the sum of the items")));
+        let per_day = subscription(
+            "active",
+            vec![item(MAX, json!(1), "day", json!(1))],
+            Value::Null,
+        );
+        assert_eq!(mrr(&per_day), Err(Overflow("amount ÷ months per interval")));
+        let count = subscription(
+            "active",
+            vec![item("1", json!(1), "year", json!(MAX))],
+            Value::Null,
+        );
+        assert_eq!(mrr(&count), Err(Overflow("interval × interval_count")));
+        let coupon = subscription(
+            "active",
+            vec![item(
+                "1000000000000000000000000",
+                json!(1),
+                "month",
+                json!(1),
+            )],
+            json!({"coupon": {"percent_off": 100000}}),
+        );
+        assert_eq!(mrr(&coupon), Err(Overflow("percent_off")));
     }
 
     #[test]
