@@ -20,6 +20,7 @@
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
 //! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
 //! * [`crypto`] — platform tokens sealed (AES-256-GCM envelopes), webhook secrets hashed.
+//! * [`jwt`] — Supabase access tokens, every claim checked against our clock.
 //! * [`redact`] — credentials removed from any text before it is stored or shown.
 //! * [`text`] — outside text cut on character boundaries and checked for what PostgreSQL
 //!   refuses; [`quarantine`] keeps deliveries it refused anyway.
@@ -30,6 +31,7 @@
 pub mod clock;
 pub mod crypto;
 pub mod db;
+pub mod jwt;
 pub mod lambda;
 pub mod lease;
 pub mod messages;

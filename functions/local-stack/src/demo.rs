@@ -75,6 +75,8 @@ pub struct Demo {
     pub resend_secret: String,
     pub metrics_token: String,
     pub jwt_secret: String,
+    /// The `iss` of the project's access tokens.
+    pub jwt_issuer: String,
     /// The stack's clock: what the outside world's timestamps and signatures are made with.
     pub clock: shared::clock::Clock,
 }
@@ -472,7 +474,7 @@ impl Demo {
     fn member_token(&self) -> Option<String> {
         let claims = json!({
             "sub": DEMO_MEMBER, "aud": "authenticated", "role": "authenticated",
-            "exp": self.clock.now().timestamp() + 3600,
+            "iss": self.jwt_issuer, "exp": self.clock.now().timestamp() + 3600,
         });
         warn_on_error(
             "sign the member's token",

@@ -70,6 +70,8 @@ pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
 pub const DEFAULT_STATUS_TOKEN: &str = "local-admin";
 /// The JWT secret when `SUPABASE_JWT_SECRET` is not set (Supabase's local CLI default).
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+/// The Supabase URL when `SUPABASE_URL` is not set (the Supabase CLI's local API).
+pub const DEFAULT_SUPABASE_URL: &str = "http://127.0.0.1:54321";
 /// The Resend webhook secret when `RESEND_WEBHOOK_SECRET` is not set (`whsec_` + base64).
 pub const DEFAULT_RESEND_WEBHOOK_SECRET: &str = "whsec_bG9jYWwtcmVzZW5kLXNlY3JldA==";
 /// The unsubscribe-link secret when `EMAIL_UNSUBSCRIBE_SECRET` is not set.
@@ -93,6 +95,8 @@ pub struct Options {
     pub metrics_api_token: String,
     /// The secret users' JWTs are signed with (Supabase's JWT secret).
     pub jwt_secret: String,
+    /// The Supabase project's URL; access tokens must be issued by `{supabase_url}/auth/v1`.
+    pub supabase_url: String,
     /// The token that opens `/status` and `/status.json`.
     pub status_token: String,
     pub email: EmailOptions,
@@ -134,6 +138,7 @@ impl Default for Options {
             shopify_webhook_secrets: vec![DEFAULT_SHOPIFY_WEBHOOK_SECRET.into()],
             metrics_api_token: DEFAULT_METRICS_API_TOKEN.into(),
             jwt_secret: DEFAULT_JWT_SECRET.into(),
+            supabase_url: DEFAULT_SUPABASE_URL.into(),
             status_token: DEFAULT_STATUS_TOKEN.into(),
             email: EmailOptions::default(),
             demo: false,
@@ -212,12 +217,19 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             (Some(postgres), url, data)
         }
     };
-    let pool = shared::db::connect(&DatabaseSettings {
-        url: SecretString::from(database_url),
-        pool_size: 8,
-        ca_file: None,
-        connect_timeout: Duration::from_secs(5),
-    })?;
+    // In AWS every agent is its own Lambda with its own connection; here each HTTP agent gets
+    // its own small pool for the same reason: requests of one agent stuck behind a lock must
+    // not take the connections another agent needs. Pools connect lazily, so idle ones cost
+    // nothing. `pool` serves the consumers, schedules and queue.
+    let pool_of = |size: usize| {
+        shared::db::connect(&DatabaseSettings {
+            url: SecretString::from(database_url.clone()),
+            pool_size: size,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+        })
+    };
+    let pool = pool_of(8)?;
     {
         let mut client = pool.get().await.context("connect to the database")?;
         migrations::apply(&mut client)
@@ -246,12 +258,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             .map_err(|reason| anyhow::anyhow!("ENCRYPTION_KEYS: {reason}"))?,
     );
     let status = Arc::new(status::StatusDeps {
-        pool: pool.clone(),
+        pool: pool_of(2)?,
         transport: transport.clone(),
-        access: status::access::Access {
-            token: options.status_token.clone(),
-            jwt_secret: Some(options.jwt_secret.clone().into_bytes()),
-        },
+        access: status::access::Access::new(
+            options.status_token.clone(),
+            Some(shared::jwt::JwtVerifier::new(
+                options.jwt_secret.as_bytes(),
+                &options.supabase_url,
+            )),
+        ),
         clock: clock.clone(),
     });
     let relay = Arc::new(relay::RelayDeps {
@@ -261,19 +276,19 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         grace: relay::GRACE,
     });
     let billing = Arc::new(billing::BillingDeps {
-        pool: pool.clone(),
+        pool: pool_of(4)?,
         transport: transport.clone(),
         clock: clock.clone(),
         webhook_secrets: options.stripe_webhook_secrets.clone(),
     });
     let analytics = Arc::new(analytics::AnalyticsDeps {
-        pool: pool.clone(),
+        pool: pool_of(4)?,
         transport: transport.clone(),
         clock: clock.clone(),
         keys: keys.clone(),
     });
     let shopify_webhooks = Arc::new(etl::WebhookDeps {
-        pool: pool.clone(),
+        pool: pool_of(2)?,
         transport: transport.clone(),
         clock: clock.clone(),
         keys: keys.clone(),
@@ -325,9 +340,10 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         claim_ttl: email::CLAIM_TTL,
         clock: clock.clone(),
     });
+    let email_api_pool = pool_of(2)?;
     let email_api = Arc::new(email::api::ApiDeps {
-        pool: pool.clone(),
-        outbox: Outbox::new(pool.clone(), transport.clone()),
+        pool: email_api_pool.clone(),
+        outbox: Outbox::new(email_api_pool, transport.clone()),
         signer,
         webhook_secrets: options.email.resend_webhook_secrets.clone(),
         product: email::DEFAULT_PRODUCT_NAME.into(),
@@ -338,13 +354,17 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         .merge(analytics::router(analytics))
         .merge(etl::router(shopify_webhooks))
         .merge(metrics::router(Arc::new(metrics::ApiDeps {
-            pool: pool.clone(),
+            pool: pool_of(2)?,
             token: options.metrics_api_token.clone(),
         })))
         .merge(suggestions::api::router(Arc::new(
             suggestions::api::ApiDeps {
-                pool: pool.clone(),
-                jwt_secret: options.jwt_secret.clone().into_bytes(),
+                pool: pool_of(2)?,
+                jwt: shared::jwt::JwtVerifier::new(
+                    options.jwt_secret.as_bytes(),
+                    &options.supabase_url,
+                ),
+                clock: clock.clone(),
             },
         )))
         .merge(email::api::router(email_api));
@@ -505,6 +525,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             resend_secret: first(&options.email.resend_webhook_secrets, "Resend")?,
             metrics_token: options.metrics_api_token.clone(),
             jwt_secret: options.jwt_secret.clone(),
+            jwt_issuer: shared::jwt::issuer_for(&options.supabase_url),
             clock: clock.clone(),
         };
         tasks.spawn(demo::drive(driver, shutdown.clone()));

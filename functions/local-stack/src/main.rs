@@ -62,6 +62,8 @@ fn options() -> anyhow::Result<local_stack::Options> {
         shopify_webhook_secrets,
         metrics_api_token,
         jwt_secret,
+        supabase_url: lookup("SUPABASE_URL")
+            .unwrap_or_else(|| local_stack::DEFAULT_SUPABASE_URL.to_string()),
         status_token: lookup("STATUS_TOKEN")
             .unwrap_or_else(|| local_stack::DEFAULT_STATUS_TOKEN.to_string()),
         email,

@@ -77,7 +77,7 @@ pub async fn recompute(
     }
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     let mut client = deps.pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin recompute")?;
+    let transaction = shared::db::begin(&mut client, shared::db::Budget::BACKGROUND).await?;
     let key = format!("metrics:{workspace}");
     transaction
         .execute_typed(
@@ -216,10 +216,7 @@ async fn get_metrics(
         }
         Err(error) => {
             tracing::error!(%error, "metrics not read");
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "error": "metrics could not be read; retry later" }),
-            )
+            shared::lambda::http::unavailable("metrics could not be read; retry later", 5)
         }
     }
 }

@@ -35,14 +35,23 @@ pub struct RelayReport {
     pub runs_pruned: u64,
 }
 
-/// One relay pass.
+/// One relay pass. A send failure is reported after the housekeeping is done, so a queue
+/// that is down does not also stop the pruning.
 pub async fn run(deps: &RelayDeps) -> Result<RelayReport, QueueError> {
     let mut report = RelayReport::default();
+    let mut failure = None;
     loop {
-        let sent = deps.outbox.relay(deps.grace, ROUND).await?;
-        report.relayed += sent;
-        if sent < ROUND as usize {
-            break;
+        match deps.outbox.relay(deps.grace, ROUND).await {
+            Ok(sent) => {
+                report.relayed += sent;
+                if sent < ROUND as usize {
+                    break;
+                }
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
         }
     }
     if let Some(queue) = &deps.postgres_queue {
@@ -55,5 +64,8 @@ pub async fn run(deps: &RelayDeps) -> Result<RelayReport, QueueError> {
             "outbox rows sent by the relay, not by their writer"
         );
     }
-    Ok(report)
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
 }

@@ -116,7 +116,7 @@ pub async fn kpis(pool: &Pool) -> Result<Vec<Kpi>, String> {
     // Every delivery counts: a refused one (a wrong secret) is a lost event all the same.
     let stripe = one_number(
         client,
-        "SELECT (count(*) FILTER (WHERE outcome = 'ok'))::float8 / NULLIF(count(*), 0)
+        "SELECT (sum(runs) FILTER (WHERE outcome = 'ok'))::float8 / NULLIF(sum(runs), 0)
            FROM agent_runs
           WHERE agent = 'billing' AND trigger = 'http' AND started_at > now() - interval '7 days'",
         "Stripe webhook success",

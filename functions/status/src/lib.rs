@@ -7,7 +7,8 @@
 //! * `GET /status.json` answers it as JSON; `GET /status` as a server-rendered page
 //!   ([`page`]: KPI tiles, tables, an inline SVG chart; no front-end build).
 //! * Both need a credential ([`access`]); `POST /status/login` turns the token typed into the
-//!   page's form into a cookie.
+//!   page's form into a signed, expiring session cookie (never the token itself), and slows
+//!   repeated failures.
 //!
 //! Failures are part of the answer, not errors: a status page that fails when the database
 //! is down would hide exactly what it exists to show.
@@ -76,6 +77,11 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents_error: Option<String>,
     pub queues: Vec<QueueStatus>,
+    /// Outbox rows waiting and set aside after repeated send failures (a set-aside row is a
+    /// message not delivered until `ops redrive outbox`).
+    pub outbox: Option<shared::queue::outbox::OutboxDepth>,
+    /// Deliveries acknowledged but refused by the database in the last 7 days, per sender.
+    pub quarantine: Vec<QuarantineStatus>,
     pub kpis: Vec<Kpi>,
     /// Why the KPIs are missing, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +107,14 @@ pub struct QueueStatus {
     pub depth: Option<QueueDepth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What the quarantine holds from one sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineStatus {
+    pub source: String,
+    pub count_7d: i64,
+    pub last_reason: String,
 }
 
 /// One agent, from its run log.
@@ -170,6 +184,24 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         });
     }
     let migrated = database.migration_version.is_some();
+    let (outbox, quarantine) = if migrated {
+        let outbox = shared::queue::outbox::depth(&deps.pool).await.ok();
+        let quarantine = shared::quarantine::summary(&deps.pool)
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(source, count_7d, last_reason)| QuarantineStatus {
+                        source,
+                        count_7d,
+                        last_reason,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (outbox, quarantine)
+    } else {
+        (None, Vec::new())
+    };
     let (agents, agents_error, kpis, kpis_error, email_campaigns_30d, chart) = if migrated {
         let (agents, agents_error) = match agent_statuses(&deps.pool, &queues).await {
             Ok(agents) => (agents, None),
@@ -192,7 +224,8 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         && migrated
         && queues.iter().all(|queue| queue.error.is_none())
         && agents_error.is_none()
-        && agents.iter().all(|agent| agent.state != KpiState::Failing);
+        && agents.iter().all(|agent| agent.state != KpiState::Failing)
+        && outbox.is_some_and(|outbox| outbox.dead == 0);
     let kpis_green = kpis_error.is_none()
         && !kpis.is_empty()
         && kpis.iter().all(|kpi| kpi.state == KpiState::Ok);
@@ -204,6 +237,8 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         agents,
         agents_error,
         queues,
+        outbox,
+        quarantine,
         kpis,
         kpis_error,
         email_campaigns_30d,
@@ -233,12 +268,12 @@ async fn agent_statuses(
         .query_typed(
             "SELECT a.agent, max(r.started_at),
                     (array_agg(r.outcome ORDER BY r.started_at DESC))[1],
-                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours'),
-                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'ok'),
-                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'failed'),
-                    count(r.id) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'rejected'),
-                    count(r.id) FILTER (WHERE r.outcome = 'ok'),
-                    count(r.id) FILTER (WHERE r.outcome = 'failed'),
+                    COALESCE(sum(r.runs) FILTER (WHERE r.started_at > now() - interval '24 hours'), 0)::int8,
+                    COALESCE(sum(r.runs) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'ok'), 0)::int8,
+                    COALESCE(sum(r.runs) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'failed'), 0)::int8,
+                    COALESCE(sum(r.runs) FILTER (WHERE r.started_at > now() - interval '24 hours' AND r.outcome = 'rejected'), 0)::int8,
+                    COALESCE(sum(r.runs) FILTER (WHERE r.outcome = 'ok'), 0)::int8,
+                    COALESCE(sum(r.runs) FILTER (WHERE r.outcome = 'failed'), 0)::int8,
                     (array_agg(r.detail ORDER BY r.started_at DESC) FILTER (WHERE r.outcome = 'failed'))[1],
                     max(r.started_at) FILTER (WHERE r.outcome = 'failed')
                FROM (SELECT unnest($1::text[]) AS agent
@@ -372,7 +407,7 @@ async fn status_json(
     Query(query): Query<ChartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !deps.access.allows(&headers) {
+    if !deps.access.allows(&headers, deps.clock.now()) {
         return unauthorised_json();
     }
     let workspace = match chosen_workspace(&query) {
@@ -399,7 +434,7 @@ async fn status_page(
     Query(query): Query<ChartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !deps.access.allows(&headers) {
+    if !deps.access.allows(&headers, deps.clock.now()) {
         return (StatusCode::UNAUTHORIZED, Html(page::login(None))).into_response();
     }
     let workspace = match chosen_workspace(&query) {
@@ -422,26 +457,46 @@ async fn status_page(
     }
 }
 
+/// A pause before answering a wrong token: a guesser gets a few tries a second at most,
+/// a person who mistyped does not notice.
+const FAILED_LOGIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
 async fn login(State(deps): State<Arc<StatusDeps>>, headers: HeaderMap, body: Bytes) -> Response {
+    let client = access::client_of(&headers);
+    if let Some(wait) = deps.access.throttle.refused(&client) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            Html(page::login(Some(
+                "Too many wrong tokens from here; try again later.",
+            ))),
+        )
+            .into_response();
+    }
     let token = form_urlencoded::parse(&body)
         .find(|(key, _)| key == "token")
         .map(|(_, value)| value.trim().to_string())
         .unwrap_or_default();
     if !deps.access.is_token(&token) {
+        deps.access.throttle.failed(&client);
+        tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
         return (
             StatusCode::UNAUTHORIZED,
             Html(page::login(Some("That token is not right."))),
         )
             .into_response();
     }
+    deps.access.throttle.succeeded(&client);
     // Behind API Gateway the page is HTTPS and the cookie must never travel in clear;
     // locally it is plain HTTP on the loopback.
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|proto| proto.as_bytes() == b"https");
     let cookie = format!(
-        "{}={token}; Path=/status; HttpOnly; SameSite=Strict; Max-Age=43200{}",
+        "{}={}; Path=/status; HttpOnly; SameSite=Strict; Max-Age={}{}",
         access::COOKIE,
+        deps.access.new_session(deps.clock.now()),
+        access::SESSION_TTL.as_secs(),
         if https { "; Secure" } else { "" }
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/status")).into_response()

@@ -1,6 +1,6 @@
 //! Lambda entrypoint of the status agent: `GET /status`, `GET /status.json` and
-//! `POST /status/login`, opened by `STATUS_TOKEN` or, with `SUPABASE_JWT_SECRET` set, by an
-//! admin's Supabase access token.
+//! `POST /status/login`, opened by `STATUS_TOKEN` or, with `SUPABASE_JWT_SECRET` and
+//! `SUPABASE_URL` set, by an admin's Supabase access token.
 
 use std::sync::Arc;
 
@@ -15,10 +15,13 @@ async fn main() -> Result<(), LambdaError> {
     let deps = status::StatusDeps {
         pool: container.pool,
         transport: container.transport,
-        access: status::access::Access {
-            token: env.required("STATUS_TOKEN")?,
-            jwt_secret: env.optional("SUPABASE_JWT_SECRET").map(String::into_bytes),
-        },
+        access: status::access::Access::new(
+            env.required("STATUS_TOKEN")?,
+            match env.optional("SUPABASE_JWT_SECRET") {
+                Some(_) => Some(shared::jwt::JwtVerifier::from_env(&env)?),
+                None => None,
+            },
+        ),
         clock: container.clock,
     };
     shared::lambda::http::serve(status::router(Arc::new(deps))).await

@@ -6,9 +6,10 @@
 //! * `POST /suggestions/{id}/feedback` — `{"verdict": "accepted" | "rejected" | "dismissed",
 //!   "reason": "…"}`; one verdict per (suggestion, user): repeating it changes nothing.
 //!
-//! The token must be signed with the project's JWT secret (HS256), unexpired, for the
-//! `authenticated` audience; its `sub` must be a member of the suggestion's workspace
-//! (`workspace_members`). 401 without a valid token, 403 for another workspace.
+//! The token is verified by [`shared::jwt`] (signature, issuer, audience, subject, expiry and
+//! not-before, against the agent's clock); its `sub` must be a member of the suggestion's
+//! workspace (`workspace_members`). 401 without a valid token, naming what failed; 403 for
+//! another workspace.
 
 use std::sync::Arc;
 
@@ -17,7 +18,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::db::{DbContext, Pool};
@@ -26,13 +26,9 @@ use uuid::Uuid;
 
 pub struct ApiDeps {
     pub pool: Pool,
-    /// Supabase's JWT secret (Project settings → API).
-    pub jwt_secret: Vec<u8>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: Uuid,
+    /// Verifies the project's access tokens.
+    pub jwt: shared::jwt::JwtVerifier,
+    pub clock: shared::clock::Clock,
 }
 
 fn failure(status: StatusCode, message: &str) -> Response {
@@ -41,7 +37,7 @@ fn failure(status: StatusCode, message: &str) -> Response {
 
 /// The caller's user id, from a valid bearer JWT.
 /// Refusals are boxed: a `Response` is large and these are the uncommon path.
-fn user(headers: &HeaderMap, secret: &[u8]) -> Result<Uuid, Box<Response>> {
+fn user(headers: &HeaderMap, deps: &ApiDeps) -> Result<Uuid, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -52,17 +48,15 @@ fn user(headers: &HeaderMap, secret: &[u8]) -> Result<Uuid, Box<Response>> {
                 "a Supabase access token is required",
             ))
         })?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_audience(&["authenticated"]);
-    validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
-        .map(|data| data.claims.sub)
-        .map_err(|error| {
-            Box::new(failure(
-                StatusCode::UNAUTHORIZED,
-                &format!("invalid access token: {error}"),
-            ))
-        })
+    let refuse = |reason: String| Box::new(failure(StatusCode::UNAUTHORIZED, &reason));
+    let claims = deps
+        .jwt
+        .verify(token, deps.clock.now())
+        .map_err(|error| refuse(error.to_string()))?;
+    claims
+        .sub
+        .parse()
+        .map_err(|_| refuse("the access token's subject is not a user id".into()))
 }
 
 async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, Box<Response>> {
@@ -82,9 +76,17 @@ async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, Box
     Ok(row.is_some())
 }
 
+/// A database failure's answer: a value the database refuses is the caller's (400 with the
+/// server's reason); anything else may pass (503 with `Retry-After`).
 fn unavailable(error: shared::db::DbError) -> Response {
+    if let Some(reason) = error.refused_reason() {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &format!("the database refused a value: {reason}"),
+        );
+    }
     tracing::error!(%error, "suggestions API");
-    failure(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+    shared::lambda::http::unavailable("try again later", 5)
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +100,7 @@ async fn member_workspace(
     headers: &HeaderMap,
     query: &WorkspaceQuery,
 ) -> Result<Uuid, Box<Response>> {
-    let user = user(headers, &deps.jwt_secret)?;
+    let user = user(headers, deps)?;
     let Some(workspace) = query.workspace else {
         return Err(Box::new(failure(
             StatusCode::BAD_REQUEST,
@@ -142,6 +144,11 @@ async fn list(
     }
 }
 
+/// Longest reason kept with a verdict.
+const MAX_REASON_BYTES: usize = 2_000;
+/// Feedback bodies are a verdict and a sentence.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Deserialize)]
 struct Feedback {
     verdict: String,
@@ -154,7 +161,7 @@ async fn feedback(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let user = match user(&headers, &deps.jwt_secret) {
+    let user = match user(&headers, &deps) {
         Ok(user) => user,
         Err(response) => return *response,
     };
@@ -175,6 +182,17 @@ async fn feedback(
             StatusCode::BAD_REQUEST,
             "verdict must be accepted, rejected or dismissed",
         );
+    }
+    if let Some(reason) = &feedback.reason {
+        if reason.len() > MAX_REASON_BYTES {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &format!("reason is longer than {MAX_REASON_BYTES} bytes"),
+            );
+        }
+        if reason.contains('\0') {
+            return failure(StatusCode::BAD_REQUEST, "reason contains \\u0000");
+        }
     }
     let workspace = async {
         let client = deps.pool.get().await.context("check out a connection")?;
@@ -203,7 +221,7 @@ async fn feedback(
     }
     let recorded = async {
         let mut client = deps.pool.get().await.context("check out a connection")?;
-        let transaction = client.transaction().await.context("begin feedback")?;
+        let transaction = shared::db::begin(&mut client, shared::db::Budget::REQUEST).await?;
         let inserted = transaction
             .execute_typed(
                 "INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict, reason) VALUES ($1, $2, $3, $4)
@@ -253,6 +271,7 @@ pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
             .route("/suggestions", get(list))
             .route("/suggestions/adoption", get(adoption))
             .route("/suggestions/{id}/feedback", post(feedback))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(deps),
     )
 }

@@ -203,10 +203,7 @@ pub async fn store(
         .collect();
     let explored: Vec<bool> = (0..candidates.len()).map(|i| Some(i) == explored).collect();
     let mut client = pool.get().await.context("check out a connection")?;
-    let transaction = client
-        .transaction()
-        .await
-        .context("begin storing suggestions")?;
+    let transaction = shared::db::begin(&mut client, shared::db::Budget::BACKGROUND).await?;
     let expired = transaction
         .execute_typed(
             "UPDATE suggestions SET status = 'expired', updated_at = now()

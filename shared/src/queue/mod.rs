@@ -241,6 +241,47 @@ mod tests {
         assert_eq!(message.dedup_id, "metrics:ws-1:2026-11-30:1");
     }
 
+    /// SQS's rule for group and deduplication ids.
+    fn sqs_accepts(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever comes from outside (a distinct id, an account id), the ids SQS sees are
+        /// valid, deterministic, and tell different inputs apart.
+        #[test]
+        fn every_id_is_valid_for_sqs(a in proptest::prelude::any::<String>(), b in proptest::prelude::any::<String>()) {
+            let (first, again, other) = (sqs_safe_id(a.clone()), sqs_safe_id(a.clone()), sqs_safe_id(b.clone()));
+            proptest::prop_assert!(sqs_accepts(&first), "{first:?} from {a:?}");
+            proptest::prop_assert_eq!(&first, &again);
+            if a != b {
+                proptest::prop_assert_ne!(&first, &other);
+            }
+            if sqs_accepts(&a) {
+                proptest::prop_assert_eq!(&first, &a, "valid ids pass unchanged");
+            }
+        }
+
+        #[test]
+        fn signups_of_any_distinct_id_make_valid_messages(distinct_id in ".{0,300}") {
+            let message = crate::messages::UserSignedUp {
+                workspace_id: uuid::Uuid::from_u128(1),
+                distinct_id,
+                signed_up_at: chrono::DateTime::UNIX_EPOCH,
+            }
+            .to_outgoing()
+            .unwrap();
+            proptest::prop_assert!(sqs_accepts(&message.group_id));
+            proptest::prop_assert!(sqs_accepts(&message.dedup_id));
+        }
+    }
+
     #[test]
     fn unsafe_ids_are_hashed_deterministically() {
         let long = "x".repeat(200);

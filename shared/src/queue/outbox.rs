@@ -11,11 +11,17 @@
 //! the relay ever send the same row, the message's deterministic deduplication id makes the
 //! second copy a no-op.
 //!
+//! One row that cannot be sent must not hold up the others: when a batch send fails, the rows
+//! are sent one by one; a failing row counts an attempt and blocks only the later rows of its
+//! own group (their order is the group's order), and after [`MAX_ATTEMPTS`] it is set aside
+//! (`dead_at`), visible on the status page and re-driven by `ops redrive outbox`.
+//!
 //! When the transport is the Postgres queue, in the same database as the state, the outbox
 //! row and the later send are unnecessary: [`Transport::send_within`] puts the message on the
 //! queue inside the caller's transaction, which is just as atomic and saves a round trip and a
 //! commit per message.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +30,44 @@ use tokio_postgres::types::Type;
 
 use super::{OutgoingMessage, QueueError, Transport};
 use crate::db::DbContext;
+
+/// Failed sends after which a row is set aside instead of tried again.
+pub const MAX_ATTEMPTS: i32 = 20;
+
+/// What the outbox holds: rows waiting to be sent and rows set aside.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxDepth {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// Counts what waits and what was set aside.
+pub async fn depth(pool: &Pool) -> Result<OutboxDepth, QueueError> {
+    let client = pool.get().await.context("check out a connection")?;
+    let row = client
+        .query_typed_one(
+            "SELECT count(*) FILTER (WHERE dead_at IS NULL), count(*) FILTER (WHERE dead_at IS NOT NULL) FROM outbox",
+            &[],
+        )
+        .await
+        .context("count outbox rows")?;
+    Ok(OutboxDepth {
+        pending: row.get(0),
+        dead: row.get(1),
+    })
+}
+
+/// Puts the rows set aside back in line (after the cause is fixed); returns how many.
+pub async fn redrive(pool: &Pool) -> Result<u64, QueueError> {
+    let client = pool.get().await.context("check out a connection")?;
+    Ok(client
+        .execute_typed(
+            "UPDATE outbox SET dead_at = NULL, attempts = 0 WHERE dead_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .context("re-drive outbox rows")?)
+}
 
 /// Sends outbox rows through a transport.
 #[derive(Clone)]
@@ -134,7 +178,8 @@ impl Outbox {
                 client
                     .query_typed(
                         "SELECT id, queue, group_id, dedup_id, body FROM outbox
-                          WHERE created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2",
+                          WHERE created_at < now() - make_interval(secs => $1) AND dead_at IS NULL
+                          ORDER BY id LIMIT $2",
                         &[(&age.as_secs_f64(), Type::FLOAT8), (&limit, Type::INT8)],
                     )
                     .await
@@ -156,30 +201,67 @@ impl Outbox {
                 body: row.get(4),
             })
             .collect();
-        let sent = self.transport.send(&messages).await;
-        let client = self.pool.get().await.context("update outbox")?;
-        match sent {
+        let batch_error = match self.transport.send(&messages).await {
             Ok(()) => {
-                client
-                    .execute_typed(
-                        "DELETE FROM outbox WHERE id = ANY($1)",
-                        &[(&ids, Type::INT8_ARRAY)],
-                    )
-                    .await
-                    .context("delete sent outbox rows")?;
-                Ok(ids.len())
+                self.delete(&ids).await?;
+                return Ok(ids.len());
             }
-            Err(error) => {
-                let reason = error.to_string();
-                client
-                    .execute_typed(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
-                        &[(&ids, Type::INT8_ARRAY), (&reason, Type::TEXT)],
-                    )
-                    .await
-                    .context("record outbox failure")?;
-                Err(error)
+            Err(error) => error,
+        };
+        // One by one, so that one bad row does not hold up the others.
+        let mut sent = Vec::new();
+        let mut failed: Vec<(i64, String)> = Vec::new();
+        let mut blocked_groups: HashSet<(&str, &str)> = HashSet::new();
+        for (id, message) in ids.iter().zip(&messages) {
+            let group = (message.queue.as_str(), message.group_id.as_str());
+            if blocked_groups.contains(&group) {
+                continue;
+            }
+            match self.transport.send(std::slice::from_ref(message)).await {
+                Ok(()) => sent.push(*id),
+                Err(error) => {
+                    blocked_groups.insert(group);
+                    failed.push((*id, crate::redact::credentials(&error.to_string())));
+                }
             }
         }
+        self.delete(&sent).await?;
+        if !failed.is_empty() {
+            let (failed_ids, reasons): (Vec<i64>, Vec<String>) = failed.into_iter().unzip();
+            let client = self.pool.get().await.context("update outbox")?;
+            client
+                .execute_typed(
+                    "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.reason,
+                            dead_at = CASE WHEN o.attempts + 1 >= $3 THEN now() END
+                       FROM unnest($1::int8[], $2::text[]) AS f(id, reason)
+                      WHERE o.id = f.id",
+                    &[
+                        (&failed_ids, Type::INT8_ARRAY),
+                        (&reasons, Type::TEXT_ARRAY),
+                        (&MAX_ATTEMPTS, Type::INT4),
+                    ],
+                )
+                .await
+                .context("record outbox failures")?;
+        }
+        if sent.is_empty() {
+            return Err(batch_error);
+        }
+        Ok(sent.len())
+    }
+
+    async fn delete(&self, ids: &[i64]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await.context("update outbox")?;
+        client
+            .execute_typed(
+                "DELETE FROM outbox WHERE id = ANY($1)",
+                &[(&ids, Type::INT8_ARRAY)],
+            )
+            .await
+            .context("delete sent outbox rows")?;
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 mod adapters;
 mod agents_e2e;
+mod bounded_waits;
 mod browser;
 mod local_stack;
 mod pg;

@@ -4,6 +4,8 @@
 //!
 //! * `ops redrive <queue>|all` — moves a queue's dead letters back to it (after the cause is
 //!   fixed; the dead-letter alarm says when).
+//! * `ops redrive outbox` — puts the outbox rows the relay set aside after repeated failures
+//!   back in line (the status page counts them).
 //! * `ops replay stripe --export <file> [--rebuild]` — writes the Stripe ledger to a JSONL
 //!   file; with `--rebuild`, empties the mirror and the ledger and replays the file through
 //!   the webhook's own path (after a fix to the mirror rules; the file is the backup, and
@@ -19,6 +21,7 @@ use shared::settings::Settings;
 
 const USAGE: &str = "usage:
   ops redrive <queue>|all
+  ops redrive outbox
   ops replay stripe --export <file.jsonl> [--rebuild]
   ops replay posthog <from YYYY-MM-DD> <to YYYY-MM-DD> [--workspace <uuid>]";
 
@@ -31,6 +34,10 @@ async fn main() -> anyhow::Result<()> {
     let pool = shared::db::connect(&settings.database)?;
     let transport = shared::queue::connect(&settings.queue, &pool).await;
     match words.as_slice() {
+        ["redrive", "outbox"] => {
+            let moved = shared::queue::outbox::redrive(&pool).await?;
+            println!("outbox: {moved} rows set aside put back in line");
+        }
         ["redrive", queue] => {
             let queues: Vec<&str> = if *queue == "all" {
                 catalog::QUEUES.iter().map(|queue| queue.name).collect()

@@ -1,5 +1,5 @@
 //! Lambda entrypoint of the feedback API (`GET /suggestions`, `POST /suggestions/{id}/feedback`),
-//! verifying users' Supabase JWTs with `SUPABASE_JWT_SECRET`.
+//! verifying users' Supabase access tokens with `SUPABASE_JWT_SECRET` and `SUPABASE_URL`.
 
 use std::sync::Arc;
 
@@ -10,10 +10,10 @@ use shared::settings::Env;
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
     let lookup = |name: &str| std::env::var(name).ok();
-    let jwt_secret = Env(&lookup).required("SUPABASE_JWT_SECRET")?.into_bytes();
     let deps = suggestions::api::ApiDeps {
         pool: container.pool,
-        jwt_secret,
+        jwt: shared::jwt::JwtVerifier::from_env(&Env(&lookup))?,
+        clock: container.clock,
     };
     shared::lambda::http::serve(suggestions::api::router(Arc::new(deps))).await
 }

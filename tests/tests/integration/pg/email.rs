@@ -796,10 +796,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
             clock: shared::clock::Clock::system(),
             pool: pool.clone(),
             transport: Arc::new(PostgresTransport::new(pool.clone())),
-            access: status::access::Access {
-                token: "t".into(),
-                jwt_secret: None,
-            },
+            access: status::access::Access::new("t".into(), None),
         },
         None,
     )

@@ -254,3 +254,130 @@ async fn with_the_postgres_queue_messages_join_the_transaction_itself() {
     );
     assert_eq!(outbox_rows(&f.db).await, 0, "no outbox row needed");
 }
+
+/// The Postgres queue, except that it refuses the message whose deduplication id is `p`, as
+/// SQS refuses a message it cannot take (too large, a character outside its alphabet).
+struct PoisonRefusing(PostgresTransport);
+
+#[async_trait]
+impl Transport for PoisonRefusing {
+    async fn send(&self, messages: &[OutgoingMessage]) -> Result<(), QueueError> {
+        if messages.iter().any(|message| message.dedup_id == "p") {
+            return Err(QueueError::Sqs {
+                operation: "SendMessageBatch",
+                message: "InvalidMessageContents".into(),
+                transient: false,
+            });
+        }
+        self.0.send(messages).await
+    }
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.0.receive(queue, max, visibility).await
+    }
+    async fn delete(&self, queue: &str, receipts: &[String]) -> Result<(), QueueError> {
+        self.0.delete(queue, receipts).await
+    }
+    async fn change_visibility(&self, q: &str, r: &str, v: Duration) -> Result<(), QueueError> {
+        self.0.change_visibility(q, r, v).await
+    }
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        self.0.depth(queue).await
+    }
+    async fn redrive(&self, queue: &str) -> Result<u64, QueueError> {
+        self.0.redrive(queue).await
+    }
+}
+
+#[tokio::test]
+async fn the_relay_goes_past_a_row_that_fails_and_sets_it_aside_after_repeated_failures() {
+    let f = fixture().await;
+    let pool = f.db.pool(2);
+    let outbox = Outbox::relaying(pool.clone(), Arc::new(PoisonRefusing(f.transport.clone())));
+    let poison = |dedup: &str| {
+        OutgoingMessage::new(
+            catalog::METRICS.name,
+            "poison".into(),
+            dedup.into(),
+            "{}".into(),
+        )
+    };
+    // In id order: a good row, the poison row, a later row of the poison row's group (which
+    // must wait behind it to keep the group's order), and a good row of another group.
+    let mut client = f.db.client().await;
+    let transaction = client.transaction().await.unwrap();
+    let _ = outbox
+        .enqueue(
+            &transaction,
+            &[message("a"), poison("p"), poison("after-p"), message("b")],
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+
+    assert_eq!(
+        outbox.relay(Duration::ZERO, 100).await.unwrap(),
+        2,
+        "the good rows go out past the bad one"
+    );
+    assert_eq!(queued(&f.transport).await, 2);
+    let rows = client
+        .query_typed(
+            "SELECT dedup_id, attempts, last_error, dead_at IS NOT NULL FROM outbox ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, i32, Option<String>, bool)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1, rows[0].3),
+        ("p", 1, false),
+        "the failure is counted"
+    );
+    assert!(
+        rows[0]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("InvalidMessageContents"))
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1),
+        ("after-p", 0),
+        "blocked, not failed"
+    );
+
+    for _ in 1..shared::queue::outbox::MAX_ATTEMPTS {
+        let _ = outbox.relay(Duration::ZERO, 100).await;
+    }
+    let depth = shared::queue::outbox::depth(&pool).await.unwrap();
+    assert_eq!(
+        (depth.pending, depth.dead),
+        (1, 1),
+        "the poison row is set aside after {} tries",
+        shared::queue::outbox::MAX_ATTEMPTS
+    );
+    assert_eq!(
+        outbox.relay(Duration::ZERO, 100).await.unwrap(),
+        1,
+        "its group moves on"
+    );
+    assert_eq!(queued(&f.transport).await, 3);
+    assert_eq!(
+        outbox.relay(Duration::ZERO, 100).await.unwrap(),
+        0,
+        "a dead row is not tried again"
+    );
+    assert_eq!(shared::queue::outbox::redrive(&pool).await.unwrap(), 1);
+    assert_eq!(
+        shared::queue::outbox::depth(&pool).await.unwrap().pending,
+        1
+    );
+}

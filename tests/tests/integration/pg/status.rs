@@ -21,10 +21,7 @@ async fn get_status(
         clock: shared::clock::Clock::system(),
         pool,
         transport,
-        access: status::access::Access {
-            token: TOKEN.into(),
-            jwt_secret: None,
-        },
+        access: status::access::Access::new(TOKEN.into(), None),
     };
     let request = Request::get("/status.json")
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -223,10 +220,7 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
         clock: shared::clock::Clock::system(),
         pool: pool.clone(),
         transport: Arc::new(PostgresTransport::new(pool)),
-        access: status::access::Access {
-            token: TOKEN.into(),
-            jwt_secret: None,
-        },
+        access: status::access::Access::new(TOKEN.into(), None),
     }));
     let call = |request: Request<Body>| {
         let router = router.clone();
@@ -273,6 +267,10 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
+    assert!(
+        pair.starts_with("status_session=v1.") && !cookie.contains(TOKEN),
+        "the cookie is a session, not the token: {cookie}"
+    );
     let (code, _, page) = call(
         Request::get("/status")
             .header("cookie", pair)
@@ -281,6 +279,18 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
     )
     .await;
     assert_eq!(code, StatusCode::OK);
+    let (code, _, _) = call(
+        Request::get("/status")
+            .header("cookie", format!("status_session={TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        code,
+        StatusCode::UNAUTHORIZED,
+        "the raw token in a cookie opens nothing"
+    );
     assert!(page.contains("data-kpi=\"email_delivery_rate\""), "{page}");
     let bad_workspace = Request::get("/status.json?workspace=nope")
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -289,4 +299,97 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
     let (code, _, body) = call(bad_workspace).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("not a UUID"), "{body}");
+}
+
+#[tokio::test]
+async fn repeated_wrong_logins_are_slowed_then_refused() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2);
+    let router = status::router(Arc::new(status::StatusDeps {
+        clock: shared::clock::Clock::system(),
+        pool: pool.clone(),
+        transport: Arc::new(PostgresTransport::new(pool)),
+        access: status::access::Access::new(TOKEN.into(), None),
+    }));
+    let login = |token: &str, from: &str| {
+        Request::post("/status/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", from)
+            .body(Body::from(format!("token={token}")))
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    for _ in 0..status::access::MAX_FAILURES {
+        let response = router
+            .clone()
+            .oneshot(login("guess", "203.0.113.7"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250) * status::access::MAX_FAILURES,
+        "each wrong token is answered slowly"
+    );
+    let refused = router
+        .clone()
+        .oneshot(login(TOKEN, "203.0.113.7"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right token, from a client that guessed too often"
+    );
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= status::access::FAILURE_WINDOW.as_secs());
+    let other = router
+        .clone()
+        .oneshot(login(TOKEN, "198.51.100.2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::SEE_OTHER,
+        "another client is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn quarantined_deliveries_and_outbox_rows_set_aside_are_shown() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2);
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO quarantine (source, key, reason, payload, received_at) VALUES
+                 ('stripe', 'evt_1', 'numeric field overflow', '\\x7b7d', now() - interval '1 hour'),
+                 ('stripe', 'evt_2', 'unsupported Unicode escape sequence', '\\x7b7d', now()),
+                 ('stripe', 'evt_0', 'older than the window', '\\x7b7d', now() - interval '8 days');
+             INSERT INTO outbox (queue, group_id, dedup_id, body, attempts, dead_at)
+                 VALUES ('metrics.fifo', 'g', 'd', '{}', 20, now());
+             INSERT INTO outbox (queue, group_id, dedup_id, body) VALUES ('metrics.fifo', 'g', 'e', '{}');",
+        )
+        .await
+        .unwrap();
+    let (code, report) = get_status(pool.clone(), Arc::new(PostgresTransport::new(pool))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        report["outbox"],
+        serde_json::json!({"pending": 1, "dead": 1})
+    );
+    assert_eq!(
+        report["ok"], false,
+        "a message set aside is a message not delivered"
+    );
+    assert_eq!(report["quarantine"][0]["source"], "stripe");
+    assert_eq!(report["quarantine"][0]["count_7d"], 2);
+    assert_eq!(
+        report["quarantine"][0]["last_reason"],
+        "unsupported Unicode escape sequence"
+    );
 }

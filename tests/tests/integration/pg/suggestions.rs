@@ -116,9 +116,11 @@ mod feedback_api {
     use uuid::Uuid;
 
     const SECRET: &[u8] = b"super-secret-jwt-token-with-at-least-32-characters";
+    const SUPABASE_URL: &str = "https://project.supabase.co";
 
     fn token(user: Uuid, secret: &[u8], expires_in: i64) -> String {
         let claims = json!({"sub": user, "aud": "authenticated", "role": "authenticated",
+                            "iss": shared::jwt::issuer_for(SUPABASE_URL),
                             "exp": chrono::Utc::now().timestamp() + expires_in});
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
@@ -180,7 +182,8 @@ mod feedback_api {
             .get(0);
         let router = suggestions::api::router(Arc::new(suggestions::api::ApiDeps {
             pool: db.pool(2),
-            jwt_secret: SECRET.to_vec(),
+            jwt: shared::jwt::JwtVerifier::new(SECRET, SUPABASE_URL),
+            clock: shared::clock::Clock::system(),
         }));
         Fixture {
             db,
