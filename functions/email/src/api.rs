@@ -2,25 +2,29 @@
 //!
 //! * `POST /webhooks/resend` — Svix-signed delivery reports ([`crate::webhook`]). 400 for a
 //!   bad signature or payload (with the reason), 413 above 256 KiB, 200 with the outcome
-//!   (a redelivery answers `duplicate`), 500 when the database fails so Svix retries.
+//!   (a redelivery answers `duplicate`; a delivery that can never be stored, `quarantined`),
+//!   503 with `Retry-After` when the database fails for now (a lost connection, a held lock)
+//!   so Svix retries, 500 for anything else.
 //! * `GET /email/unsubscribe?token=…` — a confirmation page and nothing else: link scanners
 //!   and mail previews fetch links, and must not unsubscribe anyone.
 //! * `POST /email/unsubscribe?token=…` — unsubscribes. A mailbox provider's RFC 8058
 //!   one-click POST (`List-Unsubscribe=One-Click`) and our page's button both land here; no
-//!   cookie or session is needed, and repeating it changes nothing.
+//!   cookie or session is needed, and repeating it changes nothing. A transient database
+//!   failure answers a 503 page with `Retry-After`; nothing was changed.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Html;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::db::Pool;
 use shared::queue::outbox::Outbox;
+use shared::retry::Retryable;
 use shared::settings::{Env, SettingsError};
 use shared::webhook::SvixHeaders;
 
@@ -29,6 +33,9 @@ use crate::{EmailError, webhook};
 
 /// Resend's reports are small; anything larger is not one.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What a 503 asks the sender (Svix, a mailbox provider, a person) to wait.
+const RETRY_AFTER_SECS: u32 = 5;
 
 pub struct ApiDeps {
     pub pool: Pool,
@@ -67,14 +74,15 @@ async fn receive_resend(
     State(deps): State<Arc<ApiDeps>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, Json<Value>) {
+) -> Response {
     let svix_id = match verify(&deps, &headers, &body) {
         Ok(id) => id,
         Err(reason) => {
             return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "error": format!("svix signature: {reason}") })),
-            );
+            )
+                .into_response();
         }
     };
     match webhook::record(&deps.pool, &deps.outbox, &svix_id, &body, deps.clock.now()).await {
@@ -86,17 +94,27 @@ async fn receive_resend(
                 StatusCode::OK,
                 Json(json!({ "received": true, "outcome": outcome })),
             )
+                .into_response()
         }
         Err(EmailError::Malformed(reason)) => (
             StatusCode::BAD_REQUEST,
             Json(json!({ "error": format!("malformed event: {reason}") })),
-        ),
+        )
+            .into_response(),
+        Err(error) if error.retry_class().is_transient() => {
+            tracing::warn!(%error, svix_id, "email event not recorded for now; Svix will redeliver");
+            shared::lambda::http::unavailable(
+                "the event could not be recorded now; retry later",
+                RETRY_AFTER_SECS,
+            )
+        }
         Err(error) => {
             tracing::error!(%error, svix_id, "email event not recorded; Svix will redeliver");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({ "error": "the event could not be recorded; retry later" })),
             )
+                .into_response()
         }
     }
 }
@@ -159,7 +177,7 @@ async fn confirm_page(
         Ok((_, token)) => token,
         Err(answer) => return answer,
     };
-    // The token is base64url, which needs no escaping in an attribute.
+    // `verify` accepts only 43 base64url characters, which need no escaping in an attribute.
     page(
         StatusCode::OK,
         "Unsubscribe",
@@ -177,10 +195,10 @@ async fn unsubscribe_post(
     State(deps): State<Arc<ApiDeps>>,
     Query(query): Query<TokenQuery>,
     body: Bytes,
-) -> (StatusCode, Html<String>) {
+) -> Response {
     let user = match checked_user(&deps, &query) {
         Ok((user, _)) => user,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let one_click = form_urlencoded::parse(&body)
         .any(|(key, value)| key == "List-Unsubscribe" && value == "One-Click");
@@ -206,14 +224,30 @@ async fn unsubscribe_post(
                     product = deps.product
                 ),
             )
+            .into_response()
         }
         Err(error) => {
-            tracing::error!(%error, %user, "unsubscribe not recorded");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            let transient = error.retry_class().is_transient();
+            tracing::error!(%error, %user, transient, "unsubscribe not recorded");
+            let status = if transient {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let answer = page(
+                status,
                 "Please try again",
                 "<p>We could not record your request just now. Nothing was changed; please try again in a minute.</p>",
-            )
+            );
+            if transient {
+                (
+                    [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+                    answer,
+                )
+                    .into_response()
+            } else {
+                answer.into_response()
+            }
         }
     }
 }

@@ -14,13 +14,17 @@
 //!
 //! A claim held by someone else (a concurrent consumer) fails the message for now: the queue
 //! brings it back after that claimant has finished, and it then finds the `sent` row.
+//!
+//! Each database step is a transaction under [`Budget::BACKGROUND`], so a row lock held
+//! elsewhere fails the message for a later delivery instead of stalling the consumer; the
+//! provider call runs outside any transaction.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use shared::db::{DbContext, Pool};
+use shared::db::{Budget, DbContext, Pool};
 use shared::messages::UserSignedUp;
 use shared::queue::{Message, QueueDef, catalog};
 use shared::retry::{RetryPolicy, retry};
@@ -293,11 +297,9 @@ async fn numbers(
         period,
         spend: money(spend, &recipient.currency),
         revenue: money(revenue, &recipient.currency),
-        roas: if spend.is_zero() {
-            "n/a".into()
-        } else {
-            format!("{:.2}×", (revenue / spend).round_dp(2))
-        },
+        roas: revenue
+            .checked_div(spend)
+            .map_or_else(|| "n/a".into(), |roas| format!("{:.2}×", roas.round_dp(2))),
         orders: grouped(row.get::<_, i64>(3).to_string()),
         events: grouped(row.get::<_, i64>(4).to_string()),
     }))
@@ -385,7 +387,8 @@ pub async fn send_campaign(
         ClaimResult::Finished(outcome) => return Ok(outcome),
         ClaimResult::Claimed(claim) => claim,
     };
-    let recipient = Recipient::load(&**client, request.user_id)
+    let preparation = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
+    let recipient = Recipient::load(&*preparation, request.user_id)
         .await?
         .ok_or(EmailError::ClaimLost)?;
     let rendered = match claim.stored {
@@ -393,9 +396,9 @@ pub async fn send_campaign(
         None => {
             let rendered = deps
                 .composer
-                .render(&**client, &recipient, request.campaign, now)
+                .render(&*preparation, &recipient, request.campaign, now)
                 .await?;
-            let stored = client
+            let stored = preparation
                 .execute_typed(
                     "UPDATE email_sends SET subject = $3, html = $4, text_body = $5
                       WHERE id = $1 AND attempts = $2 AND status = 'claimed'",
@@ -415,6 +418,10 @@ pub async fn send_campaign(
             rendered
         }
     };
+    preparation
+        .commit()
+        .await
+        .context("commit the rendered email")?;
     let email = deps
         .composer
         .envelope(&recipient, request.campaign, claim.send_id, &rendered);
@@ -451,7 +458,8 @@ pub async fn send_campaign(
             Err(EmailError::Provider(error)),
         ),
     };
-    let recorded = client
+    let recording = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
+    let recorded = recording
         .execute_typed(
             "UPDATE email_sends
                 SET status = $3, provider = $4, provider_message_id = $5, error = $6,
@@ -468,6 +476,7 @@ pub async fn send_campaign(
         )
         .await
         .context("record the send")?;
+    recording.commit().await.context("commit the send")?;
     if recorded == 0 {
         // Our claim expired while the provider call ran and someone else took over: the
         // shared idempotency key kept it to one email, and the new claimant records it.
@@ -482,7 +491,7 @@ async fn claim(
     request: &SendCampaignEmail,
     now: DateTime<Utc>,
 ) -> Result<ClaimResult, EmailError> {
-    let transaction = client.transaction().await.context("begin claim")?;
+    let transaction = shared::db::begin(client, Budget::BACKGROUND).await?;
     let Some(recipient) = Recipient::load(&*transaction, request.user_id).await? else {
         return Ok(ClaimResult::Finished(SendOutcome::Skipped {
             reason: "user no longer exists".into(),

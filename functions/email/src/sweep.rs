@@ -5,13 +5,15 @@
 //! an earlier send row; the exact decision — the due window in the user's timezone, and the
 //! campaign's activity condition — is [`CampaignRule::is_due`] in Rust. Each chosen user becomes
 //! a [`SendCampaignEmail`] on `email.fifo`, deduplicated by user and campaign, so sweeps that
-//! overlap (a retried tick, two hours catching up) queue one message.
+//! overlap (a retried tick, two hours catching up) queue one message. Each campaign's read
+//! is a transaction under [`Budget::BACKGROUND`]: a statement that cannot finish in time fails
+//! the tick, and the next hour's sweep catches up.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::{DbContext, Pool};
+use shared::db::{Budget, DbContext, Pool};
 use shared::queue::{Message, OutgoingMessage, Transport};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -60,14 +62,15 @@ pub async fn due_users(
     rule: &CampaignRule,
     now: DateTime<Utc>,
 ) -> Result<(Vec<SendCampaignEmail>, usize), EmailError> {
-    let client = pool.get().await.context("check out a connection")?;
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
     let (low, high) = rule.signup_range(now);
     let active_since: Option<DateTime<Utc>> = rule
         .skip_if_active_within_hours
         .map(|hours| now - chrono::Duration::hours(i64::from(hours)));
     // Activity is what the user did in the product: the email agent's own events (opens,
     // clicks) are not a visit.
-    let rows = client
+    let rows = transaction
         .query_typed(
             "SELECT u.id, u.workspace_id, u.signed_up_at, u.timezone, w.timezone,
                     $4::timestamptz IS NOT NULL AND EXISTS (
@@ -91,6 +94,10 @@ pub async fn due_users(
         )
         .await
         .context("find users due a campaign")?;
+    transaction
+        .commit()
+        .await
+        .context("end the read of due users")?;
     let mut due = Vec::new();
     let mut skipped_active = 0;
     for row in rows {

@@ -3,7 +3,8 @@
 //! The templates are files under `templates/` (HTML, plain text and a one-line subject per
 //! campaign, sharing `layout.html` and `numbers.txt`), compiled into the binary so a Lambda
 //! needs no file system. HTML templates escape what they insert (minijinja escapes by file
-//! extension), so a user who calls themselves `<script>` gets their name, not a script.
+//! extension), so a user who calls themselves `<script>` gets their name, not a script, and
+//! the subject is forced onto one printable line, so a name cannot add a header.
 //! [`Personalisation`] is everything a template may use; the sender fills it from the
 //! database, tests and previews build it directly.
 
@@ -125,9 +126,10 @@ impl Templates {
                     reason: format!("{error:#}"),
                 })
         };
-        // A subject is a header: one line, whatever a name contains.
+        // A subject is a header: one line of printable text, whatever a name contains (line
+        // feeds, tabs, Unicode's own line and paragraph separators).
         let subject = render("subject.txt")?
-            .split(['\r', '\n'])
+            .split(|c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
             .map(str::trim)
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()

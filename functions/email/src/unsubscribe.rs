@@ -4,16 +4,23 @@
 //! the reader (RFC 8058 asks for an opaque URI), unforgeable without the secret, and needing
 //! no table of its own. Several secrets may verify (rotation); the first one signs. Links do
 //! not expire: an unsubscribe link must work for as long as the email exists.
+//!
+//! A token comes from anyone's address bar, so [`TokenSigner::verify`] checks its length and
+//! alphabet before decoding anything: whatever it accepts is 43 base64url characters, safe to
+//! put back into a page or a URL as it is. The write runs under [`Budget::REQUEST`], so a row
+//! lock held elsewhere becomes a quick, retryable failure instead of a page that hangs.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use shared::db::{DbContext, DbError, Pool};
+use shared::db::{Budget, DbContext, DbError, Pool};
 use shared::webhook::{constant_time_eq, hmac_sha256};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// Bytes of the MAC kept in a token: 128 bits is beyond guessing.
 const MAC_BYTES: usize = 16;
+/// A token's length: a 16-byte user id and the MAC, in unpadded base64url.
+pub const TOKEN_CHARS: usize = (16 + MAC_BYTES) * 4 / 3 + 1;
 /// Separates these MACs from any other use of the same secret.
 const PURPOSE: &[u8] = b"email-unsubscribe:";
 
@@ -52,14 +59,19 @@ impl TokenSigner {
 
     /// The user a token names, if one of our secrets signed it.
     pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|_| TokenError::Malformed)?;
-        if bytes.len() != 16 + MAC_BYTES {
+        let token = token.trim();
+        let base64url = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
+        if token.len() != TOKEN_CHARS || !token.bytes().all(base64url) {
             return Err(TokenError::Malformed);
         }
-        let user = Uuid::from_slice(&bytes[..16]).map_err(|_| TokenError::Malformed)?;
-        let claimed = &bytes[16..];
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TokenError::Malformed)?;
+        let (user, claimed) = bytes
+            .split_first_chunk::<16>()
+            .filter(|(_, claimed)| claimed.len() == MAC_BYTES)
+            .ok_or(TokenError::Malformed)?;
+        let user = Uuid::from_bytes(*user);
         self.secrets
             .iter()
             .any(|secret| constant_time_eq(&Self::mac(secret, user)[..MAC_BYTES], claimed))
@@ -100,8 +112,9 @@ pub enum Unsubscribed {
 
 /// Records the unsubscribe; calling it again changes nothing.
 pub async fn unsubscribe(pool: &Pool, user: Uuid, method: Method) -> Result<Unsubscribed, DbError> {
-    let client = pool.get().await.context("check out a connection")?;
-    let row = client
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = shared::db::begin(&mut client, Budget::REQUEST).await?;
+    let row = transaction
         .query_typed_one(
             "WITH inserted AS (
                  INSERT INTO email_unsubscribes (user_id, method)
@@ -114,6 +127,10 @@ pub async fn unsubscribe(pool: &Pool, user: Uuid, method: Method) -> Result<Unsu
         )
         .await
         .context("record an unsubscribe")?;
+    transaction
+        .commit()
+        .await
+        .context("commit the unsubscribe")?;
     Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
         (true, _) => Unsubscribed::Now,
         (false, true) => Unsubscribed::Already,
@@ -141,6 +158,18 @@ mod tests {
         );
         assert_eq!(signer.verify("abc"), Err(TokenError::Malformed));
         assert_eq!(signer.verify("!!!"), Err(TokenError::Malformed));
+        assert_eq!(token.len(), TOKEN_CHARS);
+        assert_eq!(
+            signer.verify(&format!(" {token}\n")),
+            Ok(user),
+            "pasted with spaces"
+        );
+        let not_base64url = format!("{}+", &token[..TOKEN_CHARS - 1]);
+        assert_eq!(signer.verify(&not_base64url), Err(TokenError::Malformed));
+        assert_eq!(
+            signer.verify(&format!("{token}A")),
+            Err(TokenError::Malformed)
+        );
         let other = TokenSigner::new(vec!["second".into()]);
         assert_eq!(other.verify(&token), Err(TokenError::Forged));
     }

@@ -7,10 +7,15 @@
 //! for a complaint), and an analytics event (`email_delivered`, `email_opened`…) for the
 //! user, through the analytics agent's own writer, so the metrics agent is asked to recompute
 //! that day like for any other event.
+//!
+//! The transaction runs under [`Budget::REQUEST`]: a send row locked elsewhere turns into a
+//! retryable failure (503, Svix redelivers) within seconds. A delivery that can never be
+//! stored — `\u0000` anywhere in it, a value the database refuses — is kept in `quarantine`
+//! (source `resend`, key the `svix-id`) and acknowledged, so Svix stops retrying it.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
-use shared::db::DbContext;
+use shared::db::{Budget, DbContext, DbError};
 use shared::queue::outbox::{Outbox, Pending};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -41,6 +46,8 @@ pub enum Recorded {
     /// Stored; it is not about one of our sends (another sender on the same account) or its
     /// type changes nothing (`email.sent`).
     Stored,
+    /// It can never be stored: kept in `quarantine` with the reason, nothing else written.
+    Quarantined,
 }
 
 /// The parts of a Resend event we read.
@@ -56,29 +63,23 @@ fn parse(body: &[u8]) -> Result<(ResendEvent, Value), EmailError> {
     let malformed = |reason: &str| EmailError::Malformed(reason.to_string());
     let payload: Value = serde_json::from_slice(body)
         .map_err(|error| EmailError::Malformed(format!("not JSON: {error}")))?;
-    let kind = payload["type"]
-        .as_str()
+    let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str);
+    let kind = text("/type")
         .filter(|kind| !kind.is_empty())
         .ok_or_else(|| malformed("no \"type\""))?
         .to_string();
-    let occurred_at = payload["created_at"]
-        .as_str()
+    let occurred_at = text("/created_at")
         .and_then(parse_time)
         .ok_or_else(|| malformed("\"created_at\" is missing or not a timestamp"))?;
-    let email_id = payload["data"]["email_id"]
-        .as_str()
+    let email_id = text("/data/email_id")
         .filter(|id| !id.is_empty())
         .ok_or_else(|| malformed("no \"data.email_id\""))?
         .to_string();
     // Resend reports permanent rejections as bounces; only an explicit transient one (a full
     // mailbox) leaves the address usable.
     let hard_bounce = kind == "email.bounced"
-        && !payload["data"]["bounce"]["type"]
-            .as_str()
-            .is_some_and(|kind| kind.eq_ignore_ascii_case("transient"));
-    let link = payload["data"]["click"]["link"]
-        .as_str()
-        .map(str::to_string);
+        && !text("/data/bounce/type").is_some_and(|kind| kind.eq_ignore_ascii_case("transient"));
+    let link = text("/data/click/link").map(str::to_string);
     Ok((
         ResendEvent {
             kind,
@@ -108,6 +109,22 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         })
 }
 
+/// SQLSTATE 54000: a value beyond the server's limits (a key too long for its index entry);
+/// like a refused value, the same delivery fails the same way every time.
+const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+
+/// Why a delivery can never be stored, when that is what `error` says.
+fn unstorable_reason(error: &EmailError) -> Option<String> {
+    let database = match error {
+        EmailError::Db(error) => error,
+        EmailError::Analytics(analytics::AnalyticsError::Db(error)) => error,
+        _ => return None,
+    };
+    let beyond_limits = matches!(database, DbError::Postgres { source, .. }
+        if source.code().is_some_and(|code| code.code() == PROGRAM_LIMIT_EXCEEDED));
+    (database.is_refused_value() || beyond_limits).then(|| database.to_string())
+}
+
 /// Records one verified delivery; returns what to dispatch after commit.
 pub async fn record(
     pool: &shared::db::Pool,
@@ -117,8 +134,38 @@ pub async fn record(
     now: DateTime<Utc>,
 ) -> Result<(Recorded, Pending), EmailError> {
     let (event, payload) = parse(body)?;
+    let reason = match shared::text::unstorable(&payload) {
+        Some(path) => format!("`\\u0000` at {path}: PostgreSQL's text and jsonb cannot hold it"),
+        None => match apply(pool, outbox, svix_id, &event, &payload, now).await {
+            Err(error) => unstorable_reason(&error).ok_or(error)?,
+            recorded => return recorded,
+        },
+    };
+    tracing::warn!(svix_id, reason, "Resend delivery quarantined");
+    shared::quarantine::keep(
+        pool,
+        shared::quarantine::Quarantined {
+            source: "resend",
+            key: svix_id,
+            reason: &reason,
+            payload: body,
+        },
+    )
+    .await?;
+    Ok((Recorded::Quarantined, Pending::default()))
+}
+
+/// The delivery's one transaction.
+async fn apply(
+    pool: &shared::db::Pool,
+    outbox: &Outbox,
+    svix_id: &str,
+    event: &ResendEvent,
+    payload: &Value,
+    now: DateTime<Utc>,
+) -> Result<(Recorded, Pending), EmailError> {
     let mut client = pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin email event")?;
+    let transaction = shared::db::begin(&mut client, Budget::REQUEST).await?;
     let inserted = transaction
         .query_typed_opt(
             "INSERT INTO email_events (svix_id, type, email_id, send_id, occurred_at, payload)
@@ -130,7 +177,7 @@ pub async fn record(
                 (&event.kind, Type::TEXT),
                 (&event.email_id, Type::TEXT),
                 (&event.occurred_at, Type::TIMESTAMPTZ),
-                (&payload, Type::JSONB),
+                (payload, Type::JSONB),
             ],
         )
         .await
@@ -209,7 +256,7 @@ pub async fn record(
             "campaign": campaign,
             "email_id": event.email_id,
             "send_id": send_id,
-            "link": event.link,
+            "link": &event.link,
             "hard_bounce": (event.kind == "email.bounced").then_some(event.hard_bounce),
         }),
         token: None,
@@ -246,6 +293,89 @@ mod tests {
             event.occurred_at,
             "2026-12-01T10:00:00.5Z".parse::<DateTime<Utc>>().unwrap()
         );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::super::{parse, parse_time};
+        use crate::EmailError;
+
+        const FIELDS: &[&str] = &[
+            "type",
+            "created_at",
+            "data",
+            "email_id",
+            "bounce",
+            "click",
+            "link",
+        ];
+
+        fn timestamp() -> impl Strategy<Value = String> {
+            "[+-]?[0-9]{1,7}-[0-9]{1,2}-[0-9]{1,2}[T ][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{0,12})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                ".{0,16}".prop_map(Value::String),
+                timestamp().prop_map(Value::String),
+                prop::sample::select(vec![
+                    "email.bounced",
+                    "email.opened",
+                    "Transient",
+                    "a\u{0}b"
+                ])
+                .prop_map(|text| Value::String(text.into())),
+            ];
+            leaf.prop_recursive(3, 32, 5, |inner| {
+                let key = prop_oneof![
+                    3 => prop::sample::select(FIELDS).prop_map(str::to_string),
+                    1 => ".{0,8}",
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec((key, inner), 0..5).prop_map(|fields| Value::Object(
+                        fields.into_iter().collect::<Map<_, _>>()
+                    )),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_parse_or_are_malformed(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                prop_assert!(matches!(parse(&bytes), Ok(_) | Err(EmailError::Malformed(_))));
+            }
+
+            #[test]
+            fn arbitrary_events_give_what_is_needed_or_say_what_is_missing(
+                kind in json(),
+                created_at in prop_oneof![json(), timestamp().prop_map(Value::String)],
+                data in json(),
+                email_id in json(),
+            ) {
+                let mut data = data;
+                if let Value::Object(fields) = &mut data {
+                    fields.insert("email_id".into(), email_id);
+                }
+                let body = json!({"type": kind, "created_at": created_at, "data": data}).to_string();
+                match parse(body.as_bytes()) {
+                    Ok((event, _)) => prop_assert!(!event.kind.is_empty() && !event.email_id.is_empty()),
+                    Err(error) => prop_assert!(matches!(error, EmailError::Malformed(_)), "{error}"),
+                }
+            }
+
+            #[test]
+            fn any_time_text_parses_or_is_none(text in prop_oneof![".{0,40}", timestamp()]) {
+                let _ = parse_time(&text);
+            }
+        }
     }
 
     #[test]
