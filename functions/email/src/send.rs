@@ -497,7 +497,11 @@ async fn claim(
             reason: "user no longer exists".into(),
         }));
     };
-    let too_late = now >= request.due_at + EXPIRY;
+    // `due_at` comes from the queue message: at the end of chrono's range it has no expiry.
+    let too_late = request
+        .due_at
+        .checked_add_signed(EXPIRY)
+        .is_some_and(|deadline| now >= deadline);
     let skip = recipient
         .reason_not_to_send()
         .or(too_late.then_some("more than 48 hours past due"));

@@ -883,3 +883,327 @@ async fn the_ledger_exports_and_rebuilds_the_mirror_through_the_same_path() {
     assert_eq!(again.duplicate, 2);
     std::fs::remove_file(path).ok();
 }
+
+/// What the quarantine holds: (source, key, reason, payload), oldest first.
+async fn quarantined(b: &Billing) -> Vec<(String, String, String, Vec<u8>)> {
+    b.db.client()
+        .await
+        .query_typed(
+            "SELECT source, key, reason, payload FROM quarantine ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+/// The largest value an exact decimal holds: 2^96 - 1.
+const DECIMAL_MAX: &str = "79228162514264337593543950335";
+
+#[tokio::test]
+async fn money_that_overflows_is_quarantined_and_the_process_goes_on() {
+    let b = billing().await;
+    let mut huge = price("price_huge", 0, "month");
+    huge["unit_amount_decimal"] = json!(DECIMAL_MAX);
+    let body = event(
+        "evt_huge",
+        "customer.subscription.created",
+        now(),
+        subscription("sub_huge", "active", vec![("si_huge", huge, 2)]),
+        None,
+    );
+    let (status, answer) = b.deliver(&body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"received": true, "outcome": "quarantined"}));
+    let kept = quarantined(&b).await;
+    assert_eq!(kept.len(), 1);
+    let (source, key, reason, payload) = &kept[0];
+    assert_eq!((source.as_str(), key.as_str()), ("stripe", "evt_huge"));
+    assert!(reason.contains("unit amount × quantity"), "{reason}");
+    assert_eq!(payload, body.as_bytes(), "kept byte for byte");
+    for table in [
+        "stripe.events",
+        "stripe.subscriptions",
+        "stripe.subscription_items",
+    ] {
+        assert_eq!(
+            b.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
+    }
+
+    // The same process goes on serving, and other objects' events are applied.
+    let sibling = event(
+        "evt_ok",
+        "customer.subscription.created",
+        now(),
+        subscription(
+            "sub_ok",
+            "active",
+            vec![("si_ok", price("price_ok", 1000, "month"), 2)],
+        ),
+        None,
+    );
+    assert_eq!(b.deliver_ok(&sibling).await, "applied");
+    assert_eq!(
+        b.text("SELECT mrr::text FROM stripe.subscription_mrr WHERE subscription = 'sub_ok'")
+            .await
+            .as_deref(),
+        Some("2000.0000")
+    );
+    // Stripe's redelivery, and a backfill of the same line, keep it once.
+    assert_eq!(b.deliver_ok(&body).await, "quarantined");
+    let report = billing::backfill(&b.deps, std::io::Cursor::new(format!("{body}\n")))
+        .await
+        .unwrap();
+    assert_eq!(report.quarantined, 1, "{report:?}");
+    assert_eq!(quarantined(&b).await.len(), 1);
+}
+
+#[tokio::test]
+async fn values_the_database_refuses_are_quarantined_with_the_servers_reason() {
+    let b = billing().await;
+    let mut count = price("price_count", 1000, "month");
+    count["recurring"]["interval_count"] = json!(3_000_000_000_i64);
+    let mut beyond_numeric = price("price_big", 0, "month");
+    beyond_numeric["unit_amount_decimal"] = json!("1000000000000000000");
+    let cases = [
+        (
+            event("evt_count", "price.created", now(), count, None),
+            "integer out of range",
+        ),
+        (
+            event(
+                "evt_mrr",
+                "customer.subscription.created",
+                now(),
+                subscription("sub_big", "active", vec![("si_big", beyond_numeric, 1000)]),
+                None,
+            ),
+            "numeric field overflow",
+        ),
+        (
+            event(
+                "evt_time",
+                "customer.created",
+                -400_000_000_000,
+                customer("cus_old", "old@x.io", b.workspace),
+                None,
+            ),
+            "out of range",
+        ),
+    ];
+    for (body, reason) in &cases {
+        let (status, answer) = b.deliver(body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["outcome"], "quarantined", "{answer}");
+        let kept = quarantined(&b).await;
+        let (_, _, kept_reason, _) = kept.last().unwrap();
+        assert!(kept_reason.contains(reason), "{kept_reason}");
+    }
+    assert_eq!(
+        quarantined(&b)
+            .await
+            .iter()
+            .map(|(_, key, _, _)| key.as_str())
+            .collect::<Vec<_>>(),
+        ["evt_count", "evt_mrr", "evt_time"]
+    );
+    assert_eq!(b.count("SELECT count(*) FROM stripe.events").await, 0);
+    assert_eq!(b.count("SELECT count(*) FROM stripe.prices").await, 0);
+}
+
+#[tokio::test]
+async fn nul_is_quarantined_while_emoji_is_stored_as_sent() {
+    let b = billing().await;
+    let mut with_nul = customer("cus_nul", "nul@x.io", b.workspace);
+    with_nul["metadata"]["note"] = json!("before\u{0}after");
+    let nul_body = event("evt_nul", "customer.created", now(), with_nul, None);
+    let mut nul_name = customer("cus_nul_name", "name@x.io", b.workspace);
+    nul_name["name"] = json!("Ada\u{0}");
+    let nul_name_body = event("evt_nul_name", "customer.created", now(), nul_name, None);
+    let mut emoji = customer("cus_emoji", "ada+🦀@example.com", b.workspace);
+    emoji["name"] = json!("Ada 🦀 Lovelace");
+    emoji["metadata"]["note"] = json!("🚀 launch");
+    let emoji_body = event("evt_emoji", "customer.created", now(), emoji, None);
+
+    assert_eq!(b.deliver_ok(&nul_body).await, "quarantined");
+    assert_eq!(b.deliver_ok(&emoji_body).await, "applied");
+    assert_eq!(b.deliver_ok(&nul_name_body).await, "quarantined");
+    let kept = quarantined(&b).await;
+    assert_eq!(kept.len(), 2);
+    assert!(
+        kept[0].2.contains("/data/object/metadata/note"),
+        "{}",
+        kept[0].2
+    );
+    assert!(kept[1].2.contains("/data/object/name"), "{}", kept[1].2);
+    assert_eq!(
+        b.text(
+            "SELECT name || ' ' || email || ' ' || (raw->'metadata'->>'note') FROM stripe.customers"
+        )
+        .await
+        .as_deref(),
+        Some("Ada 🦀 Lovelace ada+🦀@example.com 🚀 launch")
+    );
+    assert_eq!(b.count("SELECT count(*) FROM stripe.events").await, 1);
+}
+
+#[tokio::test]
+async fn an_unstorable_event_delivered_eight_times_at_once_is_kept_once() {
+    let b = billing().await;
+    let mut with_nul = customer("cus_nul", "nul@x.io", b.workspace);
+    with_nul["metadata"]["note"] = json!("\u{0}");
+    let body = event("evt_nul", "customer.created", now(), with_nul, None);
+    let deliveries: Vec<_> = (0..8)
+        .map(|_| {
+            let (router, body) = (b.router.clone(), body.clone());
+            tokio::spawn(async move {
+                let signature = sign_stripe(body.as_bytes(), SECRET, now());
+                post(router, body.into_bytes(), Some(signature)).await
+            })
+        })
+        .collect();
+    for delivery in deliveries {
+        let (status, answer) = delivery.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["outcome"], "quarantined");
+    }
+    assert_eq!(quarantined(&b).await.len(), 1);
+}
+
+/// `POST /webhooks/stripe` signed now; the status, `Retry-After` and how long it took.
+async fn timed_delivery(
+    router: Router,
+    body: &str,
+) -> (StatusCode, Option<String>, std::time::Duration) {
+    let signature = sign_stripe(body.as_bytes(), SECRET, now());
+    let request = Request::post("/webhooks/stripe")
+        .header("stripe-signature", signature)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = router.oneshot(request).await.unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    (response.status(), retry_after, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_held_lock_answers_503_with_retry_after_within_the_budget_and_stalls_no_one_else() {
+    let b = billing().await;
+    let items = || vec![("si_1", price("price_1", 1000, "month"), 1)];
+    let created = event(
+        "evt_1",
+        "customer.subscription.created",
+        now() - 10,
+        subscription("sub_1", "active", items()),
+        None,
+    );
+    assert_eq!(b.deliver_ok(&created).await, "applied");
+
+    // Another session holds the object's lock (a stuck transaction elsewhere).
+    let mut holder = b.db.client().await;
+    let holding = holder.transaction().await.unwrap();
+    holding
+        .batch_execute("SELECT pg_advisory_xact_lock(hashtextextended('stripe:sub_1', 0))")
+        .await
+        .unwrap();
+    let updated = event(
+        "evt_2",
+        "customer.subscription.updated",
+        now(),
+        subscription("sub_1", "past_due", items()),
+        Some(json!({"status": "active"})),
+    );
+    let waiting = {
+        let (router, updated) = (b.router.clone(), updated.clone());
+        tokio::spawn(async move { timed_delivery(router, &updated).await })
+    };
+    // Meanwhile, another object's event goes through at once.
+    let other = event(
+        "evt_3",
+        "customer.created",
+        now(),
+        customer("cus_9", "nine@x.io", b.workspace),
+        None,
+    );
+    let (status, _, took) = timed_delivery(b.router.clone(), &other).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+
+    let (status, retry_after, took) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    // Four attempts of a 2 s lock wait and their backoff, well before the edge's 25 s.
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    assert_eq!(
+        b.text("SELECT status FROM stripe.subscriptions")
+            .await
+            .as_deref(),
+        Some("active"),
+        "nothing written"
+    );
+
+    holding.rollback().await.unwrap();
+    assert_eq!(
+        b.deliver_ok(&updated).await,
+        "applied",
+        "Stripe's redelivery"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_inside_the_tolerance_changes_nothing() {
+    let b = billing().await;
+    let body = event(
+        "evt_1",
+        "customer.created",
+        now(),
+        customer("cus_1", "a@x.io", b.workspace),
+        None,
+    );
+    let signature = sign_stripe(body.as_bytes(), SECRET, now());
+    let (status, answer) = b
+        .post_raw(body.clone().into_bytes(), Some(signature.clone()))
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    let written = b
+        .text("SELECT updated_at::text FROM stripe.customers")
+        .await;
+    // The very same request captured and sent again: a duplicate.
+    let (status, answer) = b.post_raw(body.clone().into_bytes(), Some(signature)).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(
+        b.text("SELECT updated_at::text FROM stripe.customers")
+            .await,
+        written
+    );
+    // Signed outside the tolerance, in the past or the future: refused before parsing.
+    for stamp in [now() - 301, now() + 301] {
+        let (status, answer) = b
+            .post_raw(
+                body.clone().into_bytes(),
+                Some(sign_stripe(body.as_bytes(), SECRET, stamp)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            answer["error"].as_str().unwrap().contains("tolerance"),
+            "{answer}"
+        );
+    }
+    assert_eq!(b.count("SELECT count(*) FROM stripe.events").await, 1);
+}

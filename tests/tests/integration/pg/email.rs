@@ -1109,3 +1109,280 @@ async fn resend_answers_are_classified() {
     assert!(down.retry_class().is_transient(), "{down}");
     assert_eq!(standin.accepted().len(), 1);
 }
+
+/// What the quarantine holds: (source, key, reason, payload), oldest first.
+async fn quarantined(client: &tokio_postgres::Client) -> Vec<(String, String, String, Vec<u8>)> {
+    client
+        .query_typed(
+            "SELECT source, key, reason, payload FROM quarantine ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_typed_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledged() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspace = workspace(&client, "UTC").await;
+    let pool = db.pool(3);
+    let standin = ResendStandIn::start().await;
+    let deps = sender(&pool, resend(&standin));
+    let (_, email_id) = sent_email(&client, &deps, &standin, workspace, "ada").await;
+    let router = api_router(&pool);
+    let now = Utc::now().timestamp();
+
+    // `\u0000` in a field Resend echoes back (the subject we sent, as the recipient's
+    // server rewrote it): acknowledged, kept with where it is, nothing else written.
+    let nul = resend_event("email.delivered", &email_id, json!({"subject": "Hi\u{0}"}));
+    for _ in 0..2 {
+        let (status, body) =
+            call(&router, svix_request("msg_nul", &nul, WEBHOOK_SECRET, now)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer, json!({"received": true, "outcome": "quarantined"}));
+    }
+    // A time PostgreSQL cannot hold: the server's reason is kept.
+    let mut ancient = resend_event("email.opened", &email_id, json!({}));
+    ancient["created_at"] = json!("-5000-01-01 00:00:00+00");
+    let (status, body) = call(
+        &router,
+        svix_request("msg_ancient", &ancient, WEBHOOK_SECRET, now),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("quarantined"), "{body}");
+    let kept = quarantined(&client).await;
+    assert_eq!(kept.len(), 2, "a redelivery is kept once");
+    assert_eq!(
+        (kept[0].0.as_str(), kept[0].1.as_str()),
+        ("resend", "msg_nul")
+    );
+    assert!(kept[0].2.contains("/data/subject"), "{}", kept[0].2);
+    assert_eq!(
+        kept[0].3,
+        serde_json::to_vec(&nul).unwrap(),
+        "byte for byte"
+    );
+    assert_eq!(kept[1].1, "msg_ancient");
+    assert!(kept[1].2.contains("out of range"), "{}", kept[1].2);
+    assert_eq!(count(&client, "SELECT count(*) FROM email_events").await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM email_sends WHERE delivered_at IS NOT NULL OR opened_at IS NOT NULL").await,
+        0
+    );
+
+    // Emoji is just text: stored and applied as sent, once however many copies arrive at once.
+    let emoji = resend_event(
+        "email.delivered",
+        &email_id,
+        json!({"subject": "🦀 Hi Ada"}),
+    );
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            let (router, emoji) = (router.clone(), emoji.clone());
+            tokio::spawn(async move {
+                call(
+                    &router,
+                    svix_request("msg_emoji", &emoji, WEBHOOK_SECRET, now),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for copy in copies {
+        let (status, body) = copy.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        outcomes.push(answer["outcome"].as_str().unwrap().to_string());
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate"
+        ]
+    );
+    let subject: String = client
+        .query_typed_one("SELECT payload->'data'->>'subject' FROM email_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(subject, "🦀 Hi Ada");
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM events WHERE source = 'email'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_resend_delivery_is_refused_with_413() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let router = api_router(&db.pool(1));
+    let huge = resend_event(
+        "email.delivered",
+        "e-1",
+        json!({"subject": "x".repeat(email::api::MAX_BODY_BYTES)}),
+    );
+    let (status, _) = call(
+        &router,
+        svix_request("msg_huge", &huge, WEBHOOK_SECRET, Utc::now().timestamp()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(count(&client, "SELECT count(*) FROM email_events").await, 0);
+}
+
+#[tokio::test]
+async fn held_locks_answer_503_with_retry_after_within_the_budget() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspace = workspace(&client, "UTC").await;
+    let pool = db.pool(3);
+    let standin = ResendStandIn::start().await;
+    let deps = sender(&pool, resend(&standin));
+    let (user, email_id) = sent_email(&client, &deps, &standin, workspace, "ada").await;
+    let router = api_router(&pool);
+    let budget = Duration::from_secs(10);
+
+    // A stuck transaction elsewhere holds the send row and the user row.
+    let mut holder = db.client().await;
+    let holding = holder.transaction().await.unwrap();
+    holding
+        .batch_execute(&format!(
+            "SELECT 1 FROM email_sends FOR UPDATE; SELECT 1 FROM users WHERE id = '{user}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+
+    let delivered = resend_event("email.delivered", &email_id, json!({}));
+    let started = std::time::Instant::now();
+    let response = router
+        .clone()
+        .oneshot(svix_request(
+            "msg_locked",
+            &delivered,
+            WEBHOOK_SECRET,
+            Utc::now().timestamp(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
+
+    let path = format!(
+        "/email/unsubscribe?token={}",
+        deps.composer.signer.token(user)
+    );
+    let started = std::time::Instant::now();
+    let response = router
+        .clone()
+        .oneshot(
+            Request::post(path.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("List-Unsubscribe=One-Click"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
+    assert_eq!(unsubscribes(&client).await, 0);
+
+    // Once the lock is gone, the senders' retries go through.
+    holding.rollback().await.unwrap();
+    let (status, body) = call(
+        &router,
+        svix_request(
+            "msg_locked",
+            &delivered,
+            WEBHOOK_SECRET,
+            Utc::now().timestamp(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("applied"), "{body}");
+    let (status, _) = call(
+        &router,
+        Request::post(path.as_str())
+            .body(Body::from("List-Unsubscribe=One-Click"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(unsubscribes(&client).await, 1);
+}
+
+#[tokio::test]
+async fn tampered_unsubscribe_tokens_are_refused_with_a_reason_and_change_nothing() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspace = workspace(&client, "UTC").await;
+    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let router = api_router(&db.pool(2));
+    let token = TokenSigner::new(vec![UNSUBSCRIBE_SECRET.into()]).token(user);
+    let flipped = |bit: usize| {
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        URL_SAFE_NO_PAD.encode(bytes)
+    };
+    for (tampered, reason) in [
+        (flipped(3), "not issued by us"),
+        (flipped(200), "not issued by us"),
+        (format!("{token}{token}"), "damaged"),
+        ("%3Cscript%3Ealert(1)%3C%2Fscript%3E".to_string(), "damaged"),
+    ] {
+        for request in [
+            Request::get(format!("/email/unsubscribe?token={tampered}")),
+            Request::post(format!("/email/unsubscribe?token={tampered}")),
+        ] {
+            let (status, page) = call(&router, request.body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{tampered}");
+            assert!(page.contains(reason), "{page}");
+            assert!(!page.contains("<script>"), "{page}");
+        }
+    }
+    assert_eq!(unsubscribes(&client).await, 0);
+}
+
+#[tokio::test]
+async fn a_queue_message_due_at_the_end_of_time_is_handled_not_a_panic() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspace = workspace(&client, "UTC").await;
+    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let standin = ResendStandIn::start().await;
+    let deps = sender(&db.pool(2), resend(&standin));
+    let body = json!({"workspace_id": workspace, "user_id": user, "campaign": "d1",
+        "due_at": DateTime::<Utc>::MAX_UTC});
+    let message: EmailQueueMessage = serde_json::from_value(body).unwrap();
+    email::send::handle(&deps, message).await.unwrap();
+    assert_eq!(standin.requests(), 1, "not past due: sent once");
+}
