@@ -1,5 +1,7 @@
 //! Shared pieces of the integration tests and benchmarks.
 //!
+//! * [`attack`] — the hostile-request catalogue, run against the local stack by the suite and
+//!   by the `attack` binary against any URL (a `--release` build).
 //! * [`test_db`] — one fresh, migrated database per test, created from `DATABASE_URL`.
 //! * [`moto`] — SQS queues on the moto server the test command starts (`MOTO_ENDPOINT`).
 //! * [`resend_standin`] — Resend's `POST /emails` on a local port, with idempotency and scripted failures.
@@ -10,6 +12,7 @@
 //!   same-second chains, two API shapes) and the mirror state it must produce.
 //! * [`stripe_check`] — compares a database's `stripe` schema with that state.
 
+pub mod attack;
 pub mod bench_http;
 pub mod contract;
 pub mod email_fixtures;

@@ -80,10 +80,11 @@ const TRANSIENT_SQLSTATES: &[&str] = &[
 ];
 
 /// SQLSTATEs that mean "this value cannot be stored": a number out of range, `\u0000` in
-/// text or JSONB, an invalid byte sequence, a violated NOT NULL or CHECK. The same input
-/// fails the same way every time, so it is refused, never retried.
+/// text or JSONB, an invalid byte sequence, a violated NOT NULL or CHECK, a value too long
+/// for its index (54000). The same input fails the same way every time, so it is refused,
+/// never retried.
 fn is_refused_value_code(code: &str) -> bool {
-    code.starts_with("22") || matches!(code, "23502" | "23514")
+    code.starts_with("22") || matches!(code, "23502" | "23514" | "54000")
 }
 
 /// How long one transaction may wait, set with `SET LOCAL` so it holds behind a transaction
@@ -171,16 +172,8 @@ impl DbError {
     /// Whether the server refused a value this input carries (see [`is_refused_value_code`]):
     /// a permanent fault of the input, answered 4xx or quarantined, never retried.
     pub fn is_refused_value(&self) -> bool {
-        let source = match self {
-            DbError::Postgres { source, .. } => source,
-            DbError::Pool {
-                source: deadpool_postgres::PoolError::Backend(source),
-                ..
-            } => source,
-            _ => return false,
-        };
-        source
-            .code()
+        self.driver_error()
+            .and_then(tokio_postgres::Error::code)
             .is_some_and(|code| is_refused_value_code(code.code()))
     }
 
@@ -189,11 +182,19 @@ impl DbError {
         if !self.is_refused_value() {
             return None;
         }
+        self.driver_error()
+            .and_then(tokio_postgres::Error::as_db_error)
+            .map(|db| db.message().to_string())
+    }
+
+    fn driver_error(&self) -> Option<&tokio_postgres::Error> {
         match self {
-            DbError::Postgres { source, .. } => {
-                source.as_db_error().map(|db| db.message().to_string())
-            }
-            _ => None,
+            DbError::Postgres { source, .. } => Some(source),
+            DbError::Pool {
+                source: deadpool_postgres::PoolError::Backend(source),
+                ..
+            } => Some(source),
+            DbError::Pool { .. } | DbError::Config(_) => None,
         }
     }
 }

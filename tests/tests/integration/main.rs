@@ -8,6 +8,7 @@
 //! `scripts/install-sdk-clients.sh`).
 
 mod adapters;
+mod attack;
 mod agents_e2e;
 mod bounded_waits;
 mod browser;
