@@ -65,6 +65,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
         retry: RetryPolicy::default(),
+        meta_app_secret: Some(local_stack::standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();
     let run = EtlRun {

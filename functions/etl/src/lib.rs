@@ -16,10 +16,24 @@
 //!
 //! Ad rows are keyed by (platform, account, ad, day in the account's timezone), orders by
 //! (shop, order id): re-running any window yields identical tables.
+//!
+//! Secrets stay inside: a connection's token is sealed at rest ([`tokens`]) and opened only
+//! for the request; it travels in a header (Meta's `Authorization: Bearer` with
+//! `appsecret_proof` in the query, TikTok's `Access-Token`, Shopify's
+//! `X-Shopify-Access-Token`), never in a URL; a next-page URL is followed only on the host
+//! it came from, and Meta's `access_token=` is taken out of it first; the HTTP client
+//! follows no redirects ([`http_client`]). Every error text that is stored or logged has the
+//! token, the proof and anything credential-shaped removed ([`redacted`]).
+//!
+//! Work per run is bounded: a window of at most [`MAX_WINDOW_DAYS`], at most
+//! [`MAX_PAGES_PER_RUN`] pages, answers of at most [`MAX_RESPONSE_BYTES`].
 
 pub mod meta;
 pub mod shopify;
+#[cfg(test)]
+mod strategies;
 pub mod tiktok;
+pub mod tokens;
 
 pub use shopify::{WebhookDeps, router};
 
@@ -29,9 +43,10 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use shared::clock::Clock;
-use shared::db::{DbContext, DbError, Pool};
+use shared::db::{Budget, DbContext, DbError, Pool};
 use shared::lease::{Lease, LeaseError, try_acquire};
 use shared::messages::MetricsRecompute;
 use shared::queue::outbox::Outbox;
@@ -42,6 +57,18 @@ use uuid::Uuid;
 
 /// How long a run's lease lasts without renewal; renewed after every page.
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
+/// The longest window one run reads (ten years): longer ones are refused, not walked.
+pub const MAX_WINDOW_DAYS: i64 = 3_660;
+/// Pages one run follows at most: an API that always answers "there is more" must not keep
+/// a run (and its lease) going for ever. 20,000 pages is 10 M Meta rows, 5 M orders.
+pub const MAX_PAGES_PER_RUN: i32 = 20_000;
+/// The largest answer read from a platform. A page of 500 insights rows or 250 orders is a
+/// few megabytes; anything far larger is not a page.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// The longest error text stored in `etl_runs.error` (and returned in [`RunReport::error`]).
+pub const MAX_ERROR_BYTES: usize = 2_000;
+/// How much of a platform's error body an error quotes.
+pub(crate) const MAX_QUOTED_BODY: usize = 300;
 
 /// A platform we pull from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +123,27 @@ pub struct EtlRun {
     pub window_end: NaiveDate,
 }
 
+impl EtlRun {
+    /// Why this run cannot be executed, if it cannot: a window that ends before it starts
+    /// or spans more than [`MAX_WINDOW_DAYS`].
+    pub fn window_problem(&self) -> Option<String> {
+        let days = (self.window_end - self.window_start).num_days();
+        if days < 0 {
+            Some(format!(
+                "window {}..{} ends before it starts",
+                self.window_start, self.window_end
+            ))
+        } else if days >= MAX_WINDOW_DAYS {
+            Some(format!(
+                "window {}..{} spans more than {MAX_WINDOW_DAYS} days",
+                self.window_start, self.window_end
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 impl Message for EtlRun {
     const QUEUE: &'static QueueDef = &catalog::ETL;
 
@@ -148,10 +196,36 @@ pub enum ExtractError {
     Auth(String),
     #[error("{0}")]
     Api(String),
+    /// The platform has no such object (HTTP 404): permanent.
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("unexpected answer: {0}")]
     Malformed(String),
+    /// The request did not get an answer (connect, timeout, reset): worth retrying.
     #[error("request failed: {0}")]
     Http(String),
+}
+
+impl ExtractError {
+    /// The same error with `secrets` and anything credential-shaped taken out of its text
+    /// (see [`redacted`]).
+    pub fn redacted(self, secrets: &[&str]) -> Self {
+        let clean = |text: String| redacted(&text, secrets);
+        match self {
+            ExtractError::Throttled {
+                message,
+                retry_after,
+            } => ExtractError::Throttled {
+                message: clean(message),
+                retry_after,
+            },
+            ExtractError::Auth(text) => ExtractError::Auth(clean(text)),
+            ExtractError::Api(text) => ExtractError::Api(clean(text)),
+            ExtractError::NotFound(text) => ExtractError::NotFound(clean(text)),
+            ExtractError::Malformed(text) => ExtractError::Malformed(clean(text)),
+            ExtractError::Http(text) => ExtractError::Http(clean(text)),
+        }
+    }
 }
 
 impl Retryable for ExtractError {
@@ -166,6 +240,34 @@ impl Retryable for ExtractError {
     }
 }
 
+/// `text` as it may be stored or logged: every one of `secrets` (the connection's token, its
+/// `appsecret_proof`) replaced, credential-shaped parameters, user-info and bearer values
+/// removed ([`shared::redact::credentials`]), NULs dropped (the column would refuse them),
+/// and cut to [`MAX_ERROR_BYTES`].
+pub fn redacted(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let text = shared::redact::credentials(&text);
+    let text = shared::text::without_nul(&text);
+    shared::text::clip(&text, MAX_ERROR_BYTES).to_string()
+}
+
+/// A transport failure as text without the URL it failed on (which may carry credentials),
+/// with its causes.
+fn transport_error(error: reqwest::Error) -> ExtractError {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    ExtractError::Http(text)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EtlError {
     #[error(transparent)]
@@ -178,6 +280,11 @@ pub enum EtlError {
     Queue(#[from] QueueError),
     #[error("connection {0} not found, without an access token, or of a platform we do not pull")]
     Connection(Uuid),
+    #[error(transparent)]
+    Token(#[from] tokens::TokenError),
+    /// The message asks for a run that cannot be executed (see [`EtlRun::window_problem`]).
+    #[error("invalid run: {0}")]
+    InvalidRun(String),
 }
 
 /// Where each platform's API lives (the real hosts in production, stand-ins in tests).
@@ -236,9 +343,30 @@ pub struct EtlDeps {
     pub clock: Clock,
     /// Opens the connections' sealed access tokens.
     pub keys: Arc<shared::crypto::Keys>,
+    /// Build it with [`http_client`]: no redirects.
     pub http: reqwest::Client,
     pub endpoints: Endpoints,
     pub retry: RetryPolicy,
+    /// The Meta app's secret, which signs every request's `appsecret_proof`
+    /// ([`meta_app_secret`]); without it requests carry none (apps that do not require it).
+    pub meta_app_secret: Option<SecretString>,
+}
+
+/// `META_APP_SECRET`, when set and not empty.
+pub fn meta_app_secret(lookup: impl Fn(&str) -> Option<String>) -> Option<SecretString> {
+    lookup("META_APP_SECRET")
+        .filter(|secret| !secret.is_empty())
+        .map(SecretString::from)
+}
+
+/// The HTTP client the agent calls platforms with: a whole-request `timeout`, and no
+/// redirects, because a redirect to another host would carry the token headers
+/// (`Access-Token`, `X-Shopify-Access-Token`) with it. A 3xx is an error answer.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// How a run ended.
@@ -307,40 +435,98 @@ pub async fn dispatch(
 
 pub(crate) struct Connection {
     pub(crate) workspace_id: Uuid,
-    pub(crate) access_token: String,
+    pub(crate) credentials: Credentials,
     currency: Option<String>,
     /// The stored `sync_cursor` (Shopify keeps `{"updated_at": …}` there).
     pub(crate) cursor: Option<serde_json::Value>,
 }
 
-async fn connection(deps: &EtlDeps, id: Uuid) -> Result<Connection, EtlError> {
-    let client = deps.pool.get().await.context("check out a connection")?;
-    let row = client
+/// What one connection's requests authenticate with.
+pub(crate) struct Credentials {
+    pub(crate) token: SecretString,
+    /// Meta's `appsecret_proof` of `token`, when the app secret is configured.
+    pub(crate) proof: Option<String>,
+}
+
+impl Credentials {
+    pub(crate) fn new(platform: Platform, token: SecretString, app_secret: Option<&str>) -> Self {
+        let proof = match (platform, app_secret) {
+            (Platform::Meta, Some(secret)) => {
+                Some(meta::appsecret_proof(token.expose_secret(), secret))
+            }
+            _ => None,
+        };
+        Self { token, proof }
+    }
+
+    /// The texts no error may quote.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        let mut secrets = vec![self.token.expose_secret()];
+        secrets.extend(self.proof.as_deref());
+        secrets
+    }
+}
+
+async fn connection(deps: &EtlDeps, run: &EtlRun) -> Result<Connection, EtlError> {
+    let id = run.connection_id;
+    let mut client = deps.pool.get().await.context("check out a connection")?;
+    let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
+    let row = transaction
         .query_typed_opt(
-            "SELECT workspace_id, access_token, currency, sync_cursor FROM connections WHERE id = $1 AND access_token IS NOT NULL",
+            "SELECT workspace_id, access_token, access_token_sealed, currency, sync_cursor
+               FROM connections WHERE id = $1",
             &[(&id, Type::UUID)],
         )
         .await
         .context("read connection")?
         .ok_or(EtlError::Connection(id))?;
+    let stored = tokens::StoredToken {
+        plaintext: row.get(1),
+        sealed: row.get(2),
+    };
+    let token = tokens::open(&*transaction, &deps.keys, id, stored)
+        .await?
+        .ok_or(EtlError::Connection(id))?;
+    transaction
+        .commit()
+        .await
+        .context("commit connection read")?;
+    let app_secret = deps
+        .meta_app_secret
+        .as_ref()
+        .map(|secret| secret.expose_secret());
     Ok(Connection {
         workspace_id: row.get(0),
-        access_token: row.get(1),
-        currency: row.get(2),
-        cursor: row.get(3),
+        credentials: Credentials::new(run.platform, token, app_secret),
+        currency: row.get(3),
+        cursor: row.get(4),
     })
 }
 
-/// Fetches one page of ad rows, classifying the platform's error answers.
+/// Fetches one page of ad rows, classifying the platform's error answers. A Meta page's
+/// `next` is made safe to follow ([`meta::next_page`]).
 async fn fetch(
     deps: &EtlDeps,
     platform: Platform,
     url: &str,
-    token: &str,
+    credentials: &Credentials,
 ) -> Result<Page, ExtractError> {
-    let (_, json) = fetch_json(deps, platform, url, token).await?;
+    let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
     match platform {
-        Platform::Meta => meta::parse_page(&json),
+        Platform::Meta => {
+            let mut page = meta::parse_page(&json)?;
+            page.next = page
+                .next
+                .map(|next| {
+                    meta::next_page(
+                        &next,
+                        &deps.endpoints.meta_base_url,
+                        credentials.proof.as_deref(),
+                    )
+                })
+                .transpose()?;
+            Ok(page)
+        }
         Platform::Tiktok => tiktok::parse_page(&json, url),
         Platform::Shopify => Err(ExtractError::Malformed(
             "Shopify pages carry orders, not ad rows".into(),
@@ -349,49 +535,68 @@ async fn fetch(
 }
 
 /// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
-/// platform's error answer classified.
+/// platform's error answer classified. Errors never quote the credentials.
 pub(crate) async fn fetch_json(
-    deps: &EtlDeps,
+    http: &reqwest::Client,
     platform: Platform,
     url: &str,
-    token: &str,
+    credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    let request = match platform {
-        // Meta takes the token in the query (already in `url`).
-        Platform::Meta => deps.http.get(url),
-        Platform::Tiktok => deps.http.get(url).header("Access-Token", token),
-        Platform::Shopify => deps.http.get(url).header("X-Shopify-Access-Token", token),
-    };
-    let response = request
-        .send()
+    request_json(http, platform, url, credentials)
         .await
-        .map_err(|error| ExtractError::Http(error.to_string()))?;
+        .map_err(|error| error.redacted(&credentials.secrets()))
+}
+
+async fn request_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    let token = credentials.token.expose_secret();
+    let request = match platform {
+        // The proof is already in `url`; the token never is.
+        Platform::Meta => http.get(url).bearer_auth(token),
+        Platform::Tiktok => http.get(url).header("Access-Token", token),
+        Platform::Shopify => http.get(url).header("X-Shopify-Access-Token", token),
+    };
+    let response = request.send().await.map_err(transport_error)?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .text()
-        .await
-        .map_err(|error| ExtractError::Http(error.to_string()))?;
+    let body = capped_text(response).await?;
     if !status.is_success() {
         return Err(match platform {
             Platform::Meta => meta::classify(status, &headers, &body),
-            Platform::Tiktok => {
-                match shared::retry::classify_http(status, &headers, std::time::SystemTime::now()) {
-                    RetryClass::Transient { retry_after } => ExtractError::Throttled {
-                        message: format!("TikTok HTTP {status}"),
-                        retry_after,
-                    },
-                    RetryClass::Permanent => {
-                        ExtractError::Api(format!("TikTok HTTP {status}: {body}"))
-                    }
-                }
-            }
+            Platform::Tiktok => tiktok::classify(status, &headers, &body),
             Platform::Shopify => shopify::classify(status, &headers, &body),
         });
     }
     let json: serde_json::Value =
         serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
     Ok((headers, json))
+}
+
+/// The body as text, refusing one larger than [`MAX_RESPONSE_BYTES`] without holding it.
+async fn capped_text(mut response: reqwest::Response) -> Result<String, ExtractError> {
+    let too_large = |length: u64| {
+        ExtractError::Malformed(format!(
+            "an answer of {length} bytes or more exceeds the {MAX_RESPONSE_BYTES} bytes a page may have"
+        ))
+    };
+    if let Some(length) = response.content_length()
+        && length > MAX_RESPONSE_BYTES as u64
+    {
+        return Err(too_large(length));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        let length = body.len().saturating_add(chunk.len());
+        if length > MAX_RESPONSE_BYTES {
+            return Err(too_large(length as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Upserts one page under the lease; returns (inserted, updated).
@@ -405,7 +610,7 @@ async fn upsert(
     rows: &[AdRow],
 ) -> Result<(i32, i32), EtlError> {
     let mut client = deps.pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin page")?;
+    let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
     lease.fence(&*transaction).await?;
     let column = |f: fn(&AdRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let ads: Vec<&str> = rows.iter().map(|row| row.ad_id.as_str()).collect();
@@ -517,7 +722,7 @@ pub(crate) async fn complete(
 ) -> Result<(), EtlError> {
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     let mut client = deps.pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin completion")?;
+    let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
     lease.fence(&*transaction).await?;
     transaction
         .execute_typed(
@@ -535,6 +740,7 @@ pub(crate) async fn complete(
         .collect::<Result<Vec<_>, _>>()?;
     let pending = outbox.enqueue(&transaction, &messages).await?;
     transaction.commit().await.context("commit completion")?;
+    drop(client);
     if let Err(error) = outbox.dispatch(&pending).await {
         tracing::warn!(%error, "metrics requests left for the outbox relay");
     }
@@ -572,8 +778,12 @@ pub async fn backfill(
     self::run(deps, &run, "backfill").await
 }
 
-/// Executes one run; `holder` names this worker in the lease.
+/// Executes one run; `holder` names this worker in the lease. A run whose window cannot be
+/// executed is refused ([`EtlError::InvalidRun`]) before anything is recorded.
 pub async fn run(deps: &EtlDeps, run: &EtlRun, holder: &str) -> Result<RunReport, EtlError> {
+    if let Some(problem) = run.window_problem() {
+        return Err(EtlError::InvalidRun(problem));
+    }
     let run_id = start_run(deps, run).await?;
     let mut report = RunReport {
         run_id,
@@ -593,12 +803,26 @@ pub async fn run(deps: &EtlDeps, run: &EtlRun, holder: &str) -> Result<RunReport
         finish_run(deps, &report, None).await?;
         return Ok(report);
     };
-    let outcome = extract_and_load(deps, run, &lease, &mut report).await;
+    let (outcome, secrets) = match connection(deps, run).await {
+        Ok(connection) => {
+            let outcome = extract_and_load(deps, run, &lease, &mut report, &connection).await;
+            let secrets = connection
+                .credentials
+                .secrets()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            (outcome, secrets)
+        }
+        Err(error) => (Err(error), Vec::new()),
+    };
     if let Err(error) = &outcome {
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let error = redacted(&error.to_string(), &secrets);
         report.status = RunStatus::Failed;
-        report.error = Some(error.to_string());
         // The structured line the template's metric filter and alarm count.
         tracing::error!(alert = "etl_run_failed", platform = run.platform.as_str(), account = %run.account_id, %error, "ETL run failed");
+        report.error = Some(error);
     }
     finish_run(deps, &report, Some(lease.token)).await?;
     let client = deps.pool.get().await.context("check out a connection")?;
@@ -611,14 +835,14 @@ async fn extract_and_load(
     run: &EtlRun,
     lease: &Lease,
     report: &mut RunReport,
+    connection: &Connection,
 ) -> Result<(), EtlError> {
-    let connection = connection(deps, run.connection_id).await?;
     if run.platform == Platform::Shopify {
-        return shopify::extract_and_load(deps, run, lease, report, &connection).await;
+        return shopify::extract_and_load(deps, run, lease, report, connection).await;
     }
     let mut dates = BTreeSet::new();
-    for start in ad_pages(deps, run, &connection) {
-        walk(deps, run, lease, report, &connection, start, &mut dates).await?;
+    for start in ad_pages(deps, run, connection) {
+        walk(deps, run, lease, report, connection, start, &mut dates).await?;
     }
     let cursor = serde_json::json!({ "synced_through": run.window_end });
     complete(
@@ -640,7 +864,7 @@ fn ad_pages(deps: &EtlDeps, run: &EtlRun, connection: &Connection) -> Vec<String
             &run.account_id,
             run.window_start,
             run.window_end,
-            &connection.access_token,
+            connection.credentials.proof.as_deref(),
         )],
         Platform::Tiktok => tiktok::first_pages(
             &deps.endpoints.tiktok_base_url,
@@ -656,13 +880,13 @@ fn ad_pages(deps: &EtlDeps, run: &EtlRun, connection: &Connection) -> Vec<String
 /// number of rows. For the benchmark, which compares a run with what the API side alone
 /// can serve.
 pub async fn fetch_window(deps: &EtlDeps, run: &EtlRun) -> Result<usize, EtlError> {
-    let connection = connection(deps, run.connection_id).await?;
+    let connection = connection(deps, run).await?;
     let mut rows = 0;
     for start in ad_pages(deps, run, &connection) {
         let mut url = Some(start);
         while let Some(page_url) = url {
             let page = retry(deps.retry, || {
-                fetch(deps, run.platform, &page_url, &connection.access_token)
+                fetch(deps, run.platform, &page_url, &connection.credentials)
             })
             .await?;
             rows += page.rows.len();
@@ -684,8 +908,9 @@ async fn walk(
 ) -> Result<(), EtlError> {
     let mut url = Some(url);
     while let Some(page_url) = url {
+        check_page_budget(report)?;
         let page = retry(deps.retry, || {
-            fetch(deps, run.platform, &page_url, &connection.access_token)
+            fetch(deps, run.platform, &page_url, &connection.credentials)
         })
         .await?;
         let (inserted, updated) = upsert(
@@ -698,13 +923,96 @@ async fn walk(
             &page.rows,
         )
         .await?;
-        report.pages += 1;
-        report.rows_inserted += inserted;
-        report.rows_updated += updated;
+        report.pages = report.pages.saturating_add(1);
+        report.rows_inserted = report.rows_inserted.saturating_add(inserted);
+        report.rows_updated = report.rows_updated.saturating_add(updated);
         dates.extend(page.rows.iter().map(|row| row.date));
         let client = deps.pool.get().await.context("check out a connection")?;
         lease.renew(&**client).await?;
         url = page.next;
     }
     Ok(())
+}
+
+/// Refuses another page once a run has followed [`MAX_PAGES_PER_RUN`].
+pub(crate) fn check_page_budget(report: &RunReport) -> Result<(), ExtractError> {
+    if report.pages >= MAX_PAGES_PER_RUN {
+        return Err(ExtractError::Malformed(format!(
+            "the platform still offers pages after {MAX_PAGES_PER_RUN}; the run stops there"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(start: &str, end: &str) -> EtlRun {
+        EtlRun {
+            platform: Platform::Tiktok,
+            connection_id: Uuid::nil(),
+            account_id: "7".into(),
+            window_start: start.parse().unwrap(),
+            window_end: end.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn windows_must_run_forward_and_stay_bounded() {
+        assert_eq!(run("2026-11-01", "2026-11-30").window_problem(), None);
+        assert_eq!(run("2026-11-01", "2026-11-01").window_problem(), None);
+        assert!(run("2026-11-02", "2026-11-01").window_problem().is_some());
+        assert!(run("2016-01-01", "2026-11-01").window_problem().is_some());
+        let extreme = EtlRun {
+            window_start: NaiveDate::MIN,
+            window_end: NaiveDate::MAX,
+            ..run("2026-11-01", "2026-11-01")
+        };
+        assert!(extreme.window_problem().is_some());
+    }
+
+    #[test]
+    fn stored_errors_quote_no_secret() {
+        let error = "Meta HTTP 400: echo GET /v21.0/act_1/insights?appsecret_proof=abc123&x=1 \
+                     authorization: Bearer EAAB-token access-token: EAAB-token \u{0} done";
+        let clean = redacted(error, &["EAAB-token", "abc123"]);
+        assert!(
+            !clean.contains("EAAB-token") && !clean.contains("abc123"),
+            "{clean}"
+        );
+        assert!(!clean.contains('\0'));
+        assert!(clean.ends_with("done"), "{clean}");
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        assert!(redacted(&long, &[]).len() <= MAX_ERROR_BYTES);
+        assert_eq!(redacted("plain", &[""]), "plain");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn redaction_never_leaves_the_secret_or_panics(
+            prefix in ".{0,40}",
+            suffix in ".{0,40}",
+            secret in "[A-Za-z0-9_-]{8,40}",
+        ) {
+            let text = format!("{prefix}{secret}{suffix}{secret}");
+            let clean = redacted(&text, &[&secret]);
+            prop_assert!(!clean.contains(&secret));
+            prop_assert!(clean.len() <= MAX_ERROR_BYTES);
+        }
+
+        #[test]
+        fn any_window_is_judged_without_a_panic(start in any::<i32>(), end in any::<i32>()) {
+            let day = |n: i32| NaiveDate::from_num_days_from_ce_opt(n).unwrap_or(NaiveDate::MIN);
+            let candidate = EtlRun { window_start: day(start), window_end: day(end), ..run("2026-11-01", "2026-11-01") };
+            if candidate.window_problem().is_none() {
+                prop_assert!(candidate.window_end >= candidate.window_start);
+                let pages = tiktok::first_pages("http://x/tiktok", "7", candidate.window_start, candidate.window_end);
+                prop_assert!(!pages.is_empty());
+            }
+        }
+    }
 }

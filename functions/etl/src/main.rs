@@ -65,11 +65,10 @@ async fn main() -> Result<(), LambdaError> {
         keys: Arc::new(shared::crypto::Keys::from_env(&shared::settings::Env(
             &|name| std::env::var(name).ok(),
         ))?),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?,
+        http: etl::http_client(Duration::from_secs(60))?,
         endpoints: Endpoints::from_lookup(|name| std::env::var(name).ok()),
         retry: RetryPolicy::default(),
+        meta_app_secret: etl::meta_app_secret(|name| std::env::var(name).ok()),
     });
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [command, connection, from, to] = args.as_slice()

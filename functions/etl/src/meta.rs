@@ -1,5 +1,12 @@
 //! Meta Ads Insights at ad level, one row per ad and day (`time_increment=1`).
 //!
+//! Authentication: the token in `Authorization: Bearer`, never in the URL, and
+//! `appsecret_proof` (hex HMAC-SHA256 of the token keyed by the app secret, as Meta's
+//! "securing requests" guide specifies) as a query parameter when the app secret is
+//! configured. Meta's `paging.next` repeats the token as `access_token=`: [`next_page`]
+//! takes it out (and re-signs the proof) before the URL is followed, and follows it only on
+//! the Graph API's own host.
+//!
 //! Pages follow `paging.next`. Throttling arrives as HTTP 400 with error codes 4, 17, 613,
 //! 2 or 80000–80014 and is retried, waiting at least `estimated_time_to_regain_access` from
 //! the usage header; an expired or invalid token (190) fails the run at once. Purchases are
@@ -15,7 +22,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use shared::retry::RetryClass;
 
-use crate::{AdRow, ExtractError, Page};
+use crate::{AdRow, ExtractError, MAX_QUOTED_BODY, Page};
 
 /// The Graph API version the requests name.
 pub const API_VERSION: &str = "v21.0";
@@ -29,24 +36,74 @@ const PURCHASE_TYPES: &[&str] = &[
 
 const FIELDS: &str = "account_id,campaign_id,adset_id,ad_id,date_start,date_stop,spend,impressions,clicks,actions,action_values";
 
-/// The first page's URL for an account and window.
+/// Query parameters that carry a credential, dropped from a `paging.next` before it is
+/// followed (the proof is added back, freshly computed).
+const CREDENTIAL_PARAMETERS: &[&str] = &["access_token", "appsecret_proof", "appsecret_time"];
+
+/// The first page's URL for an account and window; `proof` is the token's
+/// [`appsecret_proof`] when the app secret is configured. The token itself goes in the
+/// `Authorization` header.
 pub fn first_page(
     base_url: &str,
     account_id: &str,
     since: NaiveDate,
     until: NaiveDate,
-    token: &str,
+    proof: Option<&str>,
 ) -> String {
     let time_range = format!(r#"{{"since":"{since}","until":"{until}"}}"#);
-    let query: String = form_query(&[
+    let mut pairs = vec![
         ("level", "ad"),
         ("time_increment", "1"),
-        ("time_range", &time_range),
+        ("time_range", time_range.as_str()),
         ("fields", FIELDS),
         ("limit", "500"),
-        ("access_token", token),
-    ]);
+    ];
+    pairs.extend(proof.map(|proof| ("appsecret_proof", proof)));
+    let query: String = form_query(&pairs);
     format!("{base_url}/{API_VERSION}/act_{account_id}/insights?{query}")
+}
+
+/// `appsecret_proof`: the lowercase hex HMAC-SHA256 of `token`, keyed by the app secret.
+pub fn appsecret_proof(token: &str, app_secret: &str) -> String {
+    hex::encode(shared::webhook::hmac_sha256(
+        app_secret.as_bytes(),
+        &[token.as_bytes()],
+    ))
+}
+
+/// The URL to follow for Meta's `paging.next`: only on the host of `base_url` (a link
+/// elsewhere would receive the bearer token), without the `access_token` Meta repeats in
+/// it, with `proof` as its `appsecret_proof`.
+pub fn next_page(next: &str, base_url: &str, proof: Option<&str>) -> Result<String, ExtractError> {
+    let mut url = reqwest::Url::parse(next)
+        .map_err(|_| ExtractError::Malformed("paging.next is not a URL".into()))?;
+    let base = reqwest::Url::parse(base_url)
+        .map_err(|_| ExtractError::Malformed("the configured Meta base URL is not a URL".into()))?;
+    if url.origin() != base.origin() {
+        return Err(ExtractError::Malformed(format!(
+            "paging.next points at {}, not at the Graph API's {}",
+            url.origin().ascii_serialization(),
+            base.origin().ascii_serialization()
+        )));
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| {
+            !CREDENTIAL_PARAMETERS
+                .iter()
+                .any(|credential| key.eq_ignore_ascii_case(credential))
+        })
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    url.set_fragment(None);
+    {
+        let mut query = url.query_pairs_mut();
+        query.clear().extend_pairs(kept);
+        if let Some(proof) = proof {
+            query.append_pair("appsecret_proof", proof);
+        }
+    }
+    Ok(url.into())
 }
 
 /// `key=value&…`, percent-encoding values.
@@ -60,7 +117,7 @@ pub(crate) fn form_query(pairs: &[(&str, &str)]) -> String {
         query.push('=');
         for byte in value.bytes() {
             if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                query.push(byte as char);
+                query.push(char::from(byte));
             } else {
                 query.push_str(&format!("%{byte:02X}"));
             }
@@ -136,18 +193,21 @@ fn regain_access(headers: &HeaderMap) -> Option<Duration> {
         .flat_map(|entries| entries.as_array().cloned().unwrap_or_default())
         .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
         .max()
-        .map(|minutes| Duration::from_secs(minutes * 60))
+        .map(|minutes| Duration::from_secs(minutes.saturating_mul(60)))
 }
 
 /// Classifies an error answer: throttling is transient, an invalid token is not.
 pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> ExtractError {
     let error: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let code = error.pointer("/error/code").and_then(Value::as_u64);
-    let message = error
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or(body)
-        .to_string();
+    let message = shared::text::clip(
+        error
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or(body),
+        MAX_QUOTED_BODY,
+    )
+    .to_string();
     match code {
         Some(190 | 102 | 104) => ExtractError::Auth(format!(
             "Meta error {}: {message}",
@@ -170,6 +230,7 @@ pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -227,17 +288,111 @@ mod tests {
     }
 
     #[test]
-    fn first_page_names_the_window_and_level() {
+    fn first_page_names_the_window_and_level_and_never_the_token() {
+        let proof = appsecret_proof("tok", "app-secret");
         let url = first_page(
             "http://x/meta",
             "42",
             "2026-11-01".parse().unwrap(),
             "2026-11-30".parse().unwrap(),
-            "tok",
+            Some(&proof),
         );
         assert!(url.starts_with(
             "http://x/meta/v21.0/act_42/insights?level=ad&time_increment=1&time_range="
         ));
         assert!(url.contains("%222026-11-01%22"));
+        assert!(url.ends_with(&format!("&appsecret_proof={proof}")));
+        assert!(
+            !url.contains("access_token") && !url.contains("tok&"),
+            "{url}"
+        );
+        let unsigned = first_page(
+            "http://x/meta",
+            "42",
+            "2026-11-01".parse().unwrap(),
+            "2026-11-30".parse().unwrap(),
+            None,
+        );
+        assert!(!unsigned.contains("appsecret_proof"));
+    }
+
+    #[test]
+    fn the_proof_is_the_hex_hmac_of_the_token() {
+        // The well-known HMAC-SHA256 example: key "key", the quick brown fox.
+        assert_eq!(
+            appsecret_proof("The quick brown fox jumps over the lazy dog", "key"),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn next_pages_lose_the_token_and_stay_on_the_graph_host() {
+        let next = "https://graph.facebook.com/v21.0/act_1/insights?fields=spend&access_token=EAAB123&Access_Token=EAAB456&appsecret_proof=old&limit=500&after=QVFI";
+        let followed = next_page(next, "https://graph.facebook.com", Some("fresh")).unwrap();
+        assert!(!followed.contains("EAAB"), "{followed}");
+        assert!(!followed.contains("old"), "{followed}");
+        assert!(followed.contains("fields=spend") && followed.contains("after=QVFI"));
+        assert!(followed.ends_with("&appsecret_proof=fresh"), "{followed}");
+        for elsewhere in [
+            "https://graph.facebook.com.evil.example/v21.0/x?after=1",
+            "http://graph.facebook.com/v21.0/x?after=1",
+            "https://graph.facebook.com:8443/v21.0/x",
+            "not a url",
+        ] {
+            assert!(
+                matches!(
+                    next_page(elsewhere, "https://graph.facebook.com", None),
+                    Err(ExtractError::Malformed(_))
+                ),
+                "{elsewhere}"
+            );
+        }
+    }
+
+    fn status() -> impl Strategy<Value = reqwest::StatusCode> {
+        (100u16..600).prop_map(|code| {
+            reqwest::StatusCode::from_u16(code).unwrap_or(reqwest::StatusCode::BAD_REQUEST)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_insights_answer_is_a_page_or_a_typed_error(body in crate::strategies::json()) {
+            let _ = parse_page(&body);
+            let _ = parse_page(&json!({ "data": [body.clone()], "paging": body }));
+        }
+
+        #[test]
+        fn any_error_answer_is_classified(
+            status in status(),
+            body in ".{0,400}",
+            usage in ".{0,80}",
+            minutes in any::<u64>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = usage.parse() {
+                headers.insert("x-business-use-case-usage", value);
+            }
+            let _ = classify(status, &headers, &body);
+            let throttle = format!(r#"{{"1":[{{"estimated_time_to_regain_access":{minutes}}}]}}"#);
+            headers.insert("x-business-use-case-usage", throttle.parse().unwrap());
+            let error = classify(status, &headers, r#"{"error":{"code":17,"message":"m"}}"#);
+            prop_assert!(matches!(error, ExtractError::Throttled { .. }), "{error:?}");
+        }
+
+        #[test]
+        fn any_next_link_is_followed_only_without_the_token(
+            path in "[a-z0-9/._%-]{0,40}",
+            query in "[ -~]{0,60}",
+            token in "[A-Za-z0-9]{12}",
+        ) {
+            let next = format!("https://graph.facebook.com/{path}?{query}&access_token={token}#{token}");
+            if let Ok(url) = next_page(&next, "https://graph.facebook.com", Some("p")) {
+                prop_assert!(!url.contains(&token), "{url}");
+                prop_assert!(url.starts_with("https://graph.facebook.com/"));
+            }
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! **Polling** ([`extract_and_load`], called by [`crate::run`] for [`Platform::Shopify`]):
 //! `GET {shop}/admin/api/2024-10/orders.json?status=any&updated_at_min=…&limit=250&order=updated_at asc`
 //! with `X-Shopify-Access-Token`, following `Link: <…>; rel="next"` verbatim (a follow-up
-//! carries only `page_info`, as Shopify requires). `updated_at_min` is the connection's
+//! carries only `page_info`, as Shopify requires) but only on the shop's own host
+//! ([`next_page`]), the one host its token may go to. `updated_at_min` is the connection's
 //! cursor (`sync_cursor->>'updated_at'`, the newest `updated_at` seen) minus the lookback
 //! ([`Platform::lookback_days`], 7), because an order edited while a run was paging, or
 //! stamped slightly out of order, would otherwise be skipped for good; a first run without a
@@ -31,57 +32,61 @@
 //! to the metrics agent by the UTC date of `processed_at` (when the sale counted; falling
 //! back to `created_at`), which does not move when an order is later refunded or edited.
 //!
-//! **Webhooks** ([`router`]: `POST /webhooks/shopify`): `X-Shopify-Hmac-Sha256` is checked
-//! over the raw body against every configured secret (several during a rotation) — a bad
-//! one is a 401 and nothing is written; a body that is not the topic's JSON is a 400 with
-//! the reason; more than [`MAX_WEBHOOK_BYTES`] is a 413. `X-Shopify-Shop-Domain` names the
-//! `connections` row (platform `shopify`, `external_account_id` = the shop handle or its
-//! domain) whose workspace owns the order. The delivery's `X-Shopify-Webhook-Id` is inserted
-//! into `shopify_webhook_deliveries` in the same transaction as its effect, so a redelivery
-//! changes nothing. `orders/*` topics carry the order and go through [`upsert_orders`];
-//! `refunds/create` carries only the refund: it is stored and, if the order is already here,
-//! the order's refunded amount (and `raw.refunds`) is updated without calling Shopify on the
-//! hot path — the rest of the order (financial status) arrives with the `orders/updated`
-//! Shopify sends alongside, or the next poll. Other topics are recorded and acknowledged.
-//! A shop we have no connection for is acknowledged and not recorded, so the poll of a
-//! connection added later still sees everything.
+//! **Webhooks** ([`webhook`]: `POST /webhooks/shopify`) arrive signed over the body only;
+//! [`delivery`] reads what their headers claim and refuses stale ones, [`webhook`] decides
+//! whether the named shop owns the order before anything is written.
+//!
+//! **Input never panics**: money is parsed exactly (plain or scientific notation) and a value
+//! no decimal can hold is [`OrderError::OutOfRange`] (the webhook quarantines it, the poller
+//! fails the run with it); sums are checked; header values are parsed, never indexed.
+
+pub mod delivery;
+pub mod webhook;
+
+pub use webhook::{
+    MAX_WEBHOOK_BYTES, WebhookDeps, WebhookError, WebhookOutcome, ingest_webhook, router,
+    webhook_secrets,
+};
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::HeaderMap;
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
 use serde_json::{Value, json};
-use shared::db::{DbContext, DbError, Pool};
+use shared::db::{Budget, DbContext, DbError};
 use shared::lease::Lease;
-use shared::messages::MetricsRecompute;
-use shared::queue::outbox::Outbox;
-use shared::queue::{Message, QueueError, Transport};
 use shared::retry::{RetryClass, retry};
-use shared::settings::{Env, SettingsError};
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::{
-    Connection, EtlDeps, EtlError, EtlRun, ExtractError, Platform, RunReport, complete, fetch_json,
+    Connection, EtlDeps, EtlError, EtlRun, ExtractError, MAX_QUOTED_BODY, Platform, RunReport,
+    check_page_budget, complete, fetch_json,
 };
 
 /// The Admin API version the requests name.
 pub const API_VERSION: &str = "2024-10";
 /// Orders a page asks for (Shopify's maximum).
 pub const PAGE_LIMIT: u32 = 250;
-/// Order webhooks are a few kilobytes; a very large order stays well under this.
-pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
 /// The longest pause [`pause_for`] asks for.
 const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` read as a wait; longer ones are this (the retry policy then
+/// gives up rather than hold a Lambda).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
+/// Why a body is not an order or refund we can keep. Both are permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    /// Not the shape of one: a missing or non-numeric id, timestamp, currency or amount.
+    #[error("{0}")]
+    Malformed(String),
+    /// The shape is right but a number is beyond what an exact decimal holds (`1e30`).
+    #[error("{0}")]
+    OutOfRange(String),
+}
 
 /// The shop handle (`demo-store`) of a handle or a `demo-store.myshopify.com` domain.
 pub fn shop_handle(shop: &str) -> &str {
@@ -96,7 +101,9 @@ pub fn updated_at_min(
     lookback_days: i64,
 ) -> DateTime<Utc> {
     match cursor {
-        Some(newest) => newest - chrono::Duration::days(lookback_days),
+        Some(newest) => newest
+            .checked_sub_signed(chrono::Duration::days(lookback_days))
+            .unwrap_or(newest),
         None => window_start.and_time(NaiveTime::MIN).and_utc(),
     }
 }
@@ -169,11 +176,45 @@ fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc))
 }
 
-fn decimal(value: Option<&Value>) -> Option<Decimal> {
-    match value? {
-        Value::String(text) => text.trim().parse().ok(),
-        Value::Number(number) => number.to_string().parse().ok(),
-        _ => None,
+/// What a money field holds.
+enum Money {
+    Exact(Decimal),
+    /// A number no decimal can hold (beyond ±7.9e28).
+    OutOfRange,
+    NotANumber,
+}
+
+/// Reads money exactly: `"110.10"`, `110.1`, `"1.5e2"`.
+fn money(value: &Value) -> Money {
+    let text = match value {
+        Value::String(text) => text.trim().to_string(),
+        Value::Number(number) => number.to_string(),
+        _ => return Money::NotANumber,
+    };
+    if let Ok(exact) = text.parse::<Decimal>() {
+        return Money::Exact(exact);
+    }
+    if let Ok(exact) = Decimal::from_scientific(&text) {
+        return Money::Exact(exact);
+    }
+    if text.parse::<f64>().is_ok_and(f64::is_finite) {
+        Money::OutOfRange
+    } else {
+        Money::NotANumber
+    }
+}
+
+/// A required or optional money field as a result: `what` names it in the error.
+fn money_field(value: Option<&Value>, what: &str) -> Result<Option<Decimal>, OrderError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match money(value) {
+            Money::Exact(exact) => Ok(Some(exact)),
+            Money::OutOfRange => Err(OrderError::OutOfRange(format!(
+                "{what} is out of range for an exact decimal"
+            ))),
+            Money::NotANumber => Err(OrderError::Malformed(format!("{what} is not a decimal"))),
+        },
     }
 }
 
@@ -190,9 +231,11 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 /// Reads a refund (`refunds/create` body, or one entry of an order's `refunds`).
-pub fn parse_refund(body: &Value) -> Result<Refund, String> {
-    let refund_id = id(body.get("id")).ok_or("refund without a numeric `id`")?;
-    let order_id = id(body.get("order_id")).ok_or("refund without a numeric `order_id`")?;
+pub fn parse_refund(body: &Value) -> Result<Refund, OrderError> {
+    let malformed = |what: &str| OrderError::Malformed(what.to_string());
+    let refund_id = id(body.get("id")).ok_or_else(|| malformed("refund without a numeric `id`"))?;
+    let order_id =
+        id(body.get("order_id")).ok_or_else(|| malformed("refund without a numeric `order_id`"))?;
     let mut amount = Decimal::ZERO;
     for transaction in body
         .get("transactions")
@@ -203,8 +246,12 @@ pub fn parse_refund(body: &Value) -> Result<Refund, String> {
         let kind = transaction.get("kind").and_then(Value::as_str);
         let status = transaction.get("status").and_then(Value::as_str);
         if kind == Some("refund") && matches!(status, None | Some("success")) {
-            amount += decimal(transaction.get("amount"))
-                .ok_or("refund transaction without a decimal `amount`")?;
+            let what = format!("refund {refund_id}: a transaction's `amount`");
+            let part = money_field(transaction.get("amount"), &what)?
+                .ok_or_else(|| OrderError::Malformed(format!("{what} is missing")))?;
+            amount = amount.checked_add(part).ok_or_else(|| {
+                OrderError::OutOfRange(format!("refund {refund_id}: the amounts overflow"))
+            })?;
         }
     }
     Ok(Refund {
@@ -217,19 +264,15 @@ pub fn parse_refund(body: &Value) -> Result<Refund, String> {
 }
 
 /// Reads an order (one entry of `orders`, or an `orders/*` webhook body).
-pub fn parse_order(body: &Value) -> Result<Order, String> {
-    let order_id = id(body.get("id")).ok_or("order without a numeric `id`")?;
-    let at = |key: &str| -> Result<DateTime<Utc>, String> {
-        timestamp(body.get(key)).ok_or_else(|| format!("order {order_id} without a valid `{key}`"))
+pub fn parse_order(body: &Value) -> Result<Order, OrderError> {
+    let order_id = id(body.get("id"))
+        .ok_or_else(|| OrderError::Malformed("order without a numeric `id`".into()))?;
+    let at = |key: &str| -> Result<DateTime<Utc>, OrderError> {
+        timestamp(body.get(key)).ok_or_else(|| {
+            OrderError::Malformed(format!("order {order_id} without a valid `{key}`"))
+        })
     };
-    let money = |key: &str| -> Result<Option<Decimal>, String> {
-        match body.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            value => decimal(value)
-                .map(Some)
-                .ok_or_else(|| format!("order {order_id}: `{key}` is not a decimal")),
-        }
-    };
+    let money = |key: &str| money_field(body.get(key), &format!("order {order_id}: `{key}`"));
     let refunds = body
         .get("refunds")
         .and_then(Value::as_array)
@@ -238,8 +281,8 @@ pub fn parse_order(body: &Value) -> Result<Order, String> {
         .map(|refund| {
             let mut refund = refund.clone();
             // Shopify repeats it, but do not depend on that inside an order.
-            if refund.get("order_id").is_none() {
-                refund["order_id"] = json!(order_id);
+            if let Value::Object(fields) = &mut refund {
+                fields.entry("order_id").or_insert_with(|| json!(order_id));
             }
             parse_refund(&refund)
         })
@@ -252,10 +295,12 @@ pub fn parse_order(body: &Value) -> Result<Order, String> {
         updated_at: at("updated_at")?,
         processed_at: timestamp(body.get("processed_at")),
         cancelled_at: timestamp(body.get("cancelled_at")),
-        currency: text(body.get("currency"))
-            .ok_or_else(|| format!("order {order_id} without a `currency`"))?,
-        total_price: money("total_price")?
-            .ok_or_else(|| format!("order {order_id} without a `total_price`"))?,
+        currency: text(body.get("currency")).ok_or_else(|| {
+            OrderError::Malformed(format!("order {order_id} without a `currency`"))
+        })?,
+        total_price: money("total_price")?.ok_or_else(|| {
+            OrderError::Malformed(format!("order {order_id} without a `total_price`"))
+        })?,
         subtotal_price: money("subtotal_price")?,
         total_tax: money("total_tax")?,
         total_discounts: money("total_discounts")?,
@@ -305,12 +350,30 @@ pub fn call_limit(headers: &HeaderMap) -> Option<(u32, u32)> {
 /// nothing below 80 %, else half a second (one leak at the standard 2 req/s) for every
 /// request above 80 %, at most 10 s — e.g. 32/40 → 0.5 s, 40/40 → 4.5 s.
 pub fn pause_for(used: u32, size: u32) -> Option<Duration> {
-    let threshold = size.checked_mul(4)? / 5;
+    let threshold = u64::from(size) * 4 / 5;
+    let used = u64::from(used);
     if size == 0 || used < threshold {
         return None;
     }
-    let over = u64::from(used - threshold + 1);
-    Some(Duration::from_millis(over * 500).min(MAX_PAUSE))
+    let over = used - threshold + 1;
+    Some(Duration::from_millis(over.saturating_mul(500)).min(MAX_PAUSE))
+}
+
+/// The URL of a `Link: rel="next"` to follow: only on the shop's own host (`shop_url`), which
+/// is the only host the shop's token may be sent to.
+pub fn next_page(next: &str, shop_url: &str) -> Result<String, ExtractError> {
+    let url = reqwest::Url::parse(next)
+        .map_err(|_| ExtractError::Malformed("the Link rel=\"next\" is not a URL".into()))?;
+    let shop = reqwest::Url::parse(shop_url)
+        .map_err(|_| ExtractError::Malformed("the shop's API URL is not a URL".into()))?;
+    if url.origin() != shop.origin() {
+        return Err(ExtractError::Malformed(format!(
+            "the next page is on {}, not on the shop's {}",
+            url.origin().ascii_serialization(),
+            shop.origin().ascii_serialization()
+        )));
+    }
+    Ok(url.into())
 }
 
 /// Reads one page of `orders.json`.
@@ -322,7 +385,7 @@ pub fn parse_page(headers: &HeaderMap, body: &Value) -> Result<OrdersPage, Extra
         .iter()
         .map(parse_order)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ExtractError::Malformed)?;
+        .map_err(|error| ExtractError::Malformed(error.to_string()))?;
     Ok(OrdersPage {
         orders,
         next: next_link(headers),
@@ -330,18 +393,21 @@ pub fn parse_page(headers: &HeaderMap, body: &Value) -> Result<OrdersPage, Extra
     })
 }
 
-/// `Retry-After` as Shopify sends it (`2.0`), or as delay-seconds or an HTTP date.
+/// `Retry-After` as Shopify sends it (`2.0`), or as delay-seconds or an HTTP date, at most
+/// an hour.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    shared::retry::retry_after(headers, SystemTime::now()).or_else(|| {
-        let seconds: f64 = headers
-            .get("retry-after")?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
-    })
+    shared::retry::retry_after(headers, SystemTime::now())
+        .or_else(|| {
+            let seconds: f64 = headers
+                .get("retry-after")?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Duration::try_from_secs_f64(seconds).ok()
+        })
+        .map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 /// Classifies an error answer: 429 and 5xx are transient, 401/403 an auth failure.
@@ -354,8 +420,12 @@ pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) ->
             other => other.to_string(),
         })
         .unwrap_or_else(|| body.to_string());
+    let message = shared::text::clip(&message, MAX_QUOTED_BODY);
     if matches!(status.as_u16(), 401 | 403) {
         return ExtractError::Auth(format!("Shopify HTTP {status}: {message}"));
+    }
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return ExtractError::NotFound(format!("Shopify HTTP {status}: {message}"));
     }
     match shared::retry::classify_http(status, headers, SystemTime::now()) {
         RetryClass::Transient { .. } => ExtractError::Throttled {
@@ -582,19 +652,29 @@ pub(crate) async fn extract_and_load(
         run.window_start,
         Platform::Shopify.lookback_days(),
     );
+    let shop_url = deps.endpoints.shopify_shop_url(shop);
     let fetch_page = |page_url: String| async move {
         retry(deps.retry, || {
-            fetch_json(deps, Platform::Shopify, &page_url, &connection.access_token)
+            fetch_json(
+                &deps.http,
+                Platform::Shopify,
+                &page_url,
+                &connection.credentials,
+            )
         })
         .await
     };
-    let mut fetched =
-        Some(fetch_page(first_page(&deps.endpoints.shopify_shop_url(shop), since)).await);
+    let mut fetched = Some(fetch_page(first_page(&shop_url, since)).await);
     let mut newest = previous;
     let mut dates = BTreeSet::new();
     while let Some(answer) = fetched.take() {
+        check_page_budget(report)?;
         let (headers, body) = answer?;
-        let page = parse_page(&headers, &body)?;
+        let mut page = parse_page(&headers, &body)?;
+        page.next = page
+            .next
+            .map(|next| next_page(&next, &shop_url))
+            .transpose()?;
         let pause = page
             .call_limit
             .and_then(|(used, size)| pause_for(used, size));
@@ -608,7 +688,7 @@ pub(crate) async fn extract_and_load(
         };
         let store = async {
             let mut client = deps.pool.get().await.context("check out a connection")?;
-            let transaction = client.transaction().await.context("begin page")?;
+            let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
             lease.fence(&*transaction).await?;
             let written = upsert_orders(
                 &transaction,
@@ -625,9 +705,9 @@ pub(crate) async fn extract_and_load(
         };
         let (written, prefetched) = tokio::join!(store, prefetch);
         let written = written?;
-        report.pages += 1;
-        report.rows_inserted += written.inserted;
-        report.rows_updated += written.updated;
+        report.pages = report.pages.saturating_add(1);
+        report.rows_inserted = report.rows_inserted.saturating_add(written.inserted);
+        report.rows_updated = report.rows_updated.saturating_add(written.updated);
         dates.extend(written.dates);
         newest = page
             .orders
@@ -660,214 +740,10 @@ pub(crate) async fn extract_and_load(
     .await
 }
 
-// ---- webhooks ---------------------------------------------------------------------------
-
-/// What the webhook route needs.
-pub struct WebhookDeps {
-    pub pool: Pool,
-    pub transport: Arc<dyn Transport>,
-    pub clock: shared::clock::Clock,
-    /// Opens the shop's sealed access token, to re-read an order from the shop it names.
-    pub keys: Arc<shared::crypto::Keys>,
-    /// The app's client secrets; several while one is being rotated.
-    pub webhook_secrets: Vec<String>,
-}
-
-/// `SHOPIFY_WEBHOOK_SECRET`: a comma-separated list of app secrets.
-pub fn webhook_secrets(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, SettingsError> {
-    Env(&lookup).required_list("SHOPIFY_WEBHOOK_SECRET")
-}
-
-/// What became of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookOutcome {
-    /// The stored order now shows this delivery's state.
-    Applied,
-    /// Recorded; the stored order was already as new or newer.
-    Stale,
-    /// The refund is stored and waits for its order.
-    Pending,
-    /// This `X-Shopify-Webhook-Id` was handled before: nothing changed.
-    Duplicate,
-    /// Recorded; the topic is not modelled.
-    Unsupported,
-    /// No Shopify connection has this shop: acknowledged, not recorded.
-    UnknownShop,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    #[error("X-Shopify-Hmac-Sha256: {0}")]
-    Signature(String),
-    #[error("{0}")]
-    Malformed(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-}
-
-enum Payload {
-    Order(Box<Order>),
-    Refund(Refund),
-    Other,
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-}
-
-/// Verifies, parses, deduplicates and applies one delivery.
-pub async fn ingest_webhook(
-    deps: &WebhookDeps,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<WebhookOutcome, WebhookError> {
-    let signature = header(headers, "x-shopify-hmac-sha256");
-    let mut verdict = Err("no secret configured".to_string());
-    for secret in &deps.webhook_secrets {
-        verdict = shared::webhook::verify_shopify(body, signature, secret)
-            .map_err(|error| error.to_string());
-        if verdict.is_ok() {
-            break;
-        }
-    }
-    verdict.map_err(WebhookError::Signature)?;
-    let missing = |name: &str| WebhookError::Malformed(format!("header {name} is missing"));
-    let topic = header(headers, "x-shopify-topic").ok_or_else(|| missing("X-Shopify-Topic"))?;
-    let domain =
-        header(headers, "x-shopify-shop-domain").ok_or_else(|| missing("X-Shopify-Shop-Domain"))?;
-    let webhook_id =
-        header(headers, "x-shopify-webhook-id").ok_or_else(|| missing("X-Shopify-Webhook-Id"))?;
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|error| WebhookError::Malformed(format!("body is not JSON: {error}")))?;
-    let payload = match topic {
-        "refunds/create" => Payload::Refund(parse_refund(&json).map_err(WebhookError::Malformed)?),
-        topic if topic.starts_with("orders/") && topic != "orders/delete" => Payload::Order(
-            Box::new(parse_order(&json).map_err(WebhookError::Malformed)?),
-        ),
-        _ => Payload::Other,
-    };
-    let shop = shop_handle(domain);
-    let mut client = deps.pool.get().await.context("check out a connection")?;
-    let known = [shop.to_string(), domain.to_string()];
-    let Some(workspace) = client
-        .query_typed_opt(
-            "SELECT workspace_id FROM connections WHERE platform = 'shopify' AND external_account_id = ANY($1)
-              ORDER BY (status = 'active') DESC, created_at LIMIT 1",
-            &[(&&known[..], Type::TEXT_ARRAY)],
-        )
-        .await
-        .context("find the shop's connection")?
-        .map(|row| row.get::<_, Uuid>(0))
-    else {
-        tracing::warn!(shop, topic, "Shopify webhook for a shop without a connection");
-        return Ok(WebhookOutcome::UnknownShop);
-    };
-    let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
-    let transaction = client.transaction().await.context("begin webhook")?;
-    let fresh = transaction
-        .execute_typed(
-            "INSERT INTO shopify_webhook_deliveries (webhook_id, topic, shop) VALUES ($1, $2, $3)
-             ON CONFLICT (webhook_id) DO NOTHING",
-            &[
-                (&webhook_id, Type::TEXT),
-                (&topic, Type::TEXT),
-                (&shop, Type::TEXT),
-            ],
-        )
-        .await
-        .context("record webhook delivery")?;
-    if fresh == 0 {
-        return Ok(WebhookOutcome::Duplicate);
-    }
-    let (outcome, dates) = match &payload {
-        Payload::Order(order) => {
-            let written = upsert_orders(
-                &transaction,
-                shop,
-                workspace,
-                None,
-                Source::Webhook,
-                std::slice::from_ref(order.as_ref()),
-            )
-            .await?;
-            if written.dates.is_empty() {
-                (WebhookOutcome::Stale, written.dates)
-            } else {
-                (WebhookOutcome::Applied, written.dates)
-            }
-        }
-        Payload::Refund(refund) => match apply_refund(&transaction, shop, refund).await? {
-            None => (WebhookOutcome::Stale, BTreeSet::new()),
-            Some(None) => (WebhookOutcome::Pending, BTreeSet::new()),
-            Some(Some(date)) => (WebhookOutcome::Applied, BTreeSet::from([date])),
-        },
-        Payload::Other => (WebhookOutcome::Unsupported, BTreeSet::new()),
-    };
-    let now = deps.clock.now();
-    let messages = dates
-        .iter()
-        .map(|date| MetricsRecompute::new(workspace, *date, "shopify", now).to_outgoing())
-        .collect::<Result<Vec<_>, _>>()?;
-    let pending = outbox.enqueue(&transaction, &messages).await?;
-    transaction.commit().await.context("commit webhook")?;
-    if let Err(error) = outbox.dispatch(&pending).await {
-        tracing::warn!(%error, "metrics requests left for the outbox relay");
-    }
-    Ok(outcome)
-}
-
-async fn receive(
-    State(deps): State<Arc<WebhookDeps>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, axum::Json<Value>) {
-    match ingest_webhook(&deps, &headers, &body).await {
-        Ok(outcome) => (
-            StatusCode::OK,
-            axum::Json(json!({ "received": true, "outcome": outcome })),
-        ),
-        // Shopify treats any non-2xx as a failed delivery; 401 is what its docs ask for.
-        Err(error @ WebhookError::Signature(_)) => (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({ "error": error.to_string() })),
-        ),
-        Err(WebhookError::Malformed(reason)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": format!("malformed webhook: {reason}") })),
-        ),
-        Err(error) => {
-            tracing::error!(%error, "Shopify webhook not recorded; Shopify will redeliver");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "error": "the webhook could not be recorded; retry later" })),
-            )
-        }
-    }
-}
-
-/// `POST /webhooks/shopify`, for the ETL Lambda's HTTP side and the local stack.
-pub fn router(deps: Arc<WebhookDeps>) -> Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "shopify-webhook");
-    runs.layer(
-        Router::new()
-            .route("/webhooks/shopify", post(receive))
-            .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
-            .with_state(deps),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -951,5 +827,149 @@ mod tests {
             "http://x/shopify/demo/admin/api/2024-10/orders.json?status=any&updated_at_min=2026-11-23T04%3A59%3A59Z&limit=250&order=updated_at%20asc"
         );
         assert_eq!(shop_handle("demo.myshopify.com"), "demo");
+    }
+
+    fn order_with(field: &str, value: Value) -> Value {
+        let mut order = json!({"id": 7, "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:00Z",
+                               "currency": "USD", "total_price": "10.00"});
+        order[field] = value;
+        order
+    }
+
+    #[test]
+    fn odd_refunds_and_huge_money_are_errors_not_panics() {
+        // A refunds entry that is not an object once panicked on `refund["order_id"] = …`.
+        for odd in [json!([5]), json!(["x"]), json!([null]), json!([[1]])] {
+            assert!(matches!(
+                parse_order(&order_with("refunds", odd)),
+                Err(OrderError::Malformed(_))
+            ));
+        }
+        let huge = "79228162514264337593543950335";
+        let overflow = json!([{"id": 1, "transactions": [
+            {"kind": "refund", "status": "success", "amount": huge},
+            {"kind": "refund", "status": "success", "amount": huge}]}]);
+        assert!(matches!(
+            parse_order(&order_with("refunds", overflow)),
+            Err(OrderError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_order(&order_with("total_price", json!("1e30"))),
+            Err(OrderError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_order(&order_with("total_price", json!("NaN"))),
+            Err(OrderError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_order(&order_with("total_price", json!(12.5)))
+                .unwrap()
+                .total_price,
+            Decimal::new(125, 1)
+        );
+    }
+
+    #[test]
+    fn extreme_call_limits_and_retry_afters_are_bounded() {
+        assert_eq!(pause_for(u32::MAX, 1), Some(MAX_PAUSE));
+        assert_eq!(
+            pause_for(u32::MAX, u32::MAX),
+            Some(Duration::from_millis(500).max(MAX_PAUSE).min(MAX_PAUSE))
+        );
+        for value in ["1e30", "18446744073709551615", "-1", "inf", "NaN"] {
+            let wait = retry_after(&headers(&[("retry-after", value)]));
+            assert!(
+                wait.is_none_or(|wait| wait <= MAX_RETRY_AFTER),
+                "{value}: {wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_pages_stay_on_the_shop() {
+        let shop = "https://demo.myshopify.com";
+        assert!(
+            next_page(
+                "https://demo.myshopify.com/admin/api/2024-10/orders.json?page_info=x",
+                shop
+            )
+            .is_ok()
+        );
+        assert!(
+            next_page(
+                "https://evil.example/admin/api/2024-10/orders.json?page_info=x",
+                shop
+            )
+            .is_err()
+        );
+        assert!(next_page("/relative", shop).is_err());
+        assert!(matches!(
+            classify(
+                reqwest::StatusCode::NOT_FOUND,
+                &HeaderMap::new(),
+                r#"{"errors":"Not Found"}"#
+            ),
+            ExtractError::NotFound(_)
+        ));
+    }
+
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "[ -~]{0,80}".prop_map(String::into_bytes),
+            "(<[ -~]{0,20}>; ?rel=\"?(next|previous)\"?,? ?){0,3}".prop_map(String::into_bytes),
+            "[0-9]{0,12}/[0-9]{0,12}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_order_or_refund_body_parses_or_is_refused(body in crate::strategies::json()) {
+            let _ = parse_order(&body);
+            let _ = parse_refund(&body);
+            let _ = parse_order(&order_with("refunds", json!([body.clone()])));
+            let _ = parse_order(&order_with("total_price", body.clone()));
+            let _ = parse_refund(&json!({"id": 1, "order_id": 2, "transactions": [body]}));
+        }
+
+        #[test]
+        fn any_page_headers_are_read_without_a_panic(link in header_bytes(), limit in header_bytes(), wait in header_bytes()) {
+            let mut map = HeaderMap::new();
+            for (name, value) in [("link", link), ("x-shopify-shop-api-call-limit", limit), ("retry-after", wait)] {
+                if let Ok(value) = axum::http::HeaderValue::from_bytes(&value) {
+                    map.append(name, value);
+                }
+            }
+            let _ = next_link(&map);
+            if let Some((used, size)) = call_limit(&map) {
+                prop_assert!(pause_for(used, size).is_none_or(|pause| pause <= MAX_PAUSE));
+            }
+            prop_assert!(retry_after(&map).is_none_or(|wait| wait <= MAX_RETRY_AFTER));
+            let _ = parse_page(&map, &json!({"orders": []}));
+        }
+
+        #[test]
+        fn any_bucket_reading_pauses_at_most_ten_seconds(used in any::<u32>(), size in any::<u32>()) {
+            prop_assert!(pause_for(used, size).is_none_or(|pause| pause <= MAX_PAUSE));
+        }
+
+        #[test]
+        fn any_error_answer_is_classified(code in 100u16..600, body in ".{0,400}", wait in "[ -~]{0,20}") {
+            let status = reqwest::StatusCode::from_u16(code).unwrap_or(reqwest::StatusCode::BAD_REQUEST);
+            let mut map = HeaderMap::new();
+            if let Ok(value) = wait.parse() {
+                map.insert("retry-after", value);
+            }
+            let _ = classify(status, &map, &body);
+        }
+
+        #[test]
+        fn any_next_link_is_followed_only_on_the_shop(next in ".{0,80}") {
+            if let Ok(url) = next_page(&next, "https://demo.myshopify.com") {
+                prop_assert!(url.starts_with("https://demo.myshopify.com/"));
+            }
+        }
     }
 }

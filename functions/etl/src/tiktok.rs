@@ -4,12 +4,18 @@
 //! Pages are walked until `page_info.total_page`. TikTok answers HTTP 200 even for errors, so
 //! the envelope's `code` decides: 40100 (rate limit) is retried, 40105 (token revoked or
 //! wrong) fails the run at once. Every metric arrives as a string, `"-"` meaning no value.
+//! An empty page ends a chunk whatever `total_page` claims, so a report that keeps promising
+//! pages cannot keep a run walking.
+
+use std::time::SystemTime;
 
 use chrono::NaiveDate;
+use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
 use serde_json::Value;
+use shared::retry::RetryClass;
 
-use crate::{AdRow, ExtractError, Page};
+use crate::{AdRow, ExtractError, MAX_QUOTED_BODY, Page};
 
 /// The longest span of one daily report request, inclusive.
 pub const MAX_DAYS_PER_REQUEST: i64 = 30;
@@ -26,9 +32,15 @@ pub fn first_pages(
     let mut pages = Vec::new();
     let mut start = since;
     while start <= until {
-        let end = (start + chrono::Duration::days(MAX_DAYS_PER_REQUEST - 1)).min(until);
+        let end = start
+            .checked_add_signed(chrono::Duration::days(MAX_DAYS_PER_REQUEST - 1))
+            .map_or(until, |end| end.min(until));
         pages.push(page_url(base_url, advertiser_id, start, end, 1));
-        start = end + chrono::Duration::days(1);
+        // The last representable day ends the walk instead of overflowing past it.
+        let Some(next) = end.succ_opt() else {
+            break;
+        };
+        start = next;
     }
     pages
 }
@@ -94,10 +106,12 @@ fn with_page(url: &str, page: u32) -> Option<String> {
 /// of the same chunk.
 pub fn parse_page(body: &Value, url: &str) -> Result<Page, ExtractError> {
     let code = body.get("code").and_then(Value::as_i64).unwrap_or(-1);
-    let message = body
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let message = shared::text::clip(
+        body.get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        MAX_QUOTED_BODY,
+    );
     match code {
         0 => {}
         40100 => {
@@ -143,25 +157,42 @@ pub fn parse_page(body: &Value, url: &str) -> Result<Page, ExtractError> {
             conversion_value: metric(&metrics, "total_complete_payment_rate"),
         });
     }
-    let page = body
-        .pointer("/data/page_info/page")
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as u32;
-    let total = body
-        .pointer("/data/page_info/total_page")
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as u32;
-    let next = if page < total {
-        with_page(url, page + 1)
+    let number = |pointer: &str| {
+        body.pointer(pointer)
+            .and_then(Value::as_u64)
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    let (page, total) = (
+        number("/data/page_info/page"),
+        number("/data/page_info/total_page"),
+    );
+    let next = if page < total && !rows.is_empty() {
+        page.checked_add(1).and_then(|next| with_page(url, next))
     } else {
         None
     };
     Ok(Page { rows, next })
 }
 
+/// Classifies a non-2xx answer (TikTok's errors usually arrive as HTTP 200 envelopes, read
+/// by [`parse_page`]): 429 and 5xx are transient, the rest permanent.
+pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> ExtractError {
+    match shared::retry::classify_http(status, headers, SystemTime::now()) {
+        RetryClass::Transient { retry_after } => ExtractError::Throttled {
+            message: format!("TikTok HTTP {status}"),
+            retry_after,
+        },
+        RetryClass::Permanent => ExtractError::Api(format!(
+            "TikTok HTTP {status}: {}",
+            shared::text::clip(body, MAX_QUOTED_BODY)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -207,6 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn windows_at_the_end_of_the_calendar_do_not_overflow() {
+        let pages = first_pages("http://x/tiktok", "7", NaiveDate::MAX, NaiveDate::MAX);
+        assert_eq!(pages.len(), 1);
+        let near = NaiveDate::MAX - chrono::Duration::days(40);
+        assert_eq!(
+            first_pages("http://x/tiktok", "7", near, NaiveDate::MAX).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn an_empty_page_ends_the_chunk() {
+        let page = parse_page(
+            &json!({"code": 0, "data": {"list": [], "page_info": {"page": 1, "total_page": 4000000000u64}}}),
+            "http://x/tiktok/open_api/v1.3/report/integrated/get/?page=1",
+        )
+        .unwrap();
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
     fn envelope_codes_are_classified() {
         let envelope = |code| json!({"code": code, "message": "m", "data": {}});
         assert!(matches!(
@@ -221,5 +273,34 @@ mod tests {
             parse_page(&envelope(40002), "http://x/"),
             Err(ExtractError::Api(_))
         ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_report_answer_is_a_page_or_a_typed_error(body in crate::strategies::json(), url in ".{0,60}") {
+            let _ = parse_page(&body, &url);
+            let envelope = json!({"code": 0, "data": {"list": [body.clone()], "page_info": body}});
+            let _ = parse_page(&envelope, "http://x/tiktok/open_api/v1.3/report/integrated/get/?page=1");
+        }
+
+        #[test]
+        fn page_counts_at_the_edges_end_the_walk(page in any::<u64>(), total in any::<u64>()) {
+            let envelope = json!({"code": 0, "data": {
+                "list": [{"dimensions": {"ad_id": "9", "stat_time_day": "2026-11-01 00:00:00"}, "metrics": {}}],
+                "page_info": {"page": page, "total_page": total}}});
+            let parsed = parse_page(&envelope, "http://x/tiktok/open_api/v1.3/report/integrated/get/?page=1");
+            prop_assert!(parsed.is_ok());
+        }
+
+        #[test]
+        fn any_error_answer_is_classified(code in 100u16..600, body in ".{0,400}") {
+            let status = reqwest::StatusCode::from_u16(code).unwrap_or(reqwest::StatusCode::BAD_REQUEST);
+            let error = classify(status, &HeaderMap::new(), &body);
+            if let ExtractError::Api(message) = error {
+                prop_assert!(message.len() <= MAX_QUOTED_BODY + 80);
+            }
+        }
     }
 }

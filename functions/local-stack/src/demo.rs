@@ -87,6 +87,7 @@ pub async fn seed(
     pool: &Pool,
     outbox: &Outbox,
     campaigns: &email::campaigns::Rules,
+    keys: &shared::crypto::Keys,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Seeded> {
     let client = pool.get().await.context("check out a connection")?;
@@ -101,23 +102,31 @@ pub async fn seed(
         .context("find the local workspace")?
         .try_get(0)
         .map_err(|_| anyhow::anyhow!("no workspace to seed the demo into"))?;
-    client
-        .execute_typed(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, 'meta', $2, $3, 'USD'), ($1, 'tiktok', $4, $5, 'USD'), ($1, 'shopify', $6, $7, 'USD')
-             ON CONFLICT (platform, external_account_id) DO NOTHING",
+    let connected = client
+        .query_typed(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, currency)
+             VALUES ($1, 'meta', $2, 'USD'), ($1, 'tiktok', $3, 'USD'), ($1, 'shopify', $4, 'USD')
+             ON CONFLICT (platform, external_account_id) DO NOTHING
+             RETURNING id, platform",
             &[
                 (&workspace, Type::UUID),
                 (&DEFAULT_META_ACCOUNT, Type::TEXT),
-                (&DEFAULT_META_TOKEN, Type::TEXT),
                 (&DEFAULT_TIKTOK_ADVERTISER, Type::TEXT),
-                (&DEFAULT_TIKTOK_TOKEN, Type::TEXT),
                 (&DEFAULT_SHOP, Type::TEXT),
-                (&DEFAULT_SHOPIFY_TOKEN, Type::TEXT),
             ],
         )
         .await
         .context("connect the demo ad accounts and shop")?;
+    // Tokens are stored sealed, as every token is (etl::tokens).
+    for row in &connected {
+        let token = match row.get::<_, &str>(1) {
+            "meta" => DEFAULT_META_TOKEN,
+            "tiktok" => DEFAULT_TIKTOK_TOKEN,
+            _ => DEFAULT_SHOPIFY_TOKEN,
+        };
+        let stored = etl::tokens::store(&**client, keys, row.get(0), token).await;
+        anyhow::Context::context(stored, "store a demo access token")?;
+    }
     client
         .execute_typed(
             "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'admin')

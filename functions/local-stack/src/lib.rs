@@ -287,13 +287,6 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         clock: clock.clone(),
         keys: keys.clone(),
     });
-    let shopify_webhooks = Arc::new(etl::WebhookDeps {
-        pool: pool_of(2)?,
-        transport: transport.clone(),
-        clock: clock.clone(),
-        keys: keys.clone(),
-        webhook_secrets: options.shopify_webhook_secrets.clone(),
-    });
     // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
     // the stand-ins' absolute URLs point at this address.
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -301,9 +294,13 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         .with_context(|| format!("bind {}", options.listen))?;
     let addr = listener.local_addr()?;
     let origin = format!("http://{addr}");
+    let standin_config = standins::StandinConfig {
+        clock: clock.clone(),
+        ..standins::StandinConfig::default()
+    };
     let standins = options
         .demo
-        .then(|| standins::router(&standins::StandinConfig::default(), &origin));
+        .then(|| standins::router(&standin_config, &origin));
     let endpoints = match &standins {
         Some(_) => etl::Endpoints {
             meta_base_url: format!("{origin}/meta"),
@@ -312,16 +309,28 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         },
         None => etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
     };
+    let meta_app_secret = match &standins {
+        Some(_) => standin_config.meta.app_secret.clone().map(Into::into),
+        None => etl::meta_app_secret(|name| std::env::var(name).ok()),
+    };
+    let shopify_webhooks = Arc::new(etl::WebhookDeps {
+        pool: pool_of(2)?,
+        transport: transport.clone(),
+        clock: clock.clone(),
+        keys: keys.clone(),
+        webhook_secrets: options.shopify_webhook_secrets.clone(),
+        http: etl::http_client(etl::shopify::webhook::REREAD_TIMEOUT)?,
+        endpoints: endpoints.clone(),
+    });
     let etl = Arc::new(etl::EtlDeps {
         pool: pool.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
         keys: keys.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?,
+        http: etl::http_client(Duration::from_secs(60))?,
         endpoints,
         retry: shared::retry::RetryPolicy::default(),
+        meta_app_secret,
     });
     let signer =
         email::unsubscribe::TokenSigner::new(vec![options.email.unsubscribe_secret.clone()]);
@@ -501,7 +510,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
 
     if let Some((_, handles)) = standins {
         let outbox = Outbox::new(pool.clone(), transport.clone());
-        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, clock.now())
+        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, &keys, clock.now())
             .await
             .context("seed the demo")?;
         tracing::info!(?seeded, "demo data seeded");

@@ -82,6 +82,7 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
             ..etl::Endpoints::default()
         },
         retry: shared::retry::RetryPolicy::default(),
+        meta_app_secret: Some(local_stack::standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
     // The window ends on the ad account's today, in its own timezone.
     let today = meta_today(clock);

@@ -5,11 +5,15 @@
 //! * Parameters: `level=ad`, `time_increment=1`, `time_range={"since","until"}` (JSON, or
 //!   the `time_range[since]`/`time_range[until]` form), `fields` (validated; only the
 //!   requested fields come back, plus `date_start`/`date_stop`; default
-//!   `spend,impressions`), `limit` (default 25), `after`/`before` cursors, `access_token`
-//!   (or `Authorization: Bearer`).
+//!   `spend,impressions`), `limit` (default 25), `after`/`before` cursors, the token as
+//!   `Authorization: Bearer` (or `access_token`), and — when the scenario has an app
+//!   secret, as a Meta app with "Require App Secret" does — `appsecret_proof`, the hex
+//!   HMAC-SHA256 of the token keyed by the app secret: missing or wrong, it is Meta's HTTP
+//!   400 `GraphMethodException` code 100 ("API calls from the server require an
+//!   appsecret_proof argument" / "Invalid appsecret_proof provided in the API argument").
 //! * Answers: `{"data":[…],"paging":{"cursors":{"before","after"},"next","previous"}}`,
-//!   `next` a full URL repeating every parameter (token included) and absent on the last
-//!   page; numbers as strings (`"spend":"12.3"`, trailing zeros trimmed as Meta does);
+//!   `next` a full URL repeating every parameter and the token as `access_token=` (as
+//!   Meta's do, whichever way the token came), absent on the last page; numbers as strings (`"spend":"12.3"`, trailing zeros trimmed as Meta does);
 //!   `actions`/`action_values` carry the same purchases under three action types
 //!   (`offsite_conversion.fb_pixel_purchase`, `purchase`, `omni_purchase`) — a consumer
 //!   must pick one — and omit zero-valued types (no `actions` at all on a day without any);
@@ -39,7 +43,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::get;
 use base64::Engine;
@@ -56,6 +60,8 @@ use super::{
 
 /// The token the stand-in accepts unless the scenario says otherwise.
 pub const DEFAULT_META_TOKEN: &str = "meta-local-token";
+/// The app secret `appsecret_proof` is checked against unless the scenario says otherwise.
+pub const DEFAULT_META_APP_SECRET: &str = "meta-local-app-secret";
 /// The ad account of the default scenario (used as `act_1029384756`).
 pub const DEFAULT_META_ACCOUNT: &str = "1029384756";
 
@@ -65,6 +71,9 @@ pub struct MetaScenario {
     pub accounts: Vec<MetaAccount>,
     /// The only token accepted.
     pub access_token: String,
+    /// The app secret every request's `appsecret_proof` must be signed with; `None`
+    /// accepts requests without a proof (an app that does not require one).
+    pub app_secret: Option<String>,
     /// Which throttling error `throttle_next` produces (changeable at run time).
     pub throttle: MetaThrottle,
     /// `estimated_time_to_regain_access` (minutes) in the usage header of a throttled answer.
@@ -76,6 +85,7 @@ impl Default for MetaScenario {
         MetaScenario {
             accounts: vec![MetaAccount::new(DEFAULT_META_ACCOUNT, 20)],
             access_token: DEFAULT_META_TOKEN.into(),
+            app_secret: Some(DEFAULT_META_APP_SECRET.into()),
             throttle: MetaThrottle::UserLimit,
             regain_access_minutes: 1,
         }
@@ -161,6 +171,7 @@ struct MetaState {
     today: Option<NaiveDate>,
     accounts: Vec<Account>,
     token: String,
+    app_secret: Option<String>,
     throttle: Mutex<(MetaThrottle, u32)>,
     usage_pct: AtomicU32,
     restated: Restatements,
@@ -196,6 +207,7 @@ impl MetaFaults {
             today: config.today,
             accounts,
             token: scenario.access_token.clone(),
+            app_secret: scenario.app_secret.clone(),
             throttle: Mutex::new((scenario.throttle, scenario.regain_access_minutes)),
             usage_pct: AtomicU32::new(3),
             restated: Restatements::default(),
@@ -308,8 +320,12 @@ async fn insights(
     State(faults): State<MetaFaults>,
     Path((version, node)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(echo) = faults.0.switches.take_echo(Api::Meta, &uri, &headers) {
+        return echo;
+    }
     let query = parse_query(raw.as_deref());
     let answer = faults.0.answer(&version, &node, &query, &headers);
     faults.0.switches.record(LoggedRequest {
@@ -617,6 +633,15 @@ struct TimeRange {
     until: String,
 }
 
+/// `appsecret_proof` as Meta computes it: the lowercase hex HMAC-SHA256 of the token, keyed
+/// by the app secret.
+pub fn appsecret_proof(token: &str, app_secret: &str) -> String {
+    shared::webhook::hmac_sha256(app_secret.as_bytes(), &[token.as_bytes()])
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 fn parse_date(value: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map_err(|_| format!("(#100) Invalid date in time_range: {value}"))
@@ -708,6 +733,37 @@ impl MetaState {
         );
     }
 
+    /// The refusal of a request whose `appsecret_proof` is missing or wrong, when the app
+    /// requires one. Called after the token was accepted, as Meta checks it.
+    fn check_proof(&self, query: &[(String, String)]) -> Option<Response> {
+        let secret = self.app_secret.as_deref()?;
+        let expected = appsecret_proof(&self.token, secret);
+        let message = match first(query, "appsecret_proof") {
+            None => "API calls from the server require an appsecret_proof argument",
+            Some(proof) if proof.eq_ignore_ascii_case(&expected) => return None,
+            Some(_) => "Invalid appsecret_proof provided in the API argument",
+        };
+        Some(self.error(
+            StatusCode::BAD_REQUEST,
+            message,
+            "GraphMethodException",
+            100,
+            None,
+            false,
+        ))
+    }
+
+    /// The token a request carries: `access_token`, else `Authorization: Bearer`.
+    fn token_of(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
+        first(query, "access_token").map(str::to_owned).or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .map(str::to_owned)
+        })
+    }
+
     fn answer(
         &self,
         version: &str,
@@ -715,14 +771,7 @@ impl MetaState {
         query: &[(String, String)],
         headers: &HeaderMap,
     ) -> Answer {
-        let token = first(query, "access_token").map(str::to_owned).or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::to_owned)
-        });
-        match token {
+        match Self::token_of(query, headers) {
             None => {
                 return Answer::refused(
                     self.error(
@@ -763,6 +812,9 @@ impl MetaState {
                 );
             }
             Some(_) => {}
+        }
+        if let Some(refusal) = self.check_proof(query) {
+            return Answer::refused(refusal, Outcome::AuthFailed);
         }
         if !version.starts_with('v') {
             return Answer::refused(
@@ -1043,13 +1095,18 @@ impl MetaState {
         let rows = data.len();
         let paging = (end > start).then(|| {
             let link = |cursor_name: &str, cursor: &str| {
+                // Meta's links repeat the token in the query whether it came as a
+                // parameter or a header: a client must not follow them as they are.
                 let mut pairs: Vec<(&str, &str)> = query
                     .iter()
-                    .filter(|(key, _)| key != "after" && key != "before" && key != "limit")
+                    .filter(|(key, _)| {
+                        !matches!(key.as_str(), "after" | "before" | "limit" | "access_token")
+                    })
                     .map(|(key, value)| (key.as_str(), value.as_str()))
                     .collect();
                 let limit = request.limit.to_string();
                 pairs.push(("limit", &limit));
+                pairs.push(("access_token", &self.token));
                 pairs.push((cursor_name, cursor));
                 format!(
                     "{}/{version}/{node}/insights?{}",
@@ -1104,8 +1161,13 @@ mod tests {
                 ("fields", FIELDS),
                 ("limit", &limit.to_string()),
                 ("access_token", DEFAULT_META_TOKEN),
+                ("appsecret_proof", &proof(DEFAULT_META_TOKEN)),
             ])
         )
+    }
+
+    fn proof(token: &str) -> String {
+        appsecret_proof(token, DEFAULT_META_APP_SECRET)
     }
 
     /// Follows `paging.next` to the end; returns every row.
@@ -1269,6 +1331,50 @@ mod tests {
         let (status, _, _) = get(&router, &bearer, &[("authorization", &auth)]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(handles.meta.count(Outcome::AuthFailed), 3);
+        // The next page repeats the token, as Meta's links do, though it came as a header.
+        let paged = first_uri("2026-11-01", "2026-11-02", 2)
+            .replace(&format!("&access_token={DEFAULT_META_TOKEN}"), "");
+        let (_, _, body) = get(&router, &paged, &[("authorization", &auth)]).await;
+        let next = body["paging"]["next"].as_str().unwrap();
+        assert!(
+            next.contains(&format!("access_token={DEFAULT_META_TOKEN}")),
+            "{next}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_app_secret_proof_is_required_and_checked() {
+        let (router, handles) = router(&config(3), "http://standins.test");
+        let uri = first_uri("2026-11-01", "2026-11-02", 10);
+        let unsigned = uri.replace(
+            &format!("&appsecret_proof={}", proof(DEFAULT_META_TOKEN)),
+            "",
+        );
+        let (status, _, body) = get(&router, &unsigned, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], 100);
+        assert_eq!(body["error"]["type"], "GraphMethodException");
+        assert_eq!(
+            body["error"]["message"],
+            "API calls from the server require an appsecret_proof argument"
+        );
+        let forged = uri.replace(&proof(DEFAULT_META_TOKEN), &proof("another-token"));
+        let (status, _, body) = get(&router, &forged, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["error"]["message"],
+            "Invalid appsecret_proof provided in the API argument"
+        );
+        assert_eq!(handles.meta.count(Outcome::AuthFailed), 2);
+        let (status, _, _) = get(&router, &uri, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // An app that does not require the proof takes requests without one.
+        let mut open = config(3);
+        open.meta.app_secret = None;
+        let (router, _) = super::super::router(&open, "http://standins.test");
+        let (status, _, _) = get(&router, &unsigned, &[]).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -19,10 +19,11 @@
 //!   tests or to mount them on another server (the local stack's demo mode).
 //! * Each API has a fault handle ([`MetaFaults`], [`TikTokFaults`], [`ShopifyFaults`]) that
 //!   tests flip at run time: every handle dereferences to [`Switches`] (throttle the next N
-//!   requests, fail the next N or page K with HTTP 500 once, expire the token, and the log
-//!   of requests received), plus per-API knobs (restate a day, add/refund/cancel orders,
-//!   usage headers, leaky bucket) and the ground truth tests compare a sync against
-//!   (`expected_rows`, `expected_totals`).
+//!   requests, fail the next N or page K with HTTP 500 once, expire the token, echo the
+//!   next N requests' credentials back in an error body as a careless proxy would, and the
+//!   log of requests received), plus per-API knobs (restate a day, add/refund/cancel
+//!   orders, usage headers, leaky bucket, Meta's app secret) and the ground truth tests
+//!   compare a sync against (`expected_rows`, `expected_totals`).
 //!
 //! Deliberately left out, everywhere: TLS, real OAuth flows (a token is a configured
 //! string), every endpoint the ETL agents do not call, and exact reproduction of error
@@ -64,6 +65,9 @@ pub struct StandinConfig {
     /// timezone) and Shopify's seeded orders end at its midnight in the shop's timezone.
     /// `None` means the real current date; pin it in tests that compare data across runs.
     pub today: Option<NaiveDate>,
+    /// The platforms' clock: when a Shopify webhook says it was triggered
+    /// (`X-Shopify-Triggered-At`). Give it the stack's clock when the stack's is shifted.
+    pub clock: shared::clock::Clock,
     pub meta: MetaScenario,
     pub tiktok: TikTokScenario,
     pub shopify: ShopifyScenario,
@@ -74,6 +78,7 @@ impl Default for StandinConfig {
         StandinConfig {
             seed: 42,
             today: None,
+            clock: shared::clock::Clock::system(),
             meta: MetaScenario::default(),
             tiktok: TikTokScenario::default(),
             shopify: ShopifyScenario::default(),
@@ -307,6 +312,7 @@ pub struct Switches {
     fail: AtomicU32,
     fail_page: AtomicU32,
     token_expired: AtomicBool,
+    echo: AtomicU32,
     received: AtomicU64,
     log: Mutex<RequestLog>,
 }
@@ -340,6 +346,50 @@ impl Switches {
 
     pub fn token_expired(&self) -> bool {
         self.token_expired.load(Ordering::SeqCst)
+    }
+
+    /// Answers the next `n` requests with HTTP 400 and a plain-text body that repeats the
+    /// request — its URL and every credential header — the way a careless proxy or a
+    /// verbose error page does. For proving that no error a client stores quotes them.
+    pub fn echo_next(&self, n: u32) {
+        self.echo.store(n, Ordering::SeqCst);
+    }
+
+    /// The echo answer, when [`Switches::echo_next`] asks for one; the request is logged as
+    /// rejected.
+    pub(crate) fn take_echo(
+        &self,
+        api: Api,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<Response> {
+        if !take_one(&self.echo) {
+            return None;
+        }
+        let mut text = format!("could not serve GET {uri}\n");
+        for name in ["authorization", "access-token", "x-shopify-access-token"] {
+            for value in headers.get_all(name) {
+                text.push_str(&format!(
+                    "{name}: {}\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+        }
+        self.record(LoggedRequest {
+            api,
+            path: uri.path().to_string(),
+            query: parse_query(uri.query()),
+            page: None,
+            outcome: Outcome::Rejected,
+            rows: 0,
+        });
+        let mut response = Response::new(Body::from(text));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Some(response)
     }
 
     /// Every request received since start (or since [`Switches::clear_requests`]), oldest
@@ -743,6 +793,30 @@ mod tests {
         assert!(!switches.take_failure(2));
         assert!(switches.take_failure(3));
         assert!(!switches.take_failure(3));
+    }
+
+    #[tokio::test]
+    async fn an_echo_repeats_the_request_and_its_credentials_once() {
+        let switches = Switches::default();
+        let uri: axum::http::Uri = "/meta/v21.0/act_1/insights?appsecret_proof=p"
+            .parse()
+            .unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("authorization", "Bearer secret-token".parse().unwrap());
+        assert!(switches.take_echo(Api::Meta, &uri, &headers).is_none());
+        switches.echo_next(1);
+        let response = switches.take_echo(Api::Meta, &uri, &headers).unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            body.contains("appsecret_proof=p") && body.contains("Bearer secret-token"),
+            "{body}"
+        );
+        assert!(switches.take_echo(Api::Meta, &uri, &headers).is_none());
+        assert_eq!(switches.count(Outcome::Rejected), 1);
     }
 
     #[tokio::test]

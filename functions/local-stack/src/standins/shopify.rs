@@ -10,8 +10,9 @@
 //!   `fields`; cursor pagination through `Link: <…page_info=…>; rel="next"` (and
 //!   `rel="previous"`), where a follow-up request may carry only `page_info`, `limit` and
 //!   `fields` (anything else is a 400). Also `GET orders/{id}.json` and `orders/count.json`.
-//! * Auth by `X-Shopify-Access-Token`; a missing, wrong or expired token is a 401 with
-//!   Shopify's `[API] Invalid API key or access token` body.
+//! * Auth by `X-Shopify-Access-Token` (the scenario's token, or the shop's own when its
+//!   [`ShopSpec::access_token`] says so, as every real shop has its own); a missing, wrong
+//!   or expired token is a 401 with Shopify's `[API] Invalid API key or access token` body.
 //! * Rate limits: `X-Shopify-Shop-Api-Call-Limit: n/40` on every answer; throttling is a 429
 //!   with `Retry-After: 1.0` (seconds, configurable) — switched on per request, or by an
 //!   optional simulated leaky bucket ([`LeakyBucket`], off by default so benchmarks are not
@@ -27,7 +28,10 @@
 //! * Webhooks: [`ShopifyFaults::webhook`] builds the delivery Shopify would POST for an
 //!   order's current state (`orders/create`, `orders/updated`, `orders/paid`,
 //!   `orders/cancelled`, `refunds/create`), signed with `X-Shopify-Hmac-Sha256`; the
-//!   `X-Shopify-Webhook-Id` is stable for the same topic and order state (a redelivery).
+//!   `X-Shopify-Webhook-Id` and `X-Shopify-Event-Id` are stable for the same topic and
+//!   order state (a redelivery), `X-Shopify-Triggered-At` is the time on
+//!   [`StandinConfig::clock`] when the delivery is built. A test rewrites headers with
+//!   [`WebhookDelivery::set_header`] (Shopify signs the body only) to play a replay.
 //!
 //! Left out: GraphQL and bulk operations, every other resource, `since_id`, other sort
 //! orders, `financial_status`/`fulfillment_status` filters, the 60-day limit without
@@ -43,7 +47,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use base64::Engine;
@@ -120,6 +124,8 @@ pub struct ShopSpec {
     pub utc_offset_minutes: i32,
     /// Sales tax in basis points of the discounted subtotal.
     pub tax_rate_bp: u32,
+    /// This shop's own `X-Shopify-Access-Token`; `None` takes the scenario's.
+    pub access_token: Option<String>,
 }
 
 impl ShopSpec {
@@ -131,6 +137,7 @@ impl ShopSpec {
             currency: "USD".into(),
             utc_offset_minutes: -5 * 60,
             tax_rate_bp: 800,
+            access_token: None,
         }
     }
 
@@ -200,6 +207,14 @@ impl WebhookDelivery {
     /// `X-Shopify-Webhook-Id`: the same for a redelivery of the same event.
     pub fn webhook_id(&self) -> &str {
         self.header("X-Shopify-Webhook-Id").unwrap_or_default()
+    }
+
+    /// Sets a header (replacing it, case-insensitively, or adding it). The signature covers
+    /// the body only, so it stays valid: this is how a replay rewrites a delivery.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
     }
 
     /// A `POST uri` request carrying this delivery, e.g. for `Router::oneshot`.
@@ -1057,6 +1072,7 @@ struct ShopifyState {
     base_url: String,
     seed: u64,
     token: String,
+    clock: shared::clock::Clock,
     shops: Vec<Shop>,
     retry_after: Mutex<f64>,
     bucket: Mutex<Option<LeakyBucket>>,
@@ -1082,6 +1098,7 @@ impl ShopifyFaults {
             base_url: base_url.to_string(),
             seed: config.seed,
             token: scenario.access_token.clone(),
+            clock: config.clock.clone(),
             shops: scenario
                 .shops
                 .iter()
@@ -1287,8 +1304,10 @@ impl ShopifyFaults {
                 b & 0xffff_ffff_ffff
             )
         };
-        let triggered = DateTime::<Utc>::from_timestamp(updated, 0)
-            .unwrap_or_default()
+        let triggered = self
+            .0
+            .clock
+            .now()
             .to_rfc3339_opts(SecondsFormat::Millis, true);
         let headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
@@ -1360,8 +1379,12 @@ async fn list_orders(
     State(faults): State<ShopifyFaults>,
     Path((shop, version)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(echo) = faults.0.switches.take_echo(Api::Shopify, &uri, &headers) {
+        return echo;
+    }
     let query = parse_query(raw.as_deref());
     let (answer, call_limit) = match faults.0.gate(&shop, &headers) {
         Gate::Refused(answer) => (answer, None),
@@ -1380,8 +1403,12 @@ async fn one_order(
     State(faults): State<ShopifyFaults>,
     Path((shop, version, file)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(echo) = faults.0.switches.take_echo(Api::Shopify, &uri, &headers) {
+        return echo;
+    }
     let query = parse_query(raw.as_deref());
     let (answer, call_limit) = match faults.0.gate(&shop, &headers) {
         Gate::Refused(answer) => (answer, None),
@@ -1438,7 +1465,8 @@ impl ShopifyState {
         let token = headers
             .get("x-shopify-access-token")
             .and_then(|value| value.to_str().ok());
-        if token != Some(self.token.as_str()) || self.switches.token_expired() {
+        let expected = shop.spec.access_token.as_deref().unwrap_or(&self.token);
+        if token != Some(expected) || self.switches.token_expired() {
             return Gate::Refused(Answer::refused(
                 json_response(StatusCode::UNAUTHORIZED, INVALID_TOKEN.as_bytes().to_vec()),
                 Outcome::AuthFailed,
@@ -2183,6 +2211,64 @@ mod tests {
             .unwrap();
         let updated: serde_json::Value = serde_json::from_slice(&updated.body).unwrap();
         assert_eq!(polled["order"], updated);
+    }
+
+    #[tokio::test]
+    async fn webhooks_stamp_the_clock_and_shops_have_their_own_tokens() {
+        let at: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let mut config = config(20);
+        config.clock = shared::clock::Clock::fixed(at);
+        config.shopify.shops.push(ShopSpec {
+            access_token: Some("shpat_other".into()),
+            ..ShopSpec::new("other-store", 5)
+        });
+        let (router, handles) = router(&config, "http://standins.test");
+        let shopify = &handles.shopify;
+        let id = shopify.order_ids(DEFAULT_SHOP)[0];
+        let mut delivery = shopify
+            .webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, id, "s")
+            .unwrap();
+        assert_eq!(
+            delivery.header("X-Shopify-Triggered-At"),
+            Some("2026-12-07T10:00:00.000Z")
+        );
+        let event = delivery.header("X-Shopify-Event-Id").unwrap().to_string();
+        let again = shopify
+            .webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, id, "s")
+            .unwrap();
+        assert_eq!(again.header("X-Shopify-Event-Id"), Some(event.as_str()));
+        delivery.set_header("x-shopify-shop-domain", "other-store.myshopify.com");
+        assert_eq!(
+            delivery.header("X-Shopify-Shop-Domain"),
+            Some("other-store.myshopify.com")
+        );
+        assert_eq!(
+            delivery
+                .headers
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("x-shopify-shop-domain"))
+                .count(),
+            1
+        );
+
+        let path = |shop: &str, id: u64| {
+            format!("/shopify/{shop}/admin/api/{API_VERSION}/orders/{id}.json")
+        };
+        let own = ("X-Shopify-Access-Token", "shpat_other");
+        let other = shopify.order_ids("other-store")[0];
+        let (status, _, _) = get(&router, &path("other-store", other), &[TOKEN]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "another shop's token");
+        let (status, _, body) = get(&router, &path("other-store", other), &[own]).await;
+        assert_eq!(
+            (status, body["order"]["id"].as_u64()),
+            (StatusCode::OK, Some(other))
+        );
+        let (status, _, _) = get(&router, &path("other-store", id), &[own]).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "the default shop's order is not here"
+        );
     }
 
     #[test]

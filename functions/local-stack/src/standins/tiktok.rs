@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::NaiveDate;
@@ -222,8 +222,12 @@ async fn report(
     State(faults): State<TikTokFaults>,
     Path(version): Path<String>,
     RawQuery(raw): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(echo) = faults.0.switches.take_echo(Api::TikTok, &uri, &headers) {
+        return echo;
+    }
     let query = parse_query(raw.as_deref());
     let answer = faults.0.answer(&version, &query, &headers);
     faults.0.switches.record(LoggedRequest {

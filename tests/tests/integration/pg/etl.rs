@@ -1,15 +1,21 @@
 //! The Meta ETL run against the local Meta stand-in: full and repeated syncs, restatement,
-//! throttling, auth failure, a failure mid-run, a held lease, and dispatch.
+//! throttling, auth failure, a failure mid-run, a held lease, and dispatch; and the secrets:
+//! the token in a header with `appsecret_proof`, never in a URL, sealed at rest and bound
+//! to its row, and absent from every stored error and log line whatever the platform echoes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
 use integration_tests::test_db::TestDb;
-use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use local_stack::standins::meta::{
+    DEFAULT_META_ACCOUNT, DEFAULT_META_APP_SECRET, DEFAULT_META_TOKEN, appsecret_proof,
+};
+use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use local_stack::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use local_stack::standins::{Outcome, StandinConfig, Standins};
+use secrecy::ExposeSecret;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
 use shared::retry::RetryPolicy;
@@ -79,6 +85,7 @@ async fn etl() -> Etl {
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
         retry: fast_retries(3),
+        meta_app_secret: Some(DEFAULT_META_APP_SECRET.into()),
     };
     Etl {
         db,
@@ -459,4 +466,344 @@ async fn backfill_reads_an_explicit_range_through_the_same_path() {
         (row.get(0), row.get(1))
     };
     assert_eq!(window, (day("2026-10-01"), day("2026-10-10")));
+}
+
+#[tokio::test]
+async fn meta_gets_the_token_in_a_header_and_a_proof_never_the_token_in_a_url() {
+    let e = etl().await;
+    let report = etl::run(&e.deps, &e.run("2026-11-01", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    let requests = e.standins.meta_faults().requests();
+    assert!(
+        requests.len() >= 2,
+        "paging.next, which repeats the token, was followed"
+    );
+    let proof = appsecret_proof(DEFAULT_META_TOKEN, DEFAULT_META_APP_SECRET);
+    for request in &requests {
+        assert_eq!(request.outcome, Outcome::Ok);
+        assert_eq!(request.param("access_token"), None, "{request:?}");
+        assert_eq!(request.param("appsecret_proof"), Some(proof.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_app_secret_fails_the_run_at_once() {
+    let mut e = etl().await;
+    e.deps.meta_app_secret = Some("not-the-app-secret".into());
+    let report = etl::run(&e.deps, &e.run("2026-11-24", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(error.contains("Invalid appsecret_proof"), "{error}");
+    assert_eq!(e.standins.meta_faults().request_count(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_run_with_an_impossible_window_is_refused_before_anything_is_recorded() {
+    let e = etl().await;
+    for run in [e.run(TODAY, "2026-11-01"), e.run("2000-01-01", TODAY)] {
+        let refused = etl::run(&e.deps, &run, "worker-a").await;
+        assert!(
+            matches!(refused, Err(etl::EtlError::InvalidRun(_))),
+            "{refused:?}"
+        );
+    }
+    let runs: i64 =
+        e.db.client()
+            .await
+            .query_typed_one("SELECT count(*) FROM etl_runs", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(runs, 0);
+    assert_eq!(e.standins.meta_faults().request_count(), 0);
+}
+
+/// What a tracing subscriber writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn no_failure_leaves_a_credential_in_runs_errors_or_logs() {
+    let mut e = etl().await;
+    e.deps.retry = fast_retries(1);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    // Every line of this (single-threaded) test, at every level.
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let tiktok = tiktok_connection(&e).await;
+    let shop: Uuid =
+        e.db.client()
+            .await
+            .query_typed_one(
+                "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+                 SELECT workspace_id, 'shopify', $1, $2, 'USD' FROM connections LIMIT 1 RETURNING id",
+                &[(&DEFAULT_SHOP, Type::TEXT), (&DEFAULT_SHOPIFY_TOKEN, Type::TEXT)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let runs = shared::runs::RunLog::new(e.deps.pool.clone(), "etl");
+    let meta = e.run("2026-11-24", TODAY);
+    let shopify = EtlRun {
+        platform: Platform::Shopify,
+        connection_id: shop,
+        account_id: DEFAULT_SHOP.into(),
+        window_start: day("2026-11-24"),
+        window_end: day(TODAY),
+    };
+    let handles = e.standins.handles().clone();
+    let echoing: [(&local_stack::standins::Switches, EtlRun); 3] = [
+        (&handles.meta, meta.clone()),
+        (&handles.tiktok, tiktok_run(tiktok, "2026-11-24", TODAY)),
+        (&handles.shopify, shopify),
+    ];
+    // Each platform answers with an error page that repeats the request, credentials and all.
+    for (switches, run) in &echoing {
+        switches.echo_next(1);
+        let report = runs
+            .observe_judged(
+                shared::runs::Trigger::Queue,
+                etl::run(&e.deps, run, "worker-a"),
+                etl::RunReport::judged,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("could not serve GET"),
+            "the echo reached the error: {error}"
+        );
+    }
+    // The platform is unreachable: a transport error names the URL it failed on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    e.deps.endpoints.meta_base_url = format!("http://127.0.0.1:{port}/meta");
+    let report = runs
+        .observe_judged(
+            shared::runs::Trigger::Queue,
+            etl::run(&e.deps, &meta, "worker-a"),
+            etl::RunReport::judged,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        report.error.as_deref().unwrap().contains("request failed"),
+        "{report:?}"
+    );
+
+    let client = e.db.client().await;
+    let errors: Vec<String> = client
+        .query_typed("SELECT error FROM etl_runs WHERE status = 'failed'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let details: Vec<String> = client
+        .query_typed(
+            "SELECT detail FROM agent_runs WHERE agent = 'etl' AND outcome = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!((errors.len(), details.len()), (4, 4));
+    let logged = logs.text();
+    assert!(
+        logged.contains("etl_run_failed"),
+        "the alerts were captured"
+    );
+    let proof = appsecret_proof(DEFAULT_META_TOKEN, DEFAULT_META_APP_SECRET);
+    for secret in [
+        DEFAULT_META_TOKEN,
+        DEFAULT_TIKTOK_TOKEN,
+        DEFAULT_SHOPIFY_TOKEN,
+        proof.as_str(),
+    ] {
+        for text in errors.iter().chain(&details).chain([&logged]) {
+            assert!(!text.contains(secret), "{secret} leaked into: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_sealed_at_rest_and_open_only_on_their_own_row() {
+    let e = etl().await;
+    let run = e.run("2026-11-28", TODAY);
+    // The fixture wrote the token in plaintext, as rows from before sealing have it.
+    let report = etl::run(&e.deps, &run, "worker-a").await.unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    let client = e.db.client().await;
+    let row = client
+        .query_typed_one(
+            "SELECT access_token, access_token_sealed FROM connections WHERE id = $1",
+            &[(&e.connection, Type::UUID)],
+        )
+        .await
+        .unwrap();
+    let (plaintext, sealed): (Option<String>, Option<Vec<u8>>) = (row.get(0), row.get(1));
+    assert_eq!(
+        plaintext, None,
+        "the first read sealed it and cleared the plaintext"
+    );
+    let sealed = sealed.unwrap();
+    let leaks: i64 = client
+        .query_typed_one(
+            "SELECT count(*) FROM connections
+              WHERE access_token IS NOT NULL OR position(convert_to($1, 'UTF8') IN access_token_sealed) > 0",
+            &[(&DEFAULT_META_TOKEN, Type::TEXT)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaks, 0, "no row holds the token in the clear");
+
+    // The sealed token opens on its row: a second run and dispatch work as before.
+    let again = etl::run(&e.deps, &run, "worker-a").await.unwrap();
+    assert_eq!(again.status, RunStatus::Ok, "{again:?}");
+    assert_eq!(
+        etl::dispatch(&e.deps, Platform::Meta, day(TODAY))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Copied onto another connection's row, it does not open, and nothing is asked of Meta.
+    let copy: Uuid = client
+        .query_typed_one(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token_sealed, currency)
+             SELECT workspace_id, 'meta', '999', $2, 'USD' FROM connections WHERE id = $1 RETURNING id",
+            &[(&e.connection, Type::UUID), (&sealed, Type::BYTEA)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let requests = e.standins.meta_faults().request_count();
+    let stolen = etl::run(
+        &e.deps,
+        &EtlRun {
+            connection_id: copy,
+            account_id: "999".into(),
+            ..run.clone()
+        },
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(stolen.status, RunStatus::Failed);
+    assert!(
+        stolen.error.as_deref().unwrap().contains("does not open"),
+        "{stolen:?}"
+    );
+    assert_eq!(e.standins.meta_faults().request_count(), requests);
+
+    // Storing a token for that row seals it for that row.
+    assert!(
+        etl::tokens::store(&client, &e.deps.keys, copy, "EAAB-new-token")
+            .await
+            .unwrap()
+    );
+    let stored = client
+        .query_typed_one(
+            "SELECT access_token, access_token_sealed FROM connections WHERE id = $1",
+            &[(&copy, Type::UUID)],
+        )
+        .await
+        .unwrap();
+    let opened = etl::tokens::open(
+        &client,
+        &e.deps.keys,
+        copy,
+        etl::tokens::StoredToken {
+            plaintext: stored.get(0),
+            sealed: stored.get(1),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(opened.expose_secret(), "EAAB-new-token");
+}
+
+#[tokio::test]
+async fn two_first_readers_seal_a_plaintext_token_once_and_a_newer_token_wins() {
+    let e = etl().await;
+    let (a, b) = (
+        e.deps.pool.get().await.unwrap(),
+        e.deps.pool.get().await.unwrap(),
+    );
+    let plaintext = || etl::tokens::StoredToken {
+        plaintext: Some(DEFAULT_META_TOKEN.into()),
+        sealed: None,
+    };
+    let keys = &e.deps.keys;
+    let (first, second) = tokio::join!(
+        etl::tokens::open(&**a, keys, e.connection, plaintext()),
+        etl::tokens::open(&**b, keys, e.connection, plaintext()),
+    );
+    for token in [first.unwrap().unwrap(), second.unwrap().unwrap()] {
+        assert_eq!(token.expose_secret(), DEFAULT_META_TOKEN);
+    }
+    let sealed_once: (Option<String>, Option<Vec<u8>>) = {
+        let row = a
+            .query_typed_one(
+                "SELECT access_token, access_token_sealed FROM connections WHERE id = $1",
+                &[(&e.connection, Type::UUID)],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(sealed_once.0, None);
+    // A reader holding the stale plaintext after a new token was stored gets the new one,
+    // and does not put the old one back.
+    etl::tokens::store(&**a, keys, e.connection, "EAAB-rotated")
+        .await
+        .unwrap();
+    let late = etl::tokens::open(&**b, keys, e.connection, plaintext())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.expose_secret(), "EAAB-rotated");
+    let run = etl::run(&e.deps, &e.run("2026-11-29", TODAY), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(
+        run.status,
+        RunStatus::Failed,
+        "the stand-in knows only the old token"
+    );
+    assert!(run.error.unwrap().contains("190"));
 }

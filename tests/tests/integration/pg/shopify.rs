@@ -1,6 +1,9 @@
 //! Shopify orders against the local Shopify stand-in: the ETL run (full, incremental,
 //! throttled, unauthorised, repeated) and `POST /webhooks/shopify` (signed, redelivered,
-//! forged, stale, racing the poller), all ending in one row per order with exact money.
+//! forged, stale, racing the poller), all ending in one row per order with exact money; and
+//! the webhook tried as an attacker and a faulty client would: replayed under new ids or
+//! long after, re-sent under another shop's domain, refused by the database, throttled, held
+//! up by a lock, sent eight times at once, with Unicode and oversized headers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +15,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus, WebhookDeps};
 use integration_tests::test_db::TestDb;
 use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
-use local_stack::standins::{Outcome, ShopifyFaults, ShopifyTopic, StandinConfig, Standins};
+use local_stack::standins::{
+    Outcome, ShopSpec, ShopifyFaults, ShopifyTopic, StandinConfig, Standins, WebhookDelivery,
+};
 use serde_json::Value;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
@@ -25,6 +30,9 @@ const TODAY: &str = "2026-11-30";
 /// Earlier than every seeded order (90 days of history).
 const BACKFILL_FROM: &str = "2026-06-01";
 const SECRET: &str = "shpss_test_secret";
+/// A second shop, of another workspace, with its own token.
+const OTHER_SHOP: &str = "other-store";
+const OTHER_TOKEN: &str = "shpat_other_store";
 
 struct Shop {
     db: TestDb,
@@ -33,6 +41,8 @@ struct Shop {
     standins: Standins,
     transport: Arc<PostgresTransport>,
     connection: Uuid,
+    /// The workspace of [`OTHER_SHOP`].
+    other_workspace: Uuid,
 }
 
 fn day(text: &str) -> NaiveDate {
@@ -65,11 +75,31 @@ async fn shop() -> Shop {
         .await
         .unwrap()
         .get(0);
+    let other_workspace: Uuid = client
+        .query_typed_one(
+            "INSERT INTO workspaces (name) VALUES ('other') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute_typed(
+            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
+             VALUES ($1, 'shopify', $2, $3, 'USD')",
+            &[(&other_workspace, Type::UUID), (&OTHER_SHOP, Type::TEXT), (&OTHER_TOKEN, Type::TEXT)],
+        )
+        .await
+        .unwrap();
     let mut config = StandinConfig {
         today: Some(day(TODAY)),
         ..StandinConfig::default()
     };
     config.shopify.retry_after_seconds = 0.3;
+    config.shopify.shops.push(ShopSpec {
+        access_token: Some(OTHER_TOKEN.into()),
+        ..ShopSpec::new(OTHER_SHOP, 40)
+    });
     let standins = local_stack::standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
@@ -88,6 +118,7 @@ async fn shop() -> Shop {
             max_delay: Duration::from_millis(50),
             ..RetryPolicy::default()
         },
+        meta_app_secret: None,
     };
     let router = etl::router(Arc::new(WebhookDeps {
         keys: integration_tests::test_keys(),
@@ -95,6 +126,11 @@ async fn shop() -> Shop {
         pool,
         transport: transport.clone(),
         webhook_secrets: vec!["shpss_old_secret".into(), SECRET.into()],
+        http: etl::http_client(etl::shopify::webhook::REREAD_TIMEOUT).unwrap(),
+        endpoints: Endpoints {
+            shopify_base_url: format!("{}/shopify", standins.url()),
+            ..Endpoints::default()
+        },
     }));
     Shop {
         db,
@@ -103,6 +139,7 @@ async fn shop() -> Shop {
         standins,
         transport,
         connection,
+        other_workspace,
     }
 }
 
@@ -140,8 +177,8 @@ impl Shop {
             .query_typed_one(
                 "SELECT count(*), COALESCE((sum(total_price) * 100)::int8, 0), COALESCE((sum(refunded_amount) * 100)::int8, 0),
                         COALESCE((sum(net_revenue) * 100)::int8, 0), count(*) FILTER (WHERE cancelled_at IS NOT NULL)
-                   FROM orders",
-                &[],
+                   FROM orders WHERE shop = $1",
+                &[(&DEFAULT_SHOP, Type::TEXT)],
             )
             .await
             .unwrap();
@@ -609,4 +646,471 @@ async fn a_refund_webhook_counts_once_whether_the_order_is_stored_or_not() {
     assert_eq!(e.order(stored).await.unwrap().0, 250);
     assert_eq!(e.order(unknown).await.unwrap().0, 100);
     assert_eq!(e.stored().await, e.expected());
+}
+
+/// `delivery` carrying `body` instead, signed as Shopify would have signed it.
+fn resigned(mut delivery: WebhookDelivery, body: Vec<u8>) -> WebhookDelivery {
+    delivery.set_header(
+        "X-Shopify-Hmac-Sha256",
+        &shared::webhook::sign_shopify(&body, SECRET),
+    );
+    delivery.body = body;
+    delivery
+}
+
+/// `delivery` under fresh webhook and event ids: what a replay that changes them looks like.
+fn renamed(mut delivery: WebhookDelivery) -> WebhookDelivery {
+    delivery.set_header("X-Shopify-Webhook-Id", &Uuid::new_v4().to_string());
+    delivery.set_header("X-Shopify-Event-Id", &Uuid::new_v4().to_string());
+    delivery
+}
+
+fn stamped(mut delivery: WebhookDelivery, at: DateTime<Utc>) -> WebhookDelivery {
+    delivery.set_header(
+        "X-Shopify-Triggered-At",
+        &at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    );
+    delivery
+}
+
+impl Shop {
+    fn webhook(&self, shop: &str, topic: ShopifyTopic, id: u64) -> WebhookDelivery {
+        self.faults().webhook(shop, topic, id, SECRET).unwrap()
+    }
+
+    async fn send(&self, delivery: &WebhookDelivery) -> (StatusCode, Value) {
+        self.post(delivery.request("/webhooks/shopify")).await
+    }
+
+    async fn rows(&self, sql: &str, parameter: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_typed_one(sql, &[(&parameter, Type::TEXT)])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[tokio::test]
+async fn replays_are_duplicates_or_refused_whatever_ids_they_carry() {
+    let e = shop().await;
+    let [id] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    let delivery = e.webhook(DEFAULT_SHOP, ShopifyTopic::OrdersUpdated, id);
+    let (status, body) = e.send(&delivery).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+
+    // The same event under another webhook id (another subscription, or a replay that
+    // changed it) is a duplicate: X-Shopify-Event-Id is the same.
+    let mut other_id = delivery.clone();
+    other_id.set_header("X-Shopify-Webhook-Id", &Uuid::new_v4().to_string());
+    let (status, body) = e.send(&other_id).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+
+    // A capture sent again hours later under fresh ids: the trigger time gives it away.
+    let now = Utc::now();
+    for (at, what) in [
+        (now - chrono::Duration::hours(7), "older than the window"),
+        (now + chrono::Duration::minutes(10), "ahead of our clock"),
+    ] {
+        let (status, body) = e.send(&stamped(renamed(delivery.clone()), at)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("X-Shopify-Triggered-At"),
+            "{body}"
+        );
+    }
+    // Shopify's last retry, four hours after the trigger, still gets in (as a duplicate).
+    let (status, body) = e
+        .send(&stamped(delivery.clone(), now - chrono::Duration::hours(4)))
+        .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    // Without the header there is no trigger time to judge: refused as malformed.
+    let mut bare = renamed(delivery.clone());
+    bare.headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("X-Shopify-Triggered-At"));
+    let (status, body) = e.send(&bare).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        1,
+        "only the first delivery was recorded"
+    );
+    assert_eq!(e.count("SELECT count(*) FROM orders").await, 1);
+}
+
+#[tokio::test]
+async fn a_delivery_resent_under_another_shop_writes_nothing_there() {
+    let e = shop().await;
+    let [stored, unseen] = e.paid_orders(2)[..] else {
+        panic!("two paid orders")
+    };
+    let (_, body) = e.deliver(ShopifyTopic::OrdersCreate, stored).await;
+    assert_eq!(body["outcome"], "applied");
+    let under_other = |topic, id| {
+        let mut delivery = renamed(e.webhook(DEFAULT_SHOP, topic, id));
+        delivery.set_header("X-Shopify-Shop-Domain", "other-store.myshopify.com");
+        delivery
+    };
+
+    // An order stored for demo-store, re-sent as other-store's.
+    let (status, body) = e
+        .send(&under_other(ShopifyTopic::OrdersUpdated, stored))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("another shop"),
+        "{body}"
+    );
+
+    // An order nobody holds yet is read back from other-store, which has no such order.
+    e.faults().clear_requests();
+    let (status, body) = e
+        .send(&under_other(ShopifyTopic::OrdersCreate, unseen))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not an order of shop other-store"),
+        "{body}"
+    );
+    let asked = e.faults().requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(
+        asked[0].path,
+        format!("/shopify/{OTHER_SHOP}/admin/api/2024-10/orders/{unseen}.json")
+    );
+    assert_eq!(
+        asked[0].outcome,
+        Outcome::Rejected,
+        "404 from the named shop"
+    );
+
+    // A refund of demo-store's order, re-sent as other-store's.
+    e.faults()
+        .refund_order(DEFAULT_SHOP, stored, Some(100))
+        .unwrap();
+    let (status, _) = e
+        .send(&under_other(ShopifyTopic::RefundsCreate, stored))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let written_for_other = e
+        .rows(
+            "SELECT (SELECT count(*) FROM orders WHERE shop = $1)
+                  + (SELECT count(*) FROM order_refunds WHERE shop = $1)
+                  + (SELECT count(*) FROM shopify_webhook_deliveries WHERE shop = $1)",
+            OTHER_SHOP,
+        )
+        .await;
+    assert_eq!(written_for_other, 0, "nothing was written for other-store");
+    assert_eq!(
+        e.order(stored).await.unwrap().0,
+        0,
+        "demo-store's refund not applied via other-store"
+    );
+
+    // other-store's own order under its own name is verified with its own token and applied
+    // to its own workspace; that token is sealed at rest from then on.
+    let own = e.faults().order_ids(OTHER_SHOP)[0];
+    let (status, body) = e
+        .send(&e.webhook(OTHER_SHOP, ShopifyTopic::OrdersCreate, own))
+        .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{body}"
+    );
+    let workspace: Uuid =
+        e.db.client()
+            .await
+            .query_typed_one(
+                "SELECT workspace_id FROM orders WHERE shop = $1 AND order_id = $2",
+                &[(&OTHER_SHOP, Type::TEXT), (&(own as i64), Type::INT8)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(workspace, e.other_workspace);
+    assert_eq!(
+        e.rows(
+            "SELECT count(*) FROM connections WHERE external_account_id = $1
+                AND access_token IS NULL AND access_token_sealed IS NOT NULL",
+            OTHER_SHOP,
+        )
+        .await,
+        1
+    );
+
+    // A shop without a token cannot have an order verified: refused, nothing written.
+    e.db.client()
+        .await
+        .execute_typed(
+            "UPDATE connections SET access_token_sealed = NULL WHERE external_account_id = $1",
+            &[(&OTHER_SHOP, Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    let next = e.faults().order_ids(OTHER_SHOP)[1];
+    let (status, body) = e
+        .send(&e.webhook(OTHER_SHOP, ShopifyTopic::OrdersCreate, next))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no access token"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_the_database_refuses_is_quarantined_and_acknowledged() {
+    let e = shop().await;
+    let ids = e.paid_orders(3);
+    let cases = [
+        ("total_price", serde_json::json!("1e30"), "out of range"),
+        (
+            "total_price",
+            serde_json::json!("100000000000000000000.00"),
+            "numeric field overflow",
+        ),
+        ("name", serde_json::json!("#1001\u{0}"), "\\u0000 at /name"),
+    ];
+    for ((field, value, reason), id) in cases.iter().zip(&ids) {
+        let delivery = e.webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, *id);
+        let mut body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        body[*field] = value.clone();
+        let delivery = resigned(delivery, serde_json::to_vec(&body).unwrap());
+        for attempt in ["first", "redelivery"] {
+            let (status, answer) = e.send(&delivery).await;
+            assert_eq!(
+                (status, answer["outcome"].as_str()),
+                (StatusCode::OK, Some("quarantined")),
+                "{field} {attempt}: {answer}"
+            );
+        }
+        let kept =
+            e.db.client()
+                .await
+                .query_typed(
+                    "SELECT reason, payload FROM quarantine WHERE source = 'shopify' AND key = $1",
+                    &[(&delivery.webhook_id(), Type::TEXT)],
+                )
+                .await
+                .unwrap();
+        assert_eq!(kept.len(), 1, "kept once");
+        let kept_reason: String = kept[0].get(0);
+        assert!(kept_reason.contains(reason), "{kept_reason}");
+        assert_eq!(kept[0].get::<_, Vec<u8>>(1), delivery.body, "byte for byte");
+    }
+    assert_eq!(e.count("SELECT count(*) FROM orders").await, 0);
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        0
+    );
+    assert_eq!(
+        e.transport
+            .depth(catalog::METRICS.name)
+            .await
+            .unwrap()
+            .visible,
+        0
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_answer_503_with_retry_after_and_the_retry_applies() {
+    let e = shop().await;
+    let [id] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    let delivery = e.webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, id);
+
+    // The shop throttles the read-back.
+    e.faults().throttle_next(1);
+    let response = e
+        .router
+        .clone()
+        .oneshot(delivery.request("/webhooks/shopify"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(e.order(id).await.is_none());
+
+    // A lock held elsewhere on the delivery's key: answered within the request budget.
+    let blocker = e.db.client().await;
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO shopify_webhook_deliveries (webhook_id, topic, shop)
+             VALUES ('{}', 'orders/create', '{DEFAULT_SHOP}')",
+            delivery.webhook_id()
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), e.send(&delivery))
+        .await
+        .expect("answered without waiting for the lock's holder");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    // Shopify's retry goes through.
+    let (status, body) = e.send(&delivery).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+}
+
+#[tokio::test]
+async fn one_event_delivered_eight_times_at_once_is_applied_once() {
+    let e = shop().await;
+    let [id] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    let delivery = e.webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, id);
+    let mut racing = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        // Retries of one delivery, and the same event for other subscriptions.
+        let mut copy = delivery.clone();
+        if n % 2 == 1 {
+            copy.set_header("X-Shopify-Webhook-Id", &Uuid::new_v4().to_string());
+        }
+        let router = e.router.clone();
+        racing.spawn(async move {
+            let response = router
+                .oneshot(copy.request("/webhooks/shopify"))
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(answer) = racing.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        outcomes.push(body["outcome"].as_str().unwrap().to_string());
+    }
+    outcomes.sort();
+    let mut expected = vec!["applied".to_string()];
+    expected.extend(std::iter::repeat_n("duplicate".to_string(), 7));
+    expected.sort();
+    assert_eq!(outcomes, expected);
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        1
+    );
+    assert_eq!(e.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(
+        e.transport
+            .depth(catalog::METRICS.name)
+            .await
+            .unwrap()
+            .visible,
+        1,
+        "one recompute"
+    );
+}
+
+#[tokio::test]
+async fn odd_headers_are_refused_and_unicode_bodies_kept_as_sent() {
+    let e = shop().await;
+    let [id] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    let delivery = e.webhook(DEFAULT_SHOP, ShopifyTopic::OrdersCreate, id);
+    let with_raw = |name: &str, value: &[u8]| {
+        let mut request = renamed(delivery.clone()).request("/webhooks/shopify");
+        request.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        request
+    };
+    let long_id = "a".repeat(256);
+    for (name, value) in [
+        (
+            "x-shopify-shop-domain",
+            "démo-store.myshopify.com".as_bytes(),
+        ),
+        ("x-shopify-shop-domain", b"DEMO-STORE.myshopify.com"),
+        (
+            "x-shopify-shop-domain",
+            b"demo-store.myshopify.com.evil.example",
+        ),
+        ("x-shopify-shop-domain", b"demo-store/../x"),
+        ("x-shopify-webhook-id", long_id.as_bytes()),
+        ("x-shopify-webhook-id", "🦀".as_bytes()),
+        ("x-shopify-topic", b"orders/\xffcreate"),
+        ("x-shopify-event-id", b"a b"),
+    ] {
+        let (status, body) = e.post(with_raw(name, value)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+    }
+    let mut twice = renamed(delivery.clone()).request("/webhooks/shopify");
+    twice.headers_mut().append(
+        "x-shopify-shop-domain",
+        "other-store.myshopify.com".parse().unwrap(),
+    );
+    let (status, _) = e.post(twice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a shop named twice");
+    assert_eq!(
+        e.count("SELECT count(*) FROM shopify_webhook_deliveries")
+            .await,
+        0
+    );
+
+    // Unicode at the edges of the body is stored exactly; a 255-byte webhook id is fine.
+    let name = "#1001 🦀 Ünïcödé \u{202e}lrt\u{202c} e\u{301} 𝔘";
+    let mut body: Value = serde_json::from_slice(&delivery.body).unwrap();
+    body["name"] = Value::String(name.into());
+    let mut unicode = resigned(delivery, serde_json::to_vec(&body).unwrap());
+    unicode.set_header("X-Shopify-Webhook-Id", &"w".repeat(255));
+    let (status, answer) = e.send(&unicode).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{answer}"
+    );
+    let stored: String =
+        e.db.client()
+            .await
+            .query_typed_one(
+                "SELECT name FROM orders WHERE order_id = $1",
+                &[(&(id as i64), Type::INT8)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(stored, name);
 }
