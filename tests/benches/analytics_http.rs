@@ -450,6 +450,7 @@ async fn ceiling_run(events: &Events, batch: usize) -> RunResult {
     let pool = db.pool(POOL);
     let workspace = analytics::ensure_default_workspace(
         &pool,
+        &integration_tests::test_keys(),
         "Local workspace",
         &[(TOKEN, analytics::TokenKind::PosthogProject)],
     )

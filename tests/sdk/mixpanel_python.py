@@ -64,7 +64,7 @@ def main():
         event_name="sdk_import",
         timestamp=int(time.time()) - 7 * 24 * 3600,
         properties={"run": run, "sdk": "mixpanel-python"},
-        api_secret="local",
+        api_secret="local-mixpanel-secret",
     )
 
     print("sent 4 events")

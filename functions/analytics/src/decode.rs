@@ -2,9 +2,13 @@
 //! ingestion accept it: raw JSON, a form field `data=`, base64, gzip (announced by
 //! `Content-Encoding`, by a `compression` parameter, or only by its magic bytes).
 //!
-//! Inflating is bounded: a small body that would inflate past the limit (a gzip bomb) is
-//! refused without inflating the rest.
+//! Every step is bounded by the caller's limit on decoded bytes: a small body that would
+//! inflate past it (a gzip bomb, gzip inside gzip) is refused as soon as the limit is
+//! passed, without inflating the rest. Each step consumes what the previous one produced, so
+//! at most two copies of the body are alive at once, and a body that needs no decoding is
+//! not copied at all.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use base64::Engine;
@@ -12,9 +16,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
+/// Why a body could not be decoded. All are permanent: the same bytes fail the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("the body inflates past {0} bytes")]
+    #[error("the body decodes to more than {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
     Malformed(String),
@@ -33,8 +38,10 @@ pub struct Envelope<'a> {
 
 fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut inflated = Vec::new();
+    // One byte past the limit is enough to know it was passed.
+    let ceiling = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     flate2::read::MultiGzDecoder::new(bytes)
-        .take(limit as u64 + 1)
+        .take(ceiling)
         .read_to_end(&mut inflated)
         .map_err(|error| DecodeError::Malformed(format!("gzip: {error}")))?;
     if inflated.len() > limit {
@@ -62,26 +69,39 @@ fn base64_decode(bytes: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
+fn within(bytes: Cow<'_, [u8]>, limit: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge(limit));
+    }
+    Ok(bytes)
+}
+
 /// Applies a `compression` hint (or sniffs when there is none) to a payload.
-fn unwrap_payload(
-    payload: Vec<u8>,
+fn unwrap_payload<'a>(
+    payload: Cow<'a, [u8]>,
     compression: Option<&str>,
     limit: usize,
-) -> Result<Vec<u8>, DecodeError> {
+) -> Result<Cow<'a, [u8]>, DecodeError> {
     let hint = compression.map(str::to_ascii_lowercase);
     match hint.as_deref() {
-        Some("lz64" | "lz-string") => Err(DecodeError::Unsupported(hint.unwrap_or_default())),
-        _ if payload.starts_with(GZIP_MAGIC) => gunzip(&payload, limit),
+        Some(unsupported @ ("lz64" | "lz-string")) => {
+            Err(DecodeError::Unsupported(unsupported.to_string()))
+        }
+        _ if payload.starts_with(GZIP_MAGIC) => gunzip(&payload, limit).map(Cow::Owned),
         // Already JSON (say, gunzipped by its Content-Encoding): the hint described the
         // transport, not this.
-        _ if looks_like_json(&payload) => Ok(payload),
+        _ if looks_like_json(&payload) => within(payload, limit),
         Some("base64" | "b64") => {
             let decoded = base64_decode(&payload)
                 .ok_or_else(|| DecodeError::Malformed("base64 payload does not decode".into()))?;
-            unwrap_payload(decoded, None, limit)
+            drop(payload);
+            unwrap_payload(Cow::Owned(decoded), None, limit)
         }
         Some("gzip" | "gzip-js") => match base64_decode(&payload) {
-            Some(decoded) if decoded.starts_with(GZIP_MAGIC) => gunzip(&decoded, limit),
+            Some(decoded) if decoded.starts_with(GZIP_MAGIC) => {
+                drop(payload);
+                gunzip(&decoded, limit).map(Cow::Owned)
+            }
             _ => Err(DecodeError::Malformed(
                 "compression=gzip but the payload is not gzip".into(),
             )),
@@ -89,22 +109,27 @@ fn unwrap_payload(
         // Legacy endpoints send base64 without saying so.
         _ => match base64_decode(&payload) {
             Some(decoded) if looks_like_json(&decoded) || decoded.starts_with(GZIP_MAGIC) => {
-                unwrap_payload(decoded, None, limit)
+                drop(payload);
+                unwrap_payload(Cow::Owned(decoded), None, limit)
             }
-            _ => Ok(payload),
+            _ => within(payload, limit),
         },
     }
 }
 
 /// The JSON text of a request body, at most `limit` bytes once decoded.
-pub fn decode(body: &[u8], envelope: Envelope<'_>, limit: usize) -> Result<Vec<u8>, DecodeError> {
+pub fn decode<'a>(
+    body: &'a [u8],
+    envelope: Envelope<'_>,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, DecodeError> {
     let gzipped_transport = envelope
         .content_encoding
         .is_some_and(|encoding| encoding.to_ascii_lowercase().contains("gzip"));
-    let body = if gzipped_transport || body.starts_with(GZIP_MAGIC) {
-        gunzip(body, limit)?
+    let body: Cow<'a, [u8]> = if gzipped_transport || body.starts_with(GZIP_MAGIC) {
+        Cow::Owned(gunzip(body, limit)?)
     } else {
-        body.to_vec()
+        Cow::Borrowed(body)
     };
     let is_form = envelope.content_type.is_some_and(|kind| {
         kind.to_ascii_lowercase()
@@ -120,9 +145,10 @@ pub fn decode(body: &[u8], envelope: Envelope<'_>, limit: usize) -> Result<Vec<u
                 _ => {}
             }
         }
+        drop(body);
         let data =
             data.ok_or_else(|| DecodeError::Malformed("form body without a `data` field".into()))?;
-        return unwrap_payload(data.into_bytes(), compression.as_deref(), limit);
+        return unwrap_payload(Cow::Owned(data.into_bytes()), compression.as_deref(), limit);
     }
     unwrap_payload(body, envelope.compression, limit)
 }
@@ -130,6 +156,7 @@ pub fn decode(body: &[u8], envelope: Envelope<'_>, limit: usize) -> Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Write;
 
     const JSON: &[u8] = br#"{"event":"x"}"#;
@@ -195,14 +222,30 @@ mod tests {
                     ..FORM
                 },
             ),
+            // gzip inside gzip: the transport's, then the payload's.
+            (
+                gzip(&gz),
+                Envelope {
+                    content_encoding: Some("gzip"),
+                    ..Envelope::default()
+                },
+            ),
         ];
         for (index, (body, envelope)) in cases.into_iter().enumerate() {
             assert_eq!(
-                decode(&body, envelope, 1024),
+                decode(&body, envelope, 1024).map(Cow::into_owned),
                 Ok(JSON.to_vec()),
                 "case {index}"
             );
         }
+    }
+
+    #[test]
+    fn plain_json_is_not_copied() {
+        assert!(matches!(
+            decode(JSON, Envelope::default(), 1024),
+            Ok(Cow::Borrowed(_))
+        ));
     }
 
     #[test]
@@ -213,6 +256,32 @@ mod tests {
             decode(&bomb, Envelope::default(), 1024 * 1024),
             Err(DecodeError::TooLarge(1024 * 1024))
         );
+        let nested = gzip(&bomb);
+        assert_eq!(
+            decode(
+                &nested,
+                Envelope {
+                    content_encoding: Some("gzip"),
+                    ..Envelope::default()
+                },
+                1024 * 1024
+            ),
+            Err(DecodeError::TooLarge(1024 * 1024)),
+            "the inner bomb is bounded as well"
+        );
+    }
+
+    #[test]
+    fn plain_bodies_and_base64_are_bounded_too() {
+        let big = vec![b'['; 2048];
+        assert_eq!(
+            decode(&big, Envelope::default(), 1024),
+            Err(DecodeError::TooLarge(1024))
+        );
+        assert_eq!(
+            decode(&form(&"[".repeat(2048), None), FORM, 1024),
+            Err(DecodeError::TooLarge(1024))
+        );
     }
 
     #[test]
@@ -221,12 +290,12 @@ mod tests {
             decode(
                 b"x",
                 Envelope {
-                    compression: Some("lz64"),
+                    compression: Some("LZ64"),
                     ..Envelope::default()
                 },
                 10
             ),
-            Err(DecodeError::Unsupported(_))
+            Err(DecodeError::Unsupported(hint)) if hint == "lz64"
         ));
         assert!(matches!(
             decode(b"a=b", FORM, 10),
@@ -236,5 +305,84 @@ mod tests {
             decode(&[0x1f, 0x8b, 0, 1], Envelope::default(), 10),
             Err(DecodeError::Malformed(_))
         ));
+        let truncated = gzip(&[b'x'; 4096]);
+        assert!(matches!(
+            decode(
+                &truncated[..truncated.len() / 2],
+                Envelope::default(),
+                1 << 20
+            ),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    const LIMIT: usize = 1024;
+
+    fn envelopes() -> impl Strategy<Value = (Option<String>, Option<String>, Option<String>)> {
+        let hint = prop_oneof![
+            Just("gzip".to_string()),
+            Just("gzip-js".to_string()),
+            Just("base64".to_string()),
+            Just("b64".to_string()),
+            Just("lz64".to_string()),
+            Just("application/x-www-form-urlencoded".to_string()),
+            "\\PC{0,12}",
+        ];
+        (
+            proptest::option::of(hint.clone()),
+            proptest::option::of(hint.clone()),
+            proptest::option::of(hint),
+        )
+    }
+
+    fn check(body: &[u8], envelope: &(Option<String>, Option<String>, Option<String>)) {
+        let envelope = Envelope {
+            content_type: envelope.0.as_deref(),
+            content_encoding: envelope.1.as_deref(),
+            compression: envelope.2.as_deref(),
+        };
+        if let Ok(decoded) = decode(body, envelope, LIMIT) {
+            assert!(decoded.len() <= LIMIT, "{} bytes", decoded.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn arbitrary_bytes_decode_or_say_why(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            envelope in envelopes(),
+        ) {
+            check(&body, &envelope);
+        }
+
+        #[test]
+        fn gzip_and_base64_of_arbitrary_bytes_decode_or_say_why(
+            inner in proptest::collection::vec(any::<u8>(), 0..2048),
+            envelope in envelopes(),
+        ) {
+            let gz = gzip(&inner);
+            check(&gz, &envelope);
+            check(&gzip(&gz), &envelope);
+            check(&gz[..gz.len() / 2], &envelope);
+            check(STANDARD.encode(&inner).as_bytes(), &envelope);
+            check(STANDARD.encode(&gz).as_bytes(), &envelope);
+            check(URL_SAFE.encode(&inner).as_bytes(), &envelope);
+        }
+
+        #[test]
+        fn form_bodies_decode_or_say_why(
+            data in "\\PC{0,256}",
+            compression in proptest::option::of("\\PC{0,8}"),
+            raw in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let form_envelope = (Some("application/x-www-form-urlencoded".to_string()), None, None);
+            check(&form(&data, compression.as_deref()), &form_envelope);
+            check(&form(&STANDARD.encode(gzip(data.as_bytes())), Some("gzip-js")), &form_envelope);
+            let mut prefixed = b"data=".to_vec();
+            prefixed.extend_from_slice(&raw);
+            check(&prefixed, &form_envelope);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Writing a batch of accepted events: one transaction, set-based statements.
+//! Writing a batch of accepted events: one bounded transaction, set-based statements.
 //!
 //! * events: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` for the whole batch,
 //!   so duplicates (by workspace and id) are dropped by the key, even across concurrent
@@ -7,13 +7,14 @@
 //!   timezone, signed_up_at — the earliest signup wins), again one statement;
 //! * messages: one metrics recompute per workspace and UTC day that got new events
 //!   (deduplicated per five minutes downstream), and a signup notice for users whose
-//!   `signed_up_at` was set by this batch.
+//!   `signed_up_at` was set by this batch;
+//! * a value the database refuses fails only the event that carries it ([`store`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
-use shared::db::{DbContext, Pool};
+use shared::db::{Budget, DbContext, Pool, begin};
 use shared::messages::{MetricsRecompute, UserSignedUp};
 use shared::queue::Message;
 use shared::queue::outbox::{Outbox, Pending};
@@ -39,6 +40,9 @@ pub struct Stored {
     pub inserted: usize,
     pub duplicates: usize,
     pub signups: usize,
+    /// Events the database refused (a value it cannot hold), by their position in the slice
+    /// given to [`store`], each with the server's reason; the others were stored.
+    pub refused: Vec<(usize, String)>,
 }
 
 /// A person as a batch describes them.
@@ -92,8 +96,13 @@ fn person_updates<'a>(events: &[&'a Event]) -> BTreeMap<&'a str, Person> {
     people
 }
 
-/// Stores `events` for `workspace` in one transaction; returns what changed and what to
-/// dispatch after commit.
+/// Stores `events` for `workspace` in one transaction bounded by [`Budget::REQUEST`];
+/// returns what changed and what to dispatch after commit.
+///
+/// When the database refuses a value one of the events carries, the others are still stored:
+/// the batch is written again in halves, each under a savepoint, down to the single events
+/// the database refuses, which are reported in [`Stored::refused`]. A batch with `k` such
+/// events takes about `2k·log2(n)` attempts; the usual batch, none refused, takes one.
 pub async fn store(
     pool: &Pool,
     outbox: &Outbox,
@@ -102,17 +111,87 @@ pub async fn store(
     events: &[Event],
     now: DateTime<Utc>,
 ) -> Result<(Stored, Pending), AnalyticsError> {
+    store_bounded(
+        pool,
+        outbox,
+        workspace,
+        source,
+        events,
+        now,
+        Budget::REQUEST,
+    )
+    .await
+}
+
+async fn store_bounded(
+    pool: &Pool,
+    outbox: &Outbox,
+    workspace: Uuid,
+    source: Source,
+    events: &[Event],
+    now: DateTime<Utc>,
+    budget: Budget,
+) -> Result<(Stored, Pending), AnalyticsError> {
     let mut client = pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin event batch")?;
-    let (stored, pending) =
-        store_within(&transaction, outbox, workspace, source, events, now).await?;
+    let everything: Vec<(usize, &Event)> = events.iter().enumerate().collect();
+    {
+        let transaction = begin(&mut client, budget).await?;
+        match write(&transaction, workspace, source, &everything).await {
+            Ok(written) => {
+                let pending = announce(&transaction, outbox, workspace, now, &written).await?;
+                transaction.commit().await.context("commit event batch")?;
+                return Ok((written.stored(Vec::new()), pending));
+            }
+            Err(error) if error.is_refused_value() => {
+                transaction
+                    .rollback()
+                    .await
+                    .context("roll back a refused batch")?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let mut transaction = begin(&mut client, budget).await?;
+    let mut written = Written::default();
+    let mut refused = Vec::new();
+    let mut parts = vec![everything.as_slice()];
+    while let Some(part) = parts.pop() {
+        let savepoint = transaction
+            .savepoint("isolate")
+            .await
+            .context("set a savepoint")?;
+        match write(&savepoint, workspace, source, part).await {
+            Ok(part_written) => {
+                savepoint.commit().await.context("release a savepoint")?;
+                written.absorb(part_written);
+            }
+            Err(error) if error.is_refused_value() => {
+                savepoint
+                    .rollback()
+                    .await
+                    .context("roll back to a savepoint")?;
+                match part {
+                    [(position, _)] => refused.push((*position, error.refused_reason())),
+                    _ => {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                    }
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    refused.sort_unstable();
+    let pending = announce(&transaction, outbox, workspace, now, &written).await?;
     transaction.commit().await.context("commit event batch")?;
-    Ok((stored, pending))
+    Ok((written.stored(refused), pending))
 }
 
 /// [`store`] inside the caller's transaction, for agents whose own facts are events too (the
-/// email agent's deliveries): the events then exist exactly when the caller's writes do.
-/// `now` decides the recompute requests' deduplication bucket.
+/// email agent's deliveries): the events then exist exactly when the caller's writes do, and
+/// a refused value fails the caller's transaction. `now` decides the recompute requests'
+/// deduplication bucket.
 pub async fn store_within(
     transaction: &Transaction<'_>,
     outbox: &Outbox,
@@ -121,9 +200,51 @@ pub async fn store_within(
     events: &[Event],
     now: DateTime<Utc>,
 ) -> Result<(Stored, Pending), AnalyticsError> {
+    let everything: Vec<(usize, &Event)> = events.iter().enumerate().collect();
+    let written = write(transaction, workspace, source, &everything).await?;
+    let pending = announce(transaction, outbox, workspace, now, &written).await?;
+    Ok((written.stored(Vec::new()), pending))
+}
+
+/// What [`write`] changed.
+#[derive(Debug, Default)]
+struct Written {
+    /// Events considered (inserted or found already there).
+    considered: usize,
+    inserted: usize,
+    /// UTC days that got new events.
+    days: BTreeSet<NaiveDate>,
+    signups: Vec<UserSignedUp>,
+}
+
+impl Written {
+    fn absorb(&mut self, other: Written) {
+        self.considered = self.considered.saturating_add(other.considered);
+        self.inserted = self.inserted.saturating_add(other.inserted);
+        self.days.extend(other.days);
+        self.signups.extend(other.signups);
+    }
+
+    fn stored(&self, refused: Vec<(usize, String)>) -> Stored {
+        Stored {
+            inserted: self.inserted,
+            duplicates: self.considered.saturating_sub(self.inserted),
+            signups: self.signups.len(),
+            refused,
+        }
+    }
+}
+
+/// Writes the events and the people they describe.
+async fn write(
+    transaction: &Transaction<'_>,
+    workspace: Uuid,
+    source: Source,
+    events: &[(usize, &Event)],
+) -> Result<Written, AnalyticsError> {
     // Rows are inserted in id order: two batches sharing events (an SDK retrying) then take
     // their key locks in the same order and cannot deadlock.
-    let mut sorted: Vec<&Event> = events.iter().collect();
+    let mut sorted: Vec<&Event> = events.iter().map(|(_, event)| *event).collect();
     sorted.sort_by_key(|event| event.id);
     let events = sorted;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
@@ -204,21 +325,31 @@ pub async fn store_within(
             }
         }
     }
+    Ok(Written {
+        considered: events.len(),
+        inserted: inserted_days.len(),
+        days,
+        signups,
+    })
+}
 
+/// Enqueues what [`write`] tells the other agents: one recompute per day that got new
+/// events, one notice per first signup.
+async fn announce(
+    transaction: &Transaction<'_>,
+    outbox: &Outbox,
+    workspace: Uuid,
+    now: DateTime<Utc>,
+    written: &Written,
+) -> Result<Pending, AnalyticsError> {
     let mut messages = Vec::new();
-    for day in &days {
+    for day in &written.days {
         messages.push(MetricsRecompute::new(workspace, *day, "analytics", now).to_outgoing()?);
     }
-    for signup in &signups {
+    for signup in &written.signups {
         messages.push(signup.to_outgoing()?);
     }
-    let pending = outbox.enqueue(transaction, &messages).await?;
-    let stored = Stored {
-        inserted: inserted_days.len(),
-        duplicates: events.len() - inserted_days.len(),
-        signups: signups.len(),
-    };
-    Ok((stored, pending))
+    Ok(outbox.enqueue(transaction, &messages).await?)
 }
 
 /// What [`replay`] did.
@@ -295,7 +426,16 @@ pub async fn replay(
                 "email" => Source::Email,
                 _ => Source::Posthog,
             };
-            let (_, pending) = store(pool, outbox, workspace, source, &events, now).await?;
+            let (_, pending) = store_bounded(
+                pool,
+                outbox,
+                workspace,
+                source,
+                &events,
+                now,
+                Budget::BACKGROUND,
+            )
+            .await?;
             outbox.dispatch(&pending).await?;
             replayed.events += events.len();
         }
@@ -307,7 +447,7 @@ pub async fn replay(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut client = pool.get().await.context("check out a connection")?;
-    let transaction = client.transaction().await.context("begin replay")?;
+    let transaction = begin(&mut client, Budget::BACKGROUND).await?;
     let pending = outbox.enqueue(&transaction, &messages).await?;
     transaction.commit().await.context("commit replay")?;
     outbox.dispatch(&pending).await?;

@@ -62,6 +62,8 @@ pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_local";
 pub const LOCAL_POSTHOG_TOKEN: &str = "phc_local";
 pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
 pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
+/// The Mixpanel project's API secret, for `/import` (the Basic-auth user name).
+pub const LOCAL_MIXPANEL_API_SECRET: &str = "local-mixpanel-secret";
 /// The Shopify webhook secret when `SHOPIFY_WEBHOOK_SECRET` is not set.
 pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
 /// The `GET /metrics` bearer token when `METRICS_API_TOKEN` is not set.
@@ -237,8 +239,14 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             .context("apply migrations")?;
     }
 
+    let keys = Arc::new(
+        shared::crypto::Keys::parse(&options.encryption_keys)
+            .map_err(|reason| anyhow::anyhow!("ENCRYPTION_KEYS: {reason}"))?,
+    );
+    // Secrets among these are stored as keyed hashes under `keys`.
     analytics::ensure_default_workspace(
         &pool,
+        &keys,
         "Local workspace",
         &[
             (LOCAL_POSTHOG_TOKEN, analytics::TokenKind::PosthogProject),
@@ -247,16 +255,16 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 LOCAL_POSTHOG_WEBHOOK_SECRET,
                 analytics::TokenKind::PosthogWebhookSecret,
             ),
+            (
+                LOCAL_MIXPANEL_API_SECRET,
+                analytics::TokenKind::MixpanelApiSecret,
+            ),
         ],
     )
     .await
     .context("create the default workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     let clock = options.clock.clone();
-    let keys = Arc::new(
-        shared::crypto::Keys::parse(&options.encryption_keys)
-            .map_err(|reason| anyhow::anyhow!("ENCRYPTION_KEYS: {reason}"))?,
-    );
     let status = Arc::new(status::StatusDeps {
         pool: pool_of(2)?,
         transport: transport.clone(),

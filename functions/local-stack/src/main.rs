@@ -109,9 +109,10 @@ async fn main() -> anyhow::Result<()> {
         local_stack::LOCAL_POSTHOG_WEBHOOK_SECRET
     );
     println!(
-        "  mixpanel  {}/track and /import (project token {})",
+        "  mixpanel  {}/track (project token {}) and /import (API secret {} as the Basic user)",
         stack.url(),
-        local_stack::LOCAL_MIXPANEL_TOKEN
+        local_stack::LOCAL_MIXPANEL_TOKEN,
+        local_stack::LOCAL_MIXPANEL_API_SECRET
     );
     println!(
         "  shopify   POST {}/webhooks/shopify (app secret: SHOPIFY_WEBHOOK_SECRET, default {})",

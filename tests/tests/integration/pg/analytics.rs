@@ -20,31 +20,46 @@ struct Analytics {
     db: TestDb,
     router: Router,
     transport: Arc<PostgresTransport>,
+    workspace: uuid::Uuid,
 }
 
+/// The Mixpanel project's API secret and service account (`username:secret`), and its id.
+const API_SECRET: &str = "mp-api-secret";
+const SERVICE_ACCOUNT: &str = "importer.mp-service-account:sa-secret";
+const PROJECT_ID: &str = "4242";
+
 async fn analytics() -> Analytics {
+    analytics_at(shared::clock::Clock::system()).await
+}
+
+async fn analytics_at(clock: shared::clock::Clock) -> Analytics {
     let db = TestDb::new().await;
     let pool = db.pool(4);
+    let keys = integration_tests::test_keys();
     let created = analytics::ensure_default_workspace(
         &pool,
+        &keys,
         "test",
         &[
             ("phc_test", TokenKind::PosthogProject),
             ("mp_test", TokenKind::MixpanelProject),
             ("hook-secret", TokenKind::PosthogWebhookSecret),
+            (API_SECRET, TokenKind::MixpanelApiSecret),
+            (SERVICE_ACCOUNT, TokenKind::MixpanelServiceAccount),
+            (PROJECT_ID, TokenKind::MixpanelProjectId),
         ],
     )
     .await
     .unwrap();
-    assert!(created.is_some());
-    let again = analytics::ensure_default_workspace(&pool, "again", &[])
+    let workspace = created.expect("a fresh database has no workspace");
+    let again = analytics::ensure_default_workspace(&pool, &keys, "again", &[])
         .await
         .unwrap();
     assert!(again.is_none(), "only when no workspace exists");
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let router = analytics::router(Arc::new(AnalyticsDeps {
-        keys: integration_tests::test_keys(),
-        clock: shared::clock::Clock::system(),
+        keys,
+        clock,
         pool,
         transport: transport.clone(),
     }));
@@ -52,7 +67,15 @@ async fn analytics() -> Analytics {
         db,
         router,
         transport,
+        workspace,
     }
+}
+
+fn basic(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -383,6 +406,7 @@ async fn mixpanel_track_and_import_dedup_by_insert_id() {
         event("a", "i1"),
         json!({"event": "bad", "properties": {"token": "mp_test"}})
     );
+    let authorization = basic(&format!("{API_SECRET}:"));
     let (status, answer) = a
         .post(
             "/import",
@@ -390,6 +414,7 @@ async fn mixpanel_track_and_import_dedup_by_insert_id() {
             &[
                 ("content-type", "application/x-ndjson"),
                 ("content-encoding", "gzip"),
+                ("authorization", &authorization),
             ],
         )
         .await;
@@ -526,4 +551,693 @@ async fn a_replay_derives_people_again_and_asks_for_each_day() {
     );
     let depth = a.transport.depth(catalog::METRICS.name).await.unwrap();
     assert!(depth.visible >= 2, "{depth:?}");
+}
+
+// ---- Adversarial: what an attacker or a faulty client sends. Each of these failed on the
+// code before the hardening (noted per test).
+
+impl Analytics {
+    /// A second workspace with its own Mixpanel project token and API secret.
+    async fn other_workspace(&self) -> uuid::Uuid {
+        let keys = integration_tests::test_keys();
+        let client = self.db.client().await;
+        let id: uuid::Uuid = client
+            .query_typed_one(
+                "INSERT INTO workspaces (name) VALUES ('other') RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        for (token, kind) in [
+            ("mp_other".to_string(), "mixpanel_project"),
+            (keys.hash("other-api-secret"), "mixpanel_api_secret"),
+            ("9999".to_string(), "mixpanel_project_id"),
+        ] {
+            client
+                .execute_typed(
+                    "INSERT INTO workspace_tokens (token, workspace_id, kind) VALUES ($1, $2, $3)",
+                    &[
+                        (&token, tokio_postgres::types::Type::TEXT),
+                        (&id, tokio_postgres::types::Type::UUID),
+                        (&kind, tokio_postgres::types::Type::TEXT),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    async fn events_of(&self, workspace: uuid::Uuid) -> Vec<(String, String)> {
+        self.db
+            .client()
+            .await
+            .query_typed(
+                "SELECT event, distinct_id FROM events WHERE workspace_id = $1 ORDER BY event",
+                &[(&workspace, tokio_postgres::types::Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    }
+}
+
+fn mixpanel_event(name: &str, token: &str, age: chrono::Duration) -> Value {
+    json!({"event": name, "properties": {"token": token, "distinct_id": "m1",
+           "time": (chrono::Utc::now() - age).timestamp(), "$insert_id": uuid::Uuid::new_v4().simple().to_string()}})
+}
+
+/// Before: `distinct_id.truncate(200)` panicked inside the 2-byte character (500 at the edge,
+/// an abort in a release build that aborted on panic).
+#[tokio::test]
+async fn a_distinct_id_cut_inside_a_character_is_kept_whole() {
+    let a = analytics().await;
+    let two_byte = format!("{}é", "a".repeat(199));
+    let emoji = format!("{}🦀", "b".repeat(198));
+    let batch = json!({"api_key": "phc_test", "batch": [
+        posthog_event("cut", &two_byte), posthog_event("cut", &emoji)]});
+    let (status, answer) = a
+        .post("/batch/", batch.to_string().into_bytes(), &[JSON])
+        .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"status": 1})));
+    let track = json!([{"event": "cut", "properties": {"token": "mp_test", "distinct_id": two_byte,
+                        "time": chrono::Utc::now().timestamp()}}]);
+    let (status, _) = a
+        .post("/track", track.to_string().into_bytes(), &[JSON])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut kept: Vec<String> = a
+        .events_of(a.workspace)
+        .await
+        .into_iter()
+        .map(|(_, distinct_id)| distinct_id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["a".repeat(199), "a".repeat(199), "b".repeat(198)]);
+}
+
+/// Before: a NUL made the database refuse the whole batch, which was retried and answered
+/// 503 (the SDK retried it for ever), and a lone surrogate made the whole body a 400.
+#[tokio::test]
+async fn nul_and_lone_surrogates_refuse_only_their_event() {
+    let a = analytics().await;
+    let uuid = || uuid::Uuid::new_v4().to_string();
+    let now = chrono_now();
+    let body = format!(
+        r#"{{"api_key": "phc_test", "batch": [
+            {{"event": "kept", "distinct_id": "u0", "uuid": "{}", "timestamp": "{now}"}},
+            {{"event": "nul\u0000name", "distinct_id": "u1", "timestamp": "{now}"}},
+            {{"event": "x", "distinct_id": "u2", "properties": {{"k\u0000": 1}}}},
+            {{"event": "x", "distinct_id": "u3", "properties": {{"v": "\ud800"}}}},
+            {{"event": "x", "distinct_id": "u4\u0000"}},
+            {{"event": "emoji", "distinct_id": "u5", "uuid": "{}", "properties": {{"🦀 key": "ü\u00e9", "$set": {{"name": "Zoë 👩🏽‍💻"}}}}}}
+        ]}}"#,
+        uuid(),
+        uuid()
+    );
+    let (status, answer) = a.post("/batch/", body.into_bytes(), &[JSON]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let rejected: Vec<u64> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rejected, [1, 2, 3, 4], "{answer}");
+    assert!(
+        answer["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\\u0000")
+    );
+    assert!(
+        answer["rejected"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("escape")
+    );
+    assert_eq!(
+        a.events_of(a.workspace).await,
+        [("emoji".into(), "u5".into()), ("kept".into(), "u0".into())]
+    );
+    assert_eq!(
+        a.count("SELECT count(*) FROM users WHERE name = 'Zoë 👩🏽‍💻'")
+            .await,
+        1
+    );
+
+    // Mixpanel: the same per item, in NDJSON, where each line is its own event.
+    let ndjson = format!(
+        "{}\n{}\n{}\n",
+        mixpanel_event("line-ok", "mp_test", chrono::Duration::zero()),
+        r#"{"event": "bad", "properties": {"token": "mp_test", "distinct_id": "m\ud800"}}"#,
+        r#"{"event": "bad\u0000", "properties": {"token": "mp_test", "distinct_id": "m"}}"#
+    );
+    let authorization = basic(&format!("{API_SECRET}:"));
+    let (status, answer) = a
+        .post(
+            "/import",
+            ndjson.into_bytes(),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("authorization", &authorization),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "partial success: {answer}");
+    assert_eq!(answer["num_records_imported"], 1);
+    assert_eq!(answer["num_records_failed"], 2);
+    assert_eq!(answer["failed_records"][0]["index"], 1);
+    assert_eq!(answer["failed_records"][1]["index"], 2);
+}
+
+/// Before: nothing isolated a refused value; the whole batch failed with the server's error.
+#[tokio::test]
+async fn a_value_the_database_refuses_fails_only_that_event() {
+    let a = analytics().await;
+    let pool = a.db.pool(2);
+    let outbox = shared::queue::outbox::Outbox::new(pool.clone(), a.transport.clone());
+    let event = |name: &str| analytics::events::Event {
+        id: uuid::Uuid::new_v4(),
+        distinct_id: "u".into(),
+        name: name.into(),
+        timestamp: chrono::Utc::now(),
+        properties: json!({}),
+        token: None,
+    };
+    // Past the checks an HTTP body goes through: the database is the last line.
+    let events: Vec<_> = (0..10)
+        .map(|i| match i {
+            3 | 7 => event("refused\u{0}"),
+            _ => event(&format!("ok{i}")),
+        })
+        .collect();
+    let (stored, _) = analytics::store::store(
+        &pool,
+        &outbox,
+        a.workspace,
+        analytics::events::Source::Posthog,
+        &events,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.inserted, 8);
+    let positions: Vec<usize> = stored.refused.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions, [3, 7]);
+    assert!(stored.refused[0].1.contains("0x00"), "{:?}", stored.refused);
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 8);
+}
+
+/// Before: any number of events was parsed into memory and stored.
+#[tokio::test]
+async fn too_many_events_are_refused_before_any_is_read() {
+    let a = analytics().await;
+    let many: Vec<Value> = (0..analytics::events::MAX_EVENTS + 1)
+        .map(|i| posthog_event("many", &format!("u{i}")))
+        .collect();
+    let (status, answer) = a
+        .post(
+            "/batch/",
+            json!({"api_key": "phc_test", "batch": many})
+                .to_string()
+                .into_bytes(),
+            &[JSON],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("2000"));
+    let authorization = basic(&format!("{API_SECRET}:"));
+    let many: Vec<Value> = (0..analytics::events::MAX_EVENTS + 1)
+        .map(|_| mixpanel_event("many", "mp_test", chrono::Duration::zero()))
+        .collect();
+    let (status, _) = a
+        .post(
+            "/import",
+            json!(many).to_string().into_bytes(),
+            &[JSON, ("authorization", &authorization)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 0);
+}
+
+/// Before: every rejection was listed, so the answer grew with the body.
+#[tokio::test]
+async fn rejections_are_reported_compactly() {
+    let a = analytics().await;
+    let mut batch: Vec<Value> = (0..1_500)
+        .map(|i| json!({"event": "x", "distinct_id": format!("u{i}"), "uuid": "z".repeat(500)}))
+        .collect();
+    batch.push(posthog_event("good", "u"));
+    let (status, body) = {
+        let request = Request::post("/batch/")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"api_key": "phc_test", "batch": batch}).to_string(),
+            ))
+            .unwrap();
+        let response = a.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        (
+            status,
+            axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap(),
+        )
+    };
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.len() < 16 * 1024, "{} bytes", body.len());
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["rejected_count"], 1_500);
+    assert_eq!(
+        answer["rejected"].as_array().unwrap().len(),
+        analytics::REPORTED_REJECTIONS
+    );
+    assert_eq!(answer["rejected"][0]["index"], 0);
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 1);
+}
+
+/// Before: inner gzip inflated to 20 MB, past Mixpanel's documented 10 MB.
+#[tokio::test]
+async fn compressed_bodies_bombs_nested_and_truncated() {
+    let a = analytics().await;
+    let batch = json!({"api_key": "phc_test", "batch": [posthog_event("nested", "u")]}).to_string();
+    let gzip_header = ("content-encoding", "gzip");
+    let (status, answer) = a
+        .post(
+            "/batch/",
+            gzip(&gzip(batch.as_bytes())),
+            &[JSON, gzip_header],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "gzip inside gzip is read: {answer}");
+    let inner_bomb = gzip(&vec![b' '; analytics::MAX_DECODED_BYTES + 1024]);
+    let (status, _) = a
+        .post("/batch/", gzip(&inner_bomb), &[JSON, gzip_header])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "a bomb inside gzip too"
+    );
+    let whole = gzip(batch.as_bytes());
+    let (status, answer) = a
+        .post(
+            "/batch/",
+            whole[..whole.len() - 12].to_vec(),
+            &[JSON, gzip_header],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "truncated: {answer}");
+    assert!(answer["error"].as_str().unwrap().contains("gzip"));
+    let (status, _) = a
+        .post("/batch/", vec![0xff, 0xfe, b'[', b']'], &[JSON])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not UTF-8");
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 1);
+}
+
+/// Before: capture accepted events dated any time after 1971 from a public token, and
+/// `/track` kept no five-day window.
+#[tokio::test]
+async fn public_routes_limit_how_far_back_an_event_may_be_dated() {
+    let a = analytics().await;
+    let dated = |name: &str, days: i64| {
+        let mut event = posthog_event(name, "u");
+        event["timestamp"] =
+            json!((chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339());
+        event
+    };
+    let batch =
+        json!({"api_key": "phc_test", "batch": [dated("month-old", 30), dated("too-old", 32)]});
+    let (status, answer) = a
+        .post("/batch/", batch.to_string().into_bytes(), &[JSON])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    assert!(
+        answer["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("31 days")
+    );
+
+    let track = json!([
+        mixpanel_event("four-days", "mp_test", chrono::Duration::days(4)),
+        mixpanel_event("six-days", "mp_test", chrono::Duration::days(6)),
+    ]);
+    let (status, answer) = a
+        .post("/track", track.to_string().into_bytes(), &[JSON])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["failed_records"][0]["index"], 1);
+    // `/import` takes history.
+    let import = json!([mixpanel_event(
+        "a-year",
+        "mp_test",
+        chrono::Duration::days(365)
+    )]);
+    let authorization = basic(&format!("{API_SECRET}:"));
+    let (status, _) = a
+        .post(
+            "/import",
+            import.to_string().into_bytes(),
+            &[JSON, ("authorization", &authorization)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<String> = a
+        .events_of(a.workspace)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(names, ["a-year", "four-days", "month-old"]);
+}
+
+/// Before: the public project token as the Basic user name (or in the events alone) was
+/// enough to import anything, into any workspace.
+#[tokio::test]
+async fn import_authenticates_as_mixpanel_does() {
+    let a = analytics().await;
+    let body = || {
+        json!([mixpanel_event(
+            "imported",
+            "mp_test",
+            chrono::Duration::zero()
+        )])
+        .to_string()
+        .into_bytes()
+    };
+    let refused: Vec<(&str, Option<String>)> = vec![
+        ("/import", None),
+        ("/import", Some(basic("mp_test:"))),
+        ("/import", Some(basic("wrong-secret:"))),
+        ("/import", Some(basic(SERVICE_ACCOUNT))),
+        ("/import?project_id=9999", Some(basic(SERVICE_ACCOUNT))),
+        (
+            "/import?project_id=4242",
+            Some(basic("importer.mp-service-account:wrong")),
+        ),
+        ("/import?project_id=%00", Some(basic(SERVICE_ACCOUNT))),
+        ("/import", Some("Basic %%%".into())),
+        ("/import", Some(basic(":"))),
+    ];
+    for (path, authorization) in &refused {
+        let mut headers = vec![JSON];
+        if let Some(authorization) = authorization {
+            headers.push(("authorization", authorization));
+        }
+        let (status, answer) = a.post(path, body(), &headers).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} {authorization:?}: {answer}"
+        );
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(a.count("SELECT count(*) FROM quarantine").await, 0);
+    for (path, authorization) in [
+        ("/import", basic(&format!("{API_SECRET}:"))),
+        ("/import", basic(API_SECRET)),
+        (
+            &format!("/import?project_id={PROJECT_ID}"),
+            basic(SERVICE_ACCOUNT),
+        ),
+    ] {
+        let (status, answer) = a
+            .post(path, body(), &[JSON, ("authorization", &authorization)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        assert_eq!(answer["num_records_imported"], 1);
+    }
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 3);
+    // Only hashes are at rest.
+    assert_eq!(
+        a.count("SELECT count(*) FROM workspace_tokens WHERE token LIKE '%secret%'")
+            .await,
+        0
+    );
+}
+
+/// Before: credentials were checked only after the body was inflated.
+#[tokio::test]
+async fn import_checks_credentials_before_reading_the_body() {
+    let a = analytics().await;
+    let bomb = gzip(&vec![b' '; analytics::MAX_DECODED_BYTES + 1]);
+    let wrong = basic("wrong-secret:");
+    let (status, _) = a
+        .post(
+            "/import",
+            bomb,
+            &[
+                JSON,
+                ("content-encoding", "gzip"),
+                ("authorization", &wrong),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Before: each event went to whichever workspace its token named.
+#[tokio::test]
+async fn import_refuses_events_naming_another_workspace() {
+    let a = analytics().await;
+    let other = a.other_workspace().await;
+    let batch = json!([
+        mixpanel_event("mine", "mp_test", chrono::Duration::zero()),
+        mixpanel_event("theirs", "mp_other", chrono::Duration::zero()),
+        {"event": "no-token", "properties": {"distinct_id": "m1", "time": chrono::Utc::now().timestamp()}},
+    ]);
+    let authorization = basic(&format!("{API_SECRET}:"));
+    let (status, answer) = a
+        .post(
+            "/import",
+            batch.to_string().into_bytes(),
+            &[JSON, ("authorization", &authorization)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["num_records_imported"], 2);
+    assert_eq!(answer["failed_records"][0]["index"], 1);
+    assert_eq!(answer["failed_records"][0]["field"], "properties.token");
+    assert!(answer["failed_records"][0]["insert_id"].is_string());
+    assert!(a.events_of(other).await.is_empty());
+    assert_eq!(a.events_of(a.workspace).await.len(), 2);
+    // The other workspace's own secret writes only there.
+    let theirs = basic("other-api-secret:");
+    let (status, _) = a
+        .post(
+            "/import",
+            json!([mixpanel_event(
+                "theirs",
+                "mp_other",
+                chrono::Duration::zero()
+            )])
+            .to_string()
+            .into_bytes(),
+            &[JSON, ("authorization", &theirs)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(a.events_of(other).await.len(), 1);
+}
+
+/// Before: the one event carrying `\u0000` made the database refuse each whole copy of the
+/// batch, answered 503 eight times.
+#[tokio::test]
+async fn the_same_import_sent_eight_times_at_once_is_stored_once() {
+    let a = analytics().await;
+    let mut events: Vec<Value> = (0..100)
+        .map(|i| mixpanel_event(&format!("e{i}"), "mp_test", chrono::Duration::zero()))
+        .collect();
+    events[50]["properties"]["note"] = json!("a\u{0}b");
+    let batch = json!(events).to_string();
+    let authorization = basic(&format!("{API_SECRET}:"));
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let (router, body, authorization) =
+                (a.router.clone(), batch.clone(), authorization.clone());
+            tokio::spawn(async move {
+                let request = Request::post("/import")
+                    .header("content-type", "application/json")
+                    .header("authorization", authorization)
+                    .body(Body::from(body))
+                    .unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, serde_json::from_slice::<Value>(&body).unwrap())
+            })
+        })
+        .collect();
+    for send in sends {
+        let (status, answer) = send.await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "partial success: {answer}");
+        assert_eq!(answer["num_records_imported"], 99);
+        assert_eq!(answer["failed_records"][0]["index"], 50);
+    }
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 99);
+}
+
+/// Before: the secret was stored verbatim, and compared verbatim.
+#[tokio::test]
+async fn webhook_secrets_are_kept_as_keyed_hashes() {
+    let a = analytics().await;
+    let keys = integration_tests::test_keys();
+    assert_eq!(
+        a.count(&format!(
+            "SELECT count(*) FROM workspace_tokens WHERE kind = 'posthog_webhook_secret' AND token = '{}'",
+            keys.hash("hook-secret")
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        a.count("SELECT count(*) FROM workspace_tokens WHERE token = 'hook-secret'")
+            .await,
+        0
+    );
+    // A secret written verbatim before hashing still works once, and is hashed on the way.
+    let other = a.other_workspace().await;
+    a.db.client()
+        .await
+        .execute_typed(
+            "INSERT INTO workspace_tokens (token, workspace_id, kind) VALUES ('legacy-secret', $1, 'posthog_webhook_secret')",
+            &[(&other, tokio_postgres::types::Type::UUID)],
+        )
+        .await
+        .unwrap();
+    let body = json!({"event": posthog_event("$pageview", "legacy")}).to_string();
+    let (status, _) = a
+        .post(
+            "/webhooks/posthog",
+            body.clone().into_bytes(),
+            &[JSON, ("x-webhook-secret", "legacy-secre")],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a prefix is not the secret"
+    );
+    let (status, _) = a
+        .post(
+            "/webhooks/posthog",
+            body.into_bytes(),
+            &[JSON, ("x-webhook-secret", "legacy-secret")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(a.events_of(other).await.len(), 1);
+    assert_eq!(
+        a.count(&format!(
+            "SELECT count(*) FROM workspace_tokens WHERE token = '{}'",
+            keys.hash("legacy-secret")
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        a.count("SELECT count(*) FROM workspace_tokens WHERE token = 'legacy-secret'")
+            .await,
+        0
+    );
+    let again = json!({"event": posthog_event("$pageview", "legacy")}).to_string();
+    let (status, _) = a
+        .post(
+            "/webhooks/posthog",
+            again.into_bytes(),
+            &[JSON, ("authorization", "Bearer legacy-secret")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "found by its hash from now on");
+}
+
+/// Before: the database refused the delivery, the agent answered 503, and PostHog retried
+/// it for hours.
+#[tokio::test]
+async fn a_webhook_delivery_that_cannot_be_stored_is_acknowledged_and_kept() {
+    let a = analytics().await;
+    let uuid = uuid::Uuid::new_v4();
+    let nul = format!(
+        r#"{{"event": {{"uuid": "{uuid}", "event": "x", "distinct_id": "u", "properties": {{"k": "a\u0000b"}}}}}}"#
+    );
+    let surrogate =
+        r#"{"event": {"event": "x", "distinct_id": "u", "properties": {"k": "\udc00"}}}"#;
+    let secret = ("x-webhook-secret", "hook-secret");
+    for body in [nul.as_str(), nul.as_str(), surrogate] {
+        let (status, answer) = a
+            .post(
+                "/webhooks/posthog",
+                body.as_bytes().to_vec(),
+                &[JSON, secret],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["outcome"], "quarantined");
+    }
+    assert_eq!(
+        a.count("SELECT count(*) FROM quarantine WHERE source = 'posthog-webhook'")
+            .await,
+        2,
+        "the redelivery is kept once"
+    );
+    assert_eq!(
+        a.count(&format!(
+            "SELECT count(*) FROM quarantine WHERE key = 'uuid:{uuid}' AND reason LIKE '%u0000%'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(a.count("SELECT count(*) FROM events").await, 0);
+    // A body that is not JSON, or not an event, is the sender's to fix.
+    for body in ["{not json", r#"{"event": {"distinct_id": "u"}}"#, "[]"] {
+        let (status, _) = a
+            .post(
+                "/webhooks/posthog",
+                body.as_bytes().to_vec(),
+                &[JSON, secret],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+}
+
+/// Before: no lock timeout, so a held lock made the request wait until API Gateway gave up.
+#[tokio::test]
+async fn a_held_lock_turns_into_a_503_with_retry_after() {
+    let a = analytics().await;
+    let event = posthog_event("locked", "u");
+    let holder = a.db.client().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp)
+             VALUES ('{}', '{}', 'posthog', 'u', 'locked', now());",
+            event["uuid"].as_str().unwrap(),
+            a.workspace
+        ))
+        .await
+        .unwrap();
+    let request = Request::post("/batch/")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"api_key": "phc_test", "batch": [event]}).to_string(),
+        ))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), a.router.clone().oneshot(request))
+        .await
+        .expect("answered within the budget, not after the lock is released")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    holder.batch_execute("ROLLBACK").await.unwrap();
 }
