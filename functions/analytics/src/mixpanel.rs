@@ -256,3 +256,50 @@ async fn ingest(
     }
     (StatusCode::OK, axum::Json(answer)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn credentials_of(value: &[u8]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_bytes(value).ok()?);
+        basic_credentials(&headers)
+    }
+
+    #[test]
+    fn basic_credentials_are_read_as_sent() {
+        assert_eq!(
+            credentials_of(b"Basic c2VjcmV0Og==").as_deref(),
+            Some("secret:")
+        );
+        assert_eq!(
+            credentials_of(b"basic  c2VjcmV0Og== ").as_deref(),
+            Some("secret:")
+        );
+        assert_eq!(credentials_of(b"Bearer c2VjcmV0Og=="), None);
+        assert_eq!(credentials_of(b"Basic %%%"), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_authorization_header_is_credentials_or_none(
+            value in proptest::collection::vec(any::<u8>(), 0..80),
+            encoded in proptest::collection::vec(any::<u8>(), 0..60),
+        ) {
+            let _ = credentials_of(&value);
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(&encoded)
+            );
+            if let Some(credentials) = credentials_of(basic.as_bytes()) {
+                let parsed = ImportCredentials::parse(&credentials, Some("1"));
+                prop_assert_eq!(parsed.is_none(), credentials.split(':').next() == Some(""));
+            }
+        }
+    }
+}

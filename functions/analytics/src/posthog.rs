@@ -237,3 +237,29 @@ pub async fn webhook(
         Err(error) => failed(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_delivery_is_known_by_its_uuid_or_its_bytes() {
+        let text = r#"{"event": {"uuid": "abc", "x": "\ud800"}}"#;
+        assert_eq!(delivery_key(text, text.as_bytes()), "uuid:abc");
+        let unreadable = r#"{"event": {"uuid": "\ud800"}}"#;
+        let key = delivery_key(unreadable, unreadable.as_bytes());
+        assert!(key.starts_with("body:"), "{key}");
+        assert_eq!(key, delivery_key(unreadable, unreadable.as_bytes()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_body_has_a_short_delivery_key(text in "\\PC{0,300}") {
+            let key = delivery_key(&text, text.as_bytes());
+            prop_assert!(key.len() <= 105, "{}", key);
+        }
+    }
+}
