@@ -47,14 +47,17 @@ struct Kek {
     key: SecretSlice<u8>,
 }
 
-/// The key-encryption keys, the first being the one new values are sealed with.
+/// The key-encryption keys: the current one, which seals and hashes new values, and older
+/// ones that still open and match what was sealed or hashed under them. Never empty, by
+/// construction.
 pub struct Keys {
-    keys: Vec<Kek>,
+    current: Kek,
+    older: Vec<Kek>,
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|kek| kek.id.as_str()).collect();
+        let ids: Vec<&str> = self.all().map(|kek| kek.id.as_str()).collect();
         f.debug_struct("Keys").field("ids", &ids).finish()
     }
 }
@@ -150,28 +153,34 @@ impl Keys {
                 key: SecretSlice::from(key),
             });
         }
-        if keys.is_empty() {
-            return Err("no key".into());
-        }
-        Ok(Self { keys })
+        let mut keys = keys.into_iter();
+        let current = keys.next().ok_or_else(|| "no key".to_string())?;
+        Ok(Self {
+            current,
+            older: keys.collect(),
+        })
     }
 
-    /// A key set from raw keys, for tests and the local stack.
-    pub fn from_bytes(keys: &[(&str, [u8; KEY_LEN])]) -> Self {
+    /// A key set from raw keys, for tests and the local stack: `current` seals, `older` only
+    /// open.
+    pub fn from_bytes(current: (&str, [u8; KEY_LEN]), older: &[(&str, [u8; KEY_LEN])]) -> Self {
+        let kek = |(id, key): (&str, [u8; KEY_LEN])| Kek {
+            id: id.to_string(),
+            key: SecretSlice::from(key.to_vec()),
+        };
         Self {
-            keys: keys
-                .iter()
-                .map(|(id, key)| Kek {
-                    id: (*id).to_string(),
-                    key: SecretSlice::from(key.to_vec()),
-                })
-                .collect(),
+            current: kek(current),
+            older: older.iter().copied().map(kek).collect(),
         }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.current).chain(&self.older)
     }
 
     /// Seals `plaintext` for `context` under the current key.
     pub fn seal(&self, plaintext: &str, context: &str) -> Result<Vec<u8>, CryptoError> {
-        let kek = &self.keys[0];
+        let kek = &self.current;
         let data_key: [u8; KEY_LEN] = random()?;
         let wrap_nonce: [u8; NONCE_LEN] = random()?;
         let nonce: [u8; NONCE_LEN] = random()?;
@@ -200,8 +209,7 @@ impl Keys {
         let id =
             std::str::from_utf8(take(&mut rest, id_len)?).map_err(|_| CryptoError::Malformed)?;
         let kek = self
-            .keys
-            .iter()
+            .all()
             .find(|kek| kek.id == id)
             .ok_or_else(|| CryptoError::UnknownKey(id.to_string()))?;
         let wrap_nonce = take(&mut rest, NONCE_LEN)?;
@@ -220,16 +228,13 @@ impl Keys {
 
     /// The keyed hash of `secret` under the current key, as stored.
     pub fn hash(&self, secret: &str) -> String {
-        self.hash_under(&self.keys[0], secret)
+        self.hash_under(&self.current, secret)
     }
 
     /// The keyed hash of `secret` under every configured key: a lookup matches any, so
     /// secrets hashed before a rotation are still found.
     pub fn hash_candidates(&self, secret: &str) -> Vec<String> {
-        self.keys
-            .iter()
-            .map(|kek| self.hash_under(kek, secret))
-            .collect()
+        self.all().map(|kek| self.hash_under(kek, secret)).collect()
     }
 
     fn hash_under(&self, kek: &Kek, secret: &str) -> String {
@@ -246,7 +251,7 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::from_bytes(&[("k2", [2; 32]), ("k1", [1; 32])])
+        Keys::from_bytes(("k2", [2; 32]), &[("k1", [1; 32])])
     }
 
     #[test]
@@ -281,14 +286,14 @@ mod tests {
 
     #[test]
     fn rotation_keeps_old_values_readable() {
-        let old = Keys::from_bytes(&[("k1", [1; 32])]);
+        let old = Keys::from_bytes(("k1", [1; 32]), &[]);
         let sealed = old.seal("t", "c").unwrap();
         let stored_hash = old.hash("whsec");
         let rotated = keys();
         assert_eq!(rotated.open(&sealed, "c").unwrap().expose_secret(), "t");
         assert!(rotated.hash_candidates("whsec").contains(&stored_hash));
         assert_ne!(rotated.hash("whsec"), stored_hash);
-        let unknown = Keys::from_bytes(&[("k9", [9; 32])]);
+        let unknown = Keys::from_bytes(("k9", [9; 32]), &[]);
         assert_eq!(
             unknown.open(&sealed, "c").unwrap_err(),
             CryptoError::UnknownKey("k1".into())

@@ -7,7 +7,8 @@
 //!
 //! * the user-info of URLs (`https://user:password@host` → `https://[redacted]@host`);
 //! * the values of parameters whose names say they are secret (`access_token=…`,
-//!   `appsecret_proof=…`, `client_secret=…`, and JSON `"access_token": "…"`);
+//!   `appsecret_proof=…`, `client_secret=…`, JSON `"access_token": "…"`, and headers such as
+//!   `X-Shopify-Access-Token: …` or `Access-Token: …`);
 //! * bearer and basic credentials (`Bearer …`, `Basic …`).
 
 /// Parameter names whose values are credentials (compared without case).
@@ -54,6 +55,23 @@ fn is_value_end(byte: u8) -> bool {
             | b'}'
             | b']'
     )
+}
+
+/// Whether a parameter or header name says its value is a credential.
+fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_NAMES.contains(&lower.as_str())
+        || [
+            "token",
+            "secret",
+            "password",
+            "-key",
+            "_key",
+            "signature",
+            "proof",
+        ]
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
 }
 
 fn is_name_byte(byte: u8) -> bool {
@@ -104,14 +122,18 @@ fn parameters(text: &str) -> String {
                 .take_while(|b| is_name_byte(**b))
                 .count();
         let name = &text[index..name_end];
-        let secret = SECRET_NAMES
-            .iter()
-            .any(|candidate| candidate.eq_ignore_ascii_case(name));
-        // After the name: `=` (query, form), or `":` / `" :` then an optional quote (JSON).
+        let secret = is_secret_name(name);
+        // After the name: `=` (query, form), `: ` (a header), or `":` / `" :` then a quote
+        // (JSON).
         let mut value_start = name_end;
         let mut quoted = false;
+        let mut header = false;
         if bytes.get(value_start) == Some(&b'=') {
             value_start += 1;
+        } else if bytes.get(value_start) == Some(&b':') && bytes.get(value_start + 1) == Some(&b' ')
+        {
+            value_start += 2;
+            header = true;
         } else if bytes.get(value_start) == Some(&b'"') {
             let mut cursor = value_start + 1;
             while bytes.get(cursor) == Some(&b' ') {
@@ -146,6 +168,9 @@ fn parameters(text: &str) -> String {
                 .take_while(|b| {
                     if quoted {
                         **b != b'"'
+                    } else if header {
+                        // A header's value runs to the end of its line.
+                        !matches!(**b, b'\n' | b'\r' | b'"' | b',')
                     } else {
                         !is_value_end(**b)
                     }
@@ -221,6 +246,11 @@ mod tests {
             "Authorization: Bearer [redacted] was refused"
         );
         assert_eq!(credentials("monkey=1&tokens=2"), "monkey=1&tokens=2");
+        assert_eq!(
+            credentials("400: echo x-shopify-access-token: shpat_123 abc\nAccess-Token: tt1"),
+            "400: echo x-shopify-access-token: [redacted]\nAccess-Token: [redacted]"
+        );
+        assert_eq!(credentials("reason: timed out"), "reason: timed out");
         assert_eq!(credentials("no secrets here"), "no secrets here");
     }
 

@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn only_secrets_are_hashed() {
-        let keys = Keys::from_bytes(&[("k", [3; 32])]);
+        let keys = Keys::from_bytes(("k", [3; 32]), &[]);
         assert_eq!(TokenKind::PosthogProject.stored(&keys, "phc_x"), "phc_x");
         assert_eq!(TokenKind::MixpanelProjectId.stored(&keys, "123"), "123");
         for kind in [

@@ -188,11 +188,18 @@ async fn signatures_are_required_checked_and_rotatable() {
         "the previous secret still works"
     );
     assert_eq!(b.count("SELECT count(*) FROM stripe.customers").await, 1);
-    // Each delivery is in the run log: the three refusals as rejected, the last as ok.
+    // Each delivery is in the run log: the three refusals counted in one row (written with
+    // the next run, not one row each), the last as ok.
     assert_eq!(
-        b.count("SELECT count(*) FROM agent_runs WHERE agent = 'billing' AND trigger = 'http' AND outcome = 'rejected'")
+        b.count("SELECT sum(runs) FROM agent_runs WHERE agent = 'billing' AND trigger = 'http' AND outcome = 'rejected'")
             .await,
         3
+    );
+    assert_eq!(
+        b.count("SELECT count(*) FROM agent_runs WHERE agent = 'billing' AND outcome = 'rejected'")
+            .await,
+        1,
+        "refusals do not each write a row"
     );
     assert_eq!(
         b.count("SELECT count(*) FROM agent_runs WHERE agent = 'billing' AND outcome = 'ok'")
