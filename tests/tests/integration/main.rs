@@ -8,8 +8,8 @@
 //! `scripts/install-sdk-clients.sh`).
 
 mod adapters;
-mod attack;
 mod agents_e2e;
+mod attack;
 mod bounded_waits;
 mod browser;
 mod local_stack;
