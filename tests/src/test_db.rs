@@ -77,6 +77,21 @@ impl TestDb {
         raw_connect(&self.url).await
     }
 
+    /// What the quarantine holds: (source, key, reason, payload), oldest first.
+    pub async fn quarantined(&self) -> Vec<(String, String, String, Vec<u8>)> {
+        self.client()
+            .await
+            .query_typed(
+                "SELECT source, key, reason, payload FROM quarantine ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("read the quarantine")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect()
+    }
+
     /// The production pool constructor, pointed at this database.
     pub fn pool(&self, size: usize) -> Pool {
         shared::db::connect(&DatabaseSettings {

@@ -21,7 +21,10 @@ async fn no_hostile_request_crashes_poisons_or_leaks() {
     assert!(findings.is_empty(), "{findings:#?}");
     let client = db.client().await;
     assert!(
-        attack::quarantined(&client, "stripe").await >= 1,
+        db.quarantined()
+            .await
+            .iter()
+            .any(|(source, ..)| source == "stripe"),
         "a signed Stripe event the database refuses is kept, not retried"
     );
     let leaks = attack::leaked_credentials(&client, &attack::secrets_of(&target)).await;

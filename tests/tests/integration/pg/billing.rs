@@ -892,19 +892,6 @@ async fn the_ledger_exports_and_rebuilds_the_mirror_through_the_same_path() {
 }
 
 /// What the quarantine holds: (source, key, reason, payload), oldest first.
-async fn quarantined(b: &Billing) -> Vec<(String, String, String, Vec<u8>)> {
-    b.db.client()
-        .await
-        .query_typed(
-            "SELECT source, key, reason, payload FROM quarantine ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-        .collect()
-}
 
 /// The largest value an exact decimal holds: 2^96 - 1.
 const DECIMAL_MAX: &str = "79228162514264337593543950335";
@@ -924,7 +911,7 @@ async fn money_that_overflows_is_quarantined_and_the_process_goes_on() {
     let (status, answer) = b.deliver(&body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer, json!({"received": true, "outcome": "quarantined"}));
-    let kept = quarantined(&b).await;
+    let kept = b.db.quarantined().await;
     assert_eq!(kept.len(), 1);
     let (source, key, reason, payload) = &kept[0];
     assert_eq!((source.as_str(), key.as_str()), ("stripe", "evt_huge"));
@@ -967,7 +954,7 @@ async fn money_that_overflows_is_quarantined_and_the_process_goes_on() {
         .await
         .unwrap();
     assert_eq!(report.quarantined, 1, "{report:?}");
-    assert_eq!(quarantined(&b).await.len(), 1);
+    assert_eq!(b.db.quarantined().await.len(), 1);
 }
 
 #[tokio::test]
@@ -1007,12 +994,12 @@ async fn values_the_database_refuses_are_quarantined_with_the_servers_reason() {
         let (status, answer) = b.deliver(body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["outcome"], "quarantined", "{answer}");
-        let kept = quarantined(&b).await;
+        let kept = b.db.quarantined().await;
         let (_, _, kept_reason, _) = kept.last().unwrap();
         assert!(kept_reason.contains(reason), "{kept_reason}");
     }
     assert_eq!(
-        quarantined(&b)
+        b.db.quarantined()
             .await
             .iter()
             .map(|(_, key, _, _)| key.as_str())
@@ -1040,7 +1027,7 @@ async fn nul_is_quarantined_while_emoji_is_stored_as_sent() {
     assert_eq!(b.deliver_ok(&nul_body).await, "quarantined");
     assert_eq!(b.deliver_ok(&emoji_body).await, "applied");
     assert_eq!(b.deliver_ok(&nul_name_body).await, "quarantined");
-    let kept = quarantined(&b).await;
+    let kept = b.db.quarantined().await;
     assert_eq!(kept.len(), 2);
     assert!(
         kept[0].2.contains("/data/object/metadata/note"),
@@ -1079,7 +1066,7 @@ async fn an_unstorable_event_delivered_eight_times_at_once_is_kept_once() {
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["outcome"], "quarantined");
     }
-    assert_eq!(quarantined(&b).await.len(), 1);
+    assert_eq!(b.db.quarantined().await.len(), 1);
 }
 
 /// `POST /webhooks/stripe` signed now; the status, `Retry-After` and how long it took.

@@ -1110,20 +1110,6 @@ async fn resend_answers_are_classified() {
     assert_eq!(standin.accepted().len(), 1);
 }
 
-/// What the quarantine holds: (source, key, reason, payload), oldest first.
-async fn quarantined(client: &tokio_postgres::Client) -> Vec<(String, String, String, Vec<u8>)> {
-    client
-        .query_typed(
-            "SELECT source, key, reason, payload FROM quarantine ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-        .collect()
-}
-
 async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_typed_one(sql, &[]).await.unwrap().get(0)
 }
@@ -1160,7 +1146,7 @@ async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledge
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("quarantined"), "{body}");
-    let kept = quarantined(&client).await;
+    let kept = db.quarantined().await;
     assert_eq!(kept.len(), 2, "a redelivery is kept once");
     assert_eq!(
         (kept[0].0.as_str(), kept[0].1.as_str()),
