@@ -891,8 +891,6 @@ async fn the_ledger_exports_and_rebuilds_the_mirror_through_the_same_path() {
     std::fs::remove_file(path).ok();
 }
 
-/// What the quarantine holds: (source, key, reason, payload), oldest first.
-
 /// The largest value an exact decimal holds: 2^96 - 1.
 const DECIMAL_MAX: &str = "79228162514264337593543950335";
 
