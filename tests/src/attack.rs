@@ -408,6 +408,77 @@ pub fn catalogue(target: &Target, now: i64) -> Vec<Attack> {
     attacks
 }
 
+/// Bodies above this go over a raw connection (see [`send_raw`]).
+const RAW_ABOVE_BYTES: usize = 1024 * 1024;
+
+/// One request through an HTTP client: the status and the body's length.
+async fn send(
+    http: &reqwest::Client,
+    base_url: &str,
+    attack: &Attack,
+) -> Result<(u16, usize), String> {
+    let method =
+        reqwest::Method::from_bytes(attack.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = http
+        .request(method, format!("{base_url}{}", attack.path))
+        .body(attack.body.clone());
+    for (name, value) in &attack.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|error| error.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map(|b| b.len()).unwrap_or(0);
+    Ok((status, body))
+}
+
+/// One request on a bare TCP connection, reading the answer while the body is still being
+/// written. A server may answer a body over its limit with 413 before reading it and close
+/// the connection; an HTTP client that is still writing then reports a broken pipe instead
+/// of the answer that did arrive.
+async fn send_raw(base_url: &str, attack: &Attack) -> Result<(u16, usize), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base_url
+        .strip_prefix("http://")
+        .ok_or("raw requests need an http:// URL")?;
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|error| error.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        attack.method,
+        attack.path,
+        attack.body.len()
+    );
+    for (name, value) in &attack.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let body = attack.body.clone();
+    let writing = tokio::spawn(async move {
+        // The server may stop reading at any point; that is its right.
+        if writer.write_all(head.as_bytes()).await.is_ok() {
+            let _ = writer.write_all(&body).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(40), reader.read_to_end(&mut answer)).await;
+    writing.abort();
+    if answer.is_empty() {
+        return Err(format!("the connection closed without an answer: {read:?}"));
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {}", shared::text::clip(&text, 80)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(0, |(_, body)| body.len());
+    Ok((status, body))
+}
+
 /// Sends every request of the catalogue; what broke the rules.
 pub async fn run(target: &Target) -> Vec<Finding> {
     let http = reqwest::Client::builder()
@@ -417,18 +488,14 @@ pub async fn run(target: &Target) -> Vec<Finding> {
     let now = chrono::Utc::now().timestamp();
     let mut findings = Vec::new();
     for attack in catalogue(target, now) {
-        let method = reqwest::Method::from_bytes(attack.method.as_bytes()).expect("a method");
-        let mut request = http
-            .request(method, format!("{}{}", target.base_url, attack.path))
-            .body(attack.body.clone());
-        for (name, value) in &attack.headers {
-            request = request.header(name, value);
-        }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let body = response.bytes().await.map(|b| b.len()).unwrap_or(0);
-                if status.is_server_error() {
+        let answered = if attack.body.len() > RAW_ABOVE_BYTES {
+            send_raw(&target.base_url, &attack).await
+        } else {
+            send(&http, &target.base_url, &attack).await
+        };
+        match answered {
+            Ok((status, body)) => {
+                if status >= 500 {
                     findings.push(Finding {
                         attack: attack.name.clone(),
                         problem: format!("answered {status} to a fault of the input"),
