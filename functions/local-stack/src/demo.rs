@@ -49,7 +49,8 @@ pub const DEMO_MEMBER: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de
 /// Namespace of the demo's event ids.
 const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_0001);
 
-/// How long the burst may take before the driver settles into its trickle.
+/// How long the burst may take, counted from the end of the kick-off (which on a loaded
+/// machine can itself take a while), before the driver settles into its trickle.
 const BURST: Duration = Duration::from_secs(240);
 
 /// What was seeded.
@@ -191,7 +192,6 @@ impl Progress {
 /// Plays the outside world until `stop`.
 pub async fn drive(demo: Demo, stop: CancellationToken) {
     let http = reqwest::Client::new();
-    let started = tokio::time::Instant::now();
     let kick_off = async {
         demo.dispatch_etl().await;
         demo.sweep_email().await;
@@ -204,6 +204,7 @@ pub async fn drive(demo: Demo, stop: CancellationToken) {
         _ = stop.cancelled() => return,
         _ = kick_off => {}
     }
+    let started = tokio::time::Instant::now();
     let mut progress = Progress::default();
     let mut round = 0_u64;
     loop {
