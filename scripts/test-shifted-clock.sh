@@ -44,7 +44,8 @@ step "shifting every clock by ${offset}s: now is $(date -u -d "@$(($(date +%s) +
 export LD_PRELOAD=$library FAKETIME="${sign}${offset}" FAKETIME_DONT_FAKE_MONOTONIC=1
 
 # libfaketime stops PostgreSQL's own timers: under it `SET statement_timeout = '1s'; SELECT
-# pg_sleep(5)` runs the full 5 s, and lock_timeout never fires. The tests that prove those
+# pg_sleep(5)` runs the full 5 s, and neither lock_timeout nor deadlock_timeout (the wait
+# before deadlock detection) ever fires. The tests that prove those
 # budgets (a held lock answers 503 in time) are therefore left to scripts/test.sh, on the real
 # clock, and named here rather than silently lost.
 needs_postgres_timers=(
@@ -53,6 +54,7 @@ needs_postgres_timers=(
   pg::email::held_locks_answer_503_with_retry_after_within_the_budget
   pg::shopify::transient_failures_answer_503_with_retry_after_and_the_retry_applies
   bounded_waits::a_held_lock_slows_only_the_requests_that_need_it
+  pg::retry::deadlocks_are_transient
 )
 skips=()
 for name in "${needs_postgres_timers[@]}"; do skips+=(--skip "$name"); done
