@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform};
 use integration_tests::test_db::TestDb;
-use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
-use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
-use local_stack::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
-use local_stack::standins::{StandinConfig, Standins};
+use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
+use standins::{StandinConfig, Standins};
 use shared::queue::postgres::PostgresTransport;
 use shared::retry::RetryPolicy;
 use tokio_postgres::types::Type;
@@ -65,7 +65,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
         retry: RetryPolicy::default(),
-        meta_app_secret: Some(local_stack::standins::meta::DEFAULT_META_APP_SECRET.into()),
+        meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();
     let run = EtlRun {
@@ -86,7 +86,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
 async fn main() {
     let mut config = StandinConfig::benchmark();
     config.today = Some(TODAY.parse().unwrap());
-    let standins = local_stack::standins::start(config).await.unwrap();
+    let standins = standins::start(config).await.unwrap();
     println!("ETL, {START}..{TODAY} (91 days) × 500 ads, stand-ins on loopback");
     println!("| platform | rows | run seconds | rows/s stored | pages | stand-in alone rows/s |");
     println!("|---|---|---|---|---|---|");

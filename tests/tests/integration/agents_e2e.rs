@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use integration_tests::test_db::TestDb;
-use local_stack::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
-use local_stack::standins::{StandinConfig, Standins};
+use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use standins::{StandinConfig, Standins};
 use serde_json::{Value, json};
 use shared::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +82,7 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
             ..etl::Endpoints::default()
         },
         retry: shared::retry::RetryPolicy::default(),
-        meta_app_secret: Some(local_stack::standins::meta::DEFAULT_META_APP_SECRET.into()),
+        meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
     // The window ends on the ad account's today, in its own timezone.
     let today = meta_today(clock);
@@ -202,7 +202,7 @@ async fn reach_daily_metrics_at(at: &str, workspace_zone: &str) {
     assert_eq!(status, 200);
 
     // ETL: a Meta run for the last three days.
-    let standins = local_stack::standins::start(StandinConfig {
+    let standins = standins::start(StandinConfig {
         today: Some(meta_today(&clock)),
         ..StandinConfig::default()
     })

@@ -234,14 +234,14 @@ fn binary_exists(binary: &str) -> bool {
             })
 }
 
-/// Every binary under `functions/` that is a Lambda (all but the local stack): each crate's
-/// main and each `src/bin/*.rs`.
+/// Every binary under `functions/`, which holds exactly what is deployed: each crate's main
+/// and each `src/bin/*.rs`.
 fn function_binaries() -> std::collections::BTreeSet<String> {
     let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     let mut binaries = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(&functions).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "local-stack" || !entry.path().join("Cargo.toml").exists() {
+        if !entry.path().join("Cargo.toml").exists() {
             continue;
         }
         if entry.path().join("src/main.rs").exists() {

@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
 use integration_tests::test_db::TestDb;
-use local_stack::standins::meta::{
+use standins::meta::{
     DEFAULT_META_ACCOUNT, DEFAULT_META_APP_SECRET, DEFAULT_META_TOKEN, appsecret_proof,
 };
-use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
-use local_stack::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
-use local_stack::standins::{Outcome, StandinConfig, Standins};
+use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
+use standins::{Outcome, StandinConfig, Standins};
 use secrecy::ExposeSecret;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
@@ -71,7 +71,7 @@ async fn etl() -> Etl {
         ..StandinConfig::default()
     };
     config.meta.regain_access_minutes = 0;
-    let standins = local_stack::standins::start(config).await.unwrap();
+    let standins = standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
         keys: integration_tests::test_keys(),
@@ -579,7 +579,7 @@ async fn no_failure_leaves_a_credential_in_runs_errors_or_logs() {
         window_end: day(TODAY),
     };
     let handles = e.standins.handles().clone();
-    let echoing: [(&local_stack::standins::Switches, EtlRun); 3] = [
+    let echoing: [(&standins::Switches, EtlRun); 3] = [
         (&handles.meta, meta.clone()),
         (&handles.tiktok, tiktok_run(tiktok, "2026-11-24", TODAY)),
         (&handles.shopify, shopify),

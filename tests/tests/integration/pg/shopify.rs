@@ -14,8 +14,8 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus, WebhookDeps};
 use integration_tests::test_db::TestDb;
-use local_stack::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
-use local_stack::standins::{
+use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use standins::{
     Outcome, ShopSpec, ShopifyFaults, ShopifyTopic, StandinConfig, Standins, WebhookDelivery,
 };
 use serde_json::Value;
@@ -100,7 +100,7 @@ async fn shop() -> Shop {
         access_token: Some(OTHER_TOKEN.into()),
         ..ShopSpec::new(OTHER_SHOP, 40)
     });
-    let standins = local_stack::standins::start(config).await.unwrap();
+    let standins = standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let deps = EtlDeps {
         keys: integration_tests::test_keys(),

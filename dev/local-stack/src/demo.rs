@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::LOCAL_POSTHOG_TOKEN;
-use crate::standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
-use crate::standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
-use crate::standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
-use crate::standins::{Handles, ShopifyTopic};
+use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
+use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
+use standins::{Handles, ShopifyTopic};
 
 /// Who signs up in the demo.
 pub const DEMO_PEOPLE: &[(&str, &str, &str)] = &[

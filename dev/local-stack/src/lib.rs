@@ -17,7 +17,6 @@
 //! shuts everything down gracefully (the binary calls it on Ctrl-C).
 
 pub mod demo;
-pub mod standins;
 pub mod throwaway_postgres;
 
 use std::net::SocketAddr;

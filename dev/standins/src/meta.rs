@@ -900,7 +900,7 @@ impl MetaState {
         let invalid = |message: &str| Box::new(self.invalid(message));
         let unsupported = |what: &str| {
             invalid(&format!(
-                "(#100) the Meta stand-in does not model {what}; see local_stack::standins::meta"
+                "(#100) the Meta stand-in does not model {what}; see the standins crate, module meta"
             ))
         };
         if first(query, "level") != Some("ad") {
