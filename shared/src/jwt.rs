@@ -17,8 +17,10 @@
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
+
+use crate::settings::{Env, SettingsError};
 
 /// Longest token looked at: Supabase's are well under 2 KB.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -110,20 +112,9 @@ impl JwtVerifier {
         }
     }
 
-    /// `SUPABASE_JWT_SECRET` and `SUPABASE_URL`, both required; errors name the variable and
-    /// never echo the secret.
-    pub fn from_env(
-        env: &crate::settings::Env<'_>,
-    ) -> Result<Self, crate::settings::SettingsError> {
-        let secret = env.required("SUPABASE_JWT_SECRET")?;
-        let url = env.required("SUPABASE_URL")?;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(crate::settings::SettingsError::Malformed {
-                name: "SUPABASE_URL",
-                reason: "expected the project's URL, https://<ref>.supabase.co".into(),
-            });
-        }
-        Ok(Self::new(secret.as_bytes(), &url))
+    /// The verifier `config` describes.
+    pub fn from_config(config: &JwtConfig) -> Self {
+        Self::new(config.secret.expose_secret().as_bytes(), &config.supabase_url)
     }
 
     /// The `iss` this verifier expects.
@@ -186,6 +177,54 @@ impl JwtVerifier {
             role: claims.role,
             app_role: claims.app_metadata.and_then(|meta| meta.role),
         })
+    }
+}
+
+/// The Supabase CLI's local JWT secret, which the local stack uses.
+pub const LOCAL_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+/// The Supabase CLI's local API URL.
+pub const LOCAL_SUPABASE_URL: &str = "http://127.0.0.1:54321";
+
+/// Which project's tokens to accept: `SUPABASE_JWT_SECRET` and `SUPABASE_URL`.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: SecretString,
+    /// The project's API URL (`https://<ref>.supabase.co`), from which `iss` follows.
+    pub supabase_url: String,
+}
+
+impl JwtConfig {
+    /// Both variables required; errors name the variable and never echo the secret.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        let secret = env.secret("SUPABASE_JWT_SECRET")?;
+        let supabase_url = env.required("SUPABASE_URL")?;
+        if !(supabase_url.starts_with("https://") || supabase_url.starts_with("http://")) {
+            return Err(SettingsError::Malformed {
+                name: "SUPABASE_URL",
+                reason: "expected the project's URL, https://<ref>.supabase.co".into(),
+            });
+        }
+        Ok(Self {
+            secret,
+            supabase_url,
+        })
+    }
+
+    /// [`Self::from_env`] when `SUPABASE_JWT_SECRET` is set, else `None` (an API that has
+    /// another way in, as the status page's token).
+    pub fn optional_from_env(env: &Env<'_>) -> Result<Option<Self>, SettingsError> {
+        match env.optional("SUPABASE_JWT_SECRET") {
+            Some(_) => Self::from_env(env).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The Supabase CLI's local project.
+    pub fn local() -> Self {
+        Self {
+            secret: SecretString::from(LOCAL_SECRET),
+            supabase_url: LOCAL_SUPABASE_URL.into(),
+        }
     }
 }
 

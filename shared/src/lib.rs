@@ -4,6 +4,7 @@
 //! library that the Lambda entrypoint, the local stack and the tests call identically. This
 //! crate is what they share:
 //!
+//! * [`agents`] — the agents' names, once: run log, status page, schedules, queues, template.
 //! * [`settings`] — one typed struct read once from the environment; secrets stay wrapped.
 //! * [`clock`] — the one source of "now", fixed or shifted in tests.
 //! * [`telemetry`] — JSON logs inside Lambda, readable logs on a terminal.
@@ -13,6 +14,9 @@
 //! * [`lease`] — row leases with fencing tokens, for long work that must not overlap.
 //! * [`queue`] — typed messages with group and deduplication ids, the transactional outbox,
 //!   and two transports behind one trait: SQS FIFO in AWS, a Postgres queue locally.
+//! * [`http`] — the HTTP edge: [`http::ApiError`], the bearer and Supabase-user extractors,
+//!   body limit, CORS, and the layer that turns a panic into a 500 and an overrun into a 503.
+//! * [`entry`] — an agent's queue consumer and schedule handler, instrumented by the run log.
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
 //! * [`messages`] — the messages agents send each other (body, group, deduplication id).
@@ -28,9 +32,12 @@
 //! The rules behind these choices (no named statements, no session state, leases instead of
 //! session locks) are explained in `DESIGN.md` §4 and §7.
 
+pub mod agents;
 pub mod clock;
 pub mod crypto;
 pub mod db;
+pub mod entry;
+pub mod http;
 pub mod jwt;
 pub mod lambda;
 pub mod lease;

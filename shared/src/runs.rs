@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::types::Type;
 
+use crate::agents::Agent;
 use crate::db::Pool;
 
 /// What woke the agent.
@@ -112,10 +113,10 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    pub fn new(pool: Pool, agent: &'static str) -> Self {
+    pub fn new(pool: Pool, agent: Agent) -> Self {
         let log = Self {
             pool,
-            agent,
+            agent: agent.name(),
             metrics: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").map(|_| {
                 std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| METRIC_NAMESPACE.into())
             }),
@@ -256,10 +257,10 @@ impl RunLog {
     }
 
     /// Wraps an agent's router so each request is recorded, inside the
-    /// [edge](crate::lambda::http::edge) that turns a panic into a 500 and an overrun into a
+    /// [edge](crate::http::edge) that turns a panic into a 500 and an overrun into a
     /// 503 — so those are recorded as the failures they are.
     pub fn layer(self, router: axum::Router) -> axum::Router {
-        crate::lambda::http::edge(router)
+        crate::http::edge(router)
             .layer(axum::middleware::from_fn_with_state(self, record_request))
     }
 }

@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::agents::Agent;
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Schedule {
     /// The rule's name (prefixed with the stack name in AWS).
     pub name: &'static str,
     pub expression: &'static str,
     /// The function it invokes.
-    pub target: &'static str,
+    pub target: Agent,
 }
 
 /// Sends outbox messages whose immediate dispatch did not happen, and forgets expired
@@ -24,7 +26,7 @@ pub struct Schedule {
 pub const OUTBOX_RELAY: Schedule = Schedule {
     name: "outbox-relay",
     expression: "rate(1 minute)",
-    target: "relay",
+    target: Agent::Relay,
 };
 
 /// Each platform's ETL dispatch: one run per active connection, re-reading the platform's
@@ -33,24 +35,24 @@ pub const OUTBOX_RELAY: Schedule = Schedule {
 pub const ETL_META: Schedule = Schedule {
     name: "etl-meta",
     expression: "cron(15 */6 * * ? *)",
-    target: "etl",
+    target: Agent::Etl,
 };
 pub const ETL_TIKTOK: Schedule = Schedule {
     name: "etl-tiktok",
     expression: "cron(45 */6 * * ? *)",
-    target: "etl",
+    target: Agent::Etl,
 };
 pub const ETL_SHOPIFY: Schedule = Schedule {
     name: "etl-shopify",
     expression: "rate(15 minutes)",
-    target: "etl",
+    target: Agent::Etl,
 };
 
 /// Refits the suggestions ranker on the day's verdicts, at night (UTC) when no one is judging.
 pub const SUGGESTIONS_RETRAIN: Schedule = Schedule {
     name: "suggestions-retrain",
     expression: "cron(30 3 * * ? *)",
-    target: "suggestions-retrain",
+    target: Agent::SuggestionsRetrain,
 };
 
 /// The email agent's sweep for users due a D1/D7/D30 email. Hourly, because a campaign is due
@@ -59,7 +61,7 @@ pub const SUGGESTIONS_RETRAIN: Schedule = Schedule {
 pub const EMAIL_SWEEP: Schedule = Schedule {
     name: "email-sweep",
     expression: "cron(2 * * * ? *)",
-    target: "email-sweep",
+    target: Agent::EmailSweep,
 };
 
 pub const SCHEDULES: &[&Schedule] = &[

@@ -142,6 +142,17 @@ impl Settings {
 /// own variables, so every configuration error reads the same.
 pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
 
+fn process_variable(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Env<'static> {
+    /// The process environment, as a Lambda main reads it.
+    pub fn process() -> Self {
+        Env(&process_variable)
+    }
+}
+
 impl Env<'_> {
     pub fn optional(&self, name: &'static str) -> Option<String> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
@@ -149,16 +160,26 @@ impl Env<'_> {
 
     /// A required comma-separated list (e.g. webhook secrets during a rotation).
     pub fn required_list(&self, name: &'static str) -> Result<Vec<String>, SettingsError> {
-        let items: Vec<String> = self
-            .required(name)?
-            .split(',')
-            .map(|item| item.trim().to_string())
-            .filter(|item| !item.is_empty())
-            .collect();
+        let items = self.list(name);
         if items.is_empty() {
             return Err(SettingsError::Missing { name });
         }
         Ok(items)
+    }
+
+    /// An optional comma-separated list: empty when unset.
+    pub fn list(&self, name: &'static str) -> Vec<String> {
+        self.optional(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(|item| item.trim().to_string())
+            .filter(|item| !item.is_empty())
+            .collect()
+    }
+
+    /// A required secret, wrapped so that it is never printed.
+    pub fn secret(&self, name: &'static str) -> Result<SecretString, SettingsError> {
+        self.required(name).map(SecretString::from)
     }
 
     pub fn required(&self, name: &'static str) -> Result<String, SettingsError> {

@@ -19,9 +19,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::db::{DbContext, Pool};
-use shared::queue::Transport;
 use shared::queue::outbox::Outbox;
-use shared::runs::{RunLog, Trigger};
+use shared::lambda::schedule::Tick;
+use shared::schedule::{
+    EMAIL_SWEEP, ETL_META, ETL_SHOPIFY, ETL_TIKTOK, OUTBOX_RELAY, SUGGESTIONS_RETRAIN, Schedule,
+};
 use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -65,10 +67,8 @@ pub struct Demo {
     /// `http://127.0.0.1:port` of the stack itself.
     pub origin: String,
     pub pool: Pool,
-    pub transport: Arc<dyn Transport>,
-    pub etl: Arc<etl::EtlDeps>,
-    pub relay: Arc<relay::RelayDeps>,
-    pub campaigns: Arc<email::campaigns::Rules>,
+    /// The same schedule handlers the stack's own timers call.
+    pub schedules: Arc<crate::Schedules>,
     pub standins: Handles,
     pub workspace: Uuid,
     pub stripe_secret: String,
@@ -194,8 +194,8 @@ pub async fn drive(demo: Demo, stop: CancellationToken) {
     let http = reqwest::Client::new();
     let kick_off = async {
         demo.dispatch_etl().await;
-        demo.sweep_email().await;
-        demo.relay().await;
+        demo.fire(&EMAIL_SWEEP).await;
+        demo.fire(&OUTBOX_RELAY).await;
         demo.send_posthog(&http, 120, 0).await;
         demo.send_stripe(&http, 0..5).await;
         demo.send_shopify_order(&http).await;
@@ -224,7 +224,7 @@ pub async fn drive(demo: Demo, stop: CancellationToken) {
                 progress.suggestions_judged = demo.judge_suggestions(&http).await;
             }
             if progress.suggestions_judged && !progress.retrained {
-                progress.retrained = demo.retrain().await;
+                progress.retrained = demo.fire(&SUGGESTIONS_RETRAIN).await;
                 demo.read_metrics(&http).await;
             }
             Duration::from_secs(1)
@@ -244,41 +244,20 @@ fn warn_on_error<T, E: std::fmt::Display>(step: &str, result: Result<T, E>) -> O
 }
 
 impl Demo {
+    /// Fires `schedule` now rather than at its next tick, through the handler its timer
+    /// calls; true when it succeeded.
+    async fn fire(&self, schedule: &'static Schedule) -> bool {
+        let tick = Tick {
+            schedule,
+            at: self.clock.now(),
+        };
+        warn_on_error(schedule.name, self.schedules.fire(tick).await).is_some()
+    }
+
     async fn dispatch_etl(&self) {
-        let runs = RunLog::new(self.pool.clone(), "etl");
-        let today = self.clock.now().date_naive();
-        for platform in [
-            etl::Platform::Meta,
-            etl::Platform::Tiktok,
-            etl::Platform::Shopify,
-        ] {
-            let dispatch = etl::dispatch(&self.etl, platform, today);
-            warn_on_error(
-                "etl dispatch",
-                runs.observe(Trigger::Schedule, dispatch).await,
-            );
+        for schedule in [&ETL_META, &ETL_TIKTOK, &ETL_SHOPIFY] {
+            self.fire(schedule).await;
         }
-    }
-
-    /// One relay pass now rather than at the first minute tick.
-    async fn relay(&self) {
-        let runs = RunLog::new(self.pool.clone(), "relay");
-        warn_on_error(
-            "relay",
-            runs.observe(Trigger::Schedule, relay::run(&self.relay))
-                .await,
-        );
-    }
-
-    async fn sweep_email(&self) {
-        let runs = RunLog::new(self.pool.clone(), "email-sweep");
-        let sweep = email::sweep::sweep(
-            &self.pool,
-            self.transport.as_ref(),
-            &self.campaigns,
-            self.clock.now(),
-        );
-        warn_on_error("email sweep", runs.observe(Trigger::Schedule, sweep).await);
     }
 
     async fn post(
@@ -549,12 +528,6 @@ impl Demo {
             .await
             .map(|row| row.get::<_, bool>(0))
             .unwrap_or(false)
-    }
-
-    async fn retrain(&self) -> bool {
-        let runs = RunLog::new(self.pool.clone(), "suggestions-retrain");
-        let retrain = suggestions::ranker::retrain(&self.pool, self.clock.now());
-        warn_on_error("retrain", runs.observe(Trigger::Schedule, retrain).await).is_some()
     }
 
     async fn read_metrics(&self, http: &reqwest::Client) {

@@ -8,9 +8,12 @@
 //! * Database: `DATABASE_URL` if given, else a private throwaway cluster
 //!   ([`throwaway_postgres`]); migrations are applied at start either way.
 //! * Email: sent to a folder ([`email::provider::Mailbox`]) instead of Resend.
-//! * Runs: every request, message and tick is recorded in the run log, as in Lambda, so the
-//!   status page reads the same.
-//! * Demo mode ([`demo`]): the [`standins`] on the same port and a driver playing the
+//! * Agents: each is built by its own constructor from its `Config::local()` (or the
+//!   environment, see the binary) and the same container parts a Lambda has; the stack only
+//!   mounts the entry points each agent exports (`router`, `consumer`, `on_tick`), which
+//!   record every request, message and tick in the run log, so the status page reads the
+//!   same as in AWS.
+//! * Demo mode ([`demo`]): the `standins` on the same port and a driver playing the
 //!   platforms against the real routes until every agent and KPI is green.
 //!
 //! [`start`] returns once the port is bound and migrations are applied; [`LocalStack::stop`]
@@ -24,37 +27,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use shared::db::{Pool, migrations};
+use serde::de::DeserializeOwned;
+use shared::agents::Agent;
+use shared::crypto::Keys;
+use shared::entry::{Consumer, HandlerError, OnTick};
+use shared::lambda::Container;
 use shared::lambda::schedule::Tick;
+use shared::queue::catalog::{self, QueueDef};
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
-use shared::queue::{Transport, catalog};
-use shared::runs::{RunLog, Trigger};
-use shared::schedule::{SCHEDULES, Schedule};
-use shared::settings::DatabaseSettings;
+use shared::queue::Transport;
+use shared::schedule::SCHEDULES;
+use shared::settings::{DatabaseSettings, Env};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use throwaway_postgres::ThrowawayPostgres;
-
-/// The agents this process hosts.
-pub const AGENTS: &[&str] = &[
-    "status",
-    "relay",
-    "billing",
-    "analytics",
-    "etl",
-    "metrics",
-    "suggestions",
-    "suggestions-retrain",
-    "email",
-    "email-sweep",
-];
-
-/// The Stripe endpoint secret when `STRIPE_WEBHOOK_SECRET` is not set, printed at start so a
-/// newcomer can sign test events (e.g. `stripe listen --forward-to`, or the demo generator).
-pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_local";
 
 /// Tokens of the workspace the local stack creates when the database has none, so an SDK
 /// can be pointed at it at once.
@@ -63,88 +53,87 @@ pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
 pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 /// The Mixpanel project's API secret, for `/import` (the Basic-auth user name).
 pub const LOCAL_MIXPANEL_API_SECRET: &str = "local-mixpanel-secret";
-/// The Shopify webhook secret when `SHOPIFY_WEBHOOK_SECRET` is not set.
-pub const DEFAULT_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
-/// The `GET /metrics` bearer token when `METRICS_API_TOKEN` is not set.
-pub const DEFAULT_METRICS_API_TOKEN: &str = "local-admin";
-/// The status page's token when `STATUS_TOKEN` is not set.
-pub const DEFAULT_STATUS_TOKEN: &str = "local-admin";
-/// The JWT secret when `SUPABASE_JWT_SECRET` is not set (Supabase's local CLI default).
-pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
-/// The Supabase URL when `SUPABASE_URL` is not set (the Supabase CLI's local API).
-pub const DEFAULT_SUPABASE_URL: &str = "http://127.0.0.1:54321";
-/// The Resend webhook secret when `RESEND_WEBHOOK_SECRET` is not set (`whsec_` + base64).
-pub const DEFAULT_RESEND_WEBHOOK_SECRET: &str = "whsec_bG9jYWwtcmVzZW5kLXNlY3JldA==";
-/// The unsubscribe-link secret when `EMAIL_UNSUBSCRIBE_SECRET` is not set.
-pub const DEFAULT_UNSUBSCRIBE_SECRET: &str = "local-unsubscribe-secret";
-/// The key-encryption key when `ENCRYPTION_KEYS` is not set: it seals the platform tokens
-/// and hashes the ingestion secrets of local data only.
-pub const DEFAULT_ENCRYPTION_KEYS: &str = "local:bG9jYWwtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE=";
-/// Who local emails are from.
-pub const LOCAL_EMAIL_FROM: &str = "Growth Agents <hello@growth-agents.local>";
+
+/// Every agent's settings, as the stack hosts them.
+#[derive(Debug, Clone)]
+pub struct AgentConfigs {
+    pub analytics: analytics::Config,
+    pub billing: billing::config::Config,
+    pub etl: etl::Config,
+    pub shopify_webhook: etl::WebhookConfig,
+    pub metrics_api: metrics::api::Config,
+    pub status: status::Config,
+    pub suggestions_api: suggestions::api::Config,
+    pub email_api: email::api::Config,
+    pub email_sweep: email::sweep::Config,
+}
+
+impl AgentConfigs {
+    /// Each agent's `Config::local()`.
+    pub fn local() -> Self {
+        Self {
+            analytics: analytics::Config::local(),
+            billing: billing::config::Config::local(),
+            etl: etl::Config::local(),
+            shopify_webhook: etl::WebhookConfig::local(),
+            metrics_api: metrics::api::Config::local(),
+            status: status::Config::local(),
+            suggestions_api: suggestions::api::Config::local(),
+            email_api: email::api::Config::local(),
+            email_sweep: email::sweep::Config::local(),
+        }
+    }
+
+    /// Each agent's configuration from `env` where the environment gives it whole, else its
+    /// local one: setting `STRIPE_WEBHOOK_SECRET` is enough to use one's own Stripe secret.
+    pub fn from_env_or_local(env: &Env<'_>) -> Self {
+        fn either<T>(from_env: Result<T, shared::settings::SettingsError>, local: T) -> T {
+            from_env.unwrap_or(local)
+        }
+        let local = Self::local();
+        Self {
+            analytics: either(analytics::Config::from_env(env), local.analytics),
+            billing: either(billing::config::Config::from_env(env), local.billing),
+            etl: either(etl::Config::from_env(env), local.etl),
+            shopify_webhook: either(etl::WebhookConfig::from_env(env), local.shopify_webhook),
+            metrics_api: either(metrics::api::Config::from_env(env), local.metrics_api),
+            status: either(status::Config::from_env(env), local.status),
+            suggestions_api: either(suggestions::api::Config::from_env(env), local.suggestions_api),
+            email_api: either(email::api::Config::from_env(env), local.email_api),
+            email_sweep: either(email::sweep::Config::from_env(env), local.email_sweep),
+        }
+    }
+
+    /// The keys that seal and hash the workspace's secrets (the analytics agent's).
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.analytics.keys
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub listen: SocketAddr,
     /// Use this database instead of starting a throwaway cluster.
     pub database_url: Option<String>,
-    /// Stripe endpoint secrets the billing route accepts.
-    pub stripe_webhook_secrets: Vec<String>,
-    /// Shopify app secrets the order webhook route accepts.
-    pub shopify_webhook_secrets: Vec<String>,
-    /// The bearer token of `GET /metrics`.
-    pub metrics_api_token: String,
-    /// The secret users' JWTs are signed with (Supabase's JWT secret).
-    pub jwt_secret: String,
-    /// The Supabase project's URL; access tokens must be issued by `{supabase_url}/auth/v1`.
-    pub supabase_url: String,
-    /// The token that opens `/status` and `/status.json`.
-    pub status_token: String,
-    pub email: EmailOptions,
+    pub agents: AgentConfigs,
+    /// Where emails land, one JSON file each, instead of Resend.
+    pub mailbox_dir: std::path::PathBuf,
     /// Seed demo data at start (see [`demo`]).
     pub demo: bool,
     /// What every agent of the stack takes for now (tests shift it to the hour they examine).
     pub clock: shared::clock::Clock,
-    /// Key-encryption keys in the `ENCRYPTION_KEYS` format (`id:base64`, first seals).
-    pub encryption_keys: String,
-}
-
-/// The email agent, locally: emails land as JSON files in a folder instead of Resend.
-#[derive(Debug, Clone)]
-pub struct EmailOptions {
-    pub mailbox_dir: std::path::PathBuf,
-    pub unsubscribe_secret: String,
-    pub resend_webhook_secrets: Vec<String>,
-    pub campaigns: email::campaigns::Rules,
-}
-
-impl Default for EmailOptions {
-    fn default() -> Self {
-        Self {
-            mailbox_dir: std::env::temp_dir().join("growth-agents-mailbox"),
-            unsubscribe_secret: DEFAULT_UNSUBSCRIBE_SECRET.into(),
-            resend_webhook_secrets: vec![DEFAULT_RESEND_WEBHOOK_SECRET.into()],
-            campaigns: email::campaigns::Rules::default(),
-        }
-    }
 }
 
 impl Default for Options {
-    /// The local defaults: port 8080, a throwaway database, the printed local secrets.
+    /// The local defaults: port 8080, a throwaway database, every agent's local settings.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
-            stripe_webhook_secrets: vec![DEFAULT_STRIPE_WEBHOOK_SECRET.into()],
-            shopify_webhook_secrets: vec![DEFAULT_SHOPIFY_WEBHOOK_SECRET.into()],
-            metrics_api_token: DEFAULT_METRICS_API_TOKEN.into(),
-            jwt_secret: DEFAULT_JWT_SECRET.into(),
-            supabase_url: DEFAULT_SUPABASE_URL.into(),
-            status_token: DEFAULT_STATUS_TOKEN.into(),
-            email: EmailOptions::default(),
+            agents: AgentConfigs::local(),
+            mailbox_dir: std::env::temp_dir().join("growth-agents-mailbox"),
             demo: false,
             clock: shared::clock::Clock::system(),
-            encryption_keys: DEFAULT_ENCRYPTION_KEYS.into(),
         }
     }
 }
@@ -197,6 +186,27 @@ impl LocalStack {
     }
 }
 
+/// The schedule handlers the stack hosts, by the agent each schedule targets: the timers call
+/// them, and so does the demo when it fires a schedule early.
+pub struct Schedules {
+    by_agent: Vec<(Agent, OnTick)>,
+}
+
+impl Schedules {
+    /// Runs the handler of `tick`'s schedule.
+    pub async fn fire(&self, tick: Tick) -> Result<(), HandlerError> {
+        let target = tick.schedule.target;
+        match self.by_agent.iter().find(|(agent, _)| *agent == target) {
+            Some((_, on_tick)) => on_tick.call(tick).await,
+            None => Err(format!("no local handler for {target}").into()),
+        }
+    }
+
+    fn hosts(&self, agent: Agent) -> bool {
+        self.by_agent.iter().any(|(hosted, _)| *hosted == agent)
+    }
+}
+
 /// Starts everything and returns once the stack is serving.
 pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let (postgres, database_url, data) = match &options.database_url {
@@ -237,15 +247,11 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             .await
             .context("apply migrations")?;
     }
-
-    let keys = Arc::new(
-        shared::crypto::Keys::parse(&options.encryption_keys)
-            .map_err(|reason| anyhow::anyhow!("ENCRYPTION_KEYS: {reason}"))?,
-    );
-    // Secrets among these are stored as keyed hashes under `keys`.
+    let configs = options.agents.clone();
+    // Secrets among these are stored as keyed hashes under the keys.
     analytics::ensure_default_workspace(
         &pool,
-        &keys,
+        configs.keys(),
         "Local workspace",
         &[
             (LOCAL_POSTHOG_TOKEN, analytics::TokenKind::PosthogProject),
@@ -264,36 +270,12 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     .context("create the default workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     let clock = options.clock.clone();
-    let status = Arc::new(status::StatusDeps {
-        pool: pool_of(2)?,
-        transport: transport.clone(),
-        access: status::access::Access::new(
-            options.status_token.clone(),
-            Some(shared::jwt::JwtVerifier::new(
-                options.jwt_secret.as_bytes(),
-                &options.supabase_url,
-            )),
-        ),
-        clock: clock.clone(),
-    });
-    let relay = Arc::new(relay::RelayDeps {
-        pool: pool.clone(),
-        outbox: Outbox::new(pool.clone(), transport.clone()),
-        postgres_queue: Some(PostgresTransport::new(pool.clone())),
-        grace: relay::GRACE,
-    });
-    let billing = Arc::new(billing::BillingDeps {
-        pool: pool_of(4)?,
-        transport: transport.clone(),
-        clock: clock.clone(),
-        webhook_secrets: options.stripe_webhook_secrets.clone(),
-    });
-    let analytics = Arc::new(analytics::AnalyticsDeps {
-        pool: pool_of(4)?,
-        transport: transport.clone(),
-        clock: clock.clone(),
-        keys: keys.clone(),
-    });
+    let background = Container::new(pool.clone(), transport.clone(), clock.clone());
+    // An HTTP agent's own container: its own small pool, the shared queue and clock.
+    let http_container = |size: usize| -> anyhow::Result<Container> {
+        Ok(Container::new(pool_of(size)?, transport.clone(), clock.clone()))
+    };
+
     // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
     // the stand-ins' absolute URLs point at this address.
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -308,82 +290,45 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let standins = options
         .demo
         .then(|| standins::router(&standin_config, &origin));
-    let endpoints = match &standins {
-        Some(_) => etl::Endpoints {
+    let (mut etl_config, mut shopify_config) = (configs.etl.clone(), configs.shopify_webhook.clone());
+    if standins.is_some() {
+        let endpoints = etl::Endpoints {
             meta_base_url: format!("{origin}/meta"),
             tiktok_base_url: format!("{origin}/tiktok"),
             shopify_base_url: format!("{origin}/shopify"),
-        },
-        None => etl::Endpoints::from_lookup(|name| std::env::var(name).ok()),
-    };
-    let meta_app_secret = match &standins {
-        Some(_) => standin_config.meta.app_secret.clone().map(Into::into),
-        None => etl::meta_app_secret(|name| std::env::var(name).ok()),
-    };
-    let shopify_webhooks = Arc::new(etl::WebhookDeps {
-        pool: pool_of(2)?,
-        transport: transport.clone(),
-        clock: clock.clone(),
-        keys: keys.clone(),
-        webhook_secrets: options.shopify_webhook_secrets.clone(),
-        http: etl::http_client(etl::shopify::webhook::REREAD_TIMEOUT)?,
-        endpoints: endpoints.clone(),
-    });
-    let etl = Arc::new(etl::EtlDeps {
-        pool: pool.clone(),
-        transport: transport.clone(),
-        clock: clock.clone(),
-        keys: keys.clone(),
-        http: etl::http_client(Duration::from_secs(60))?,
-        endpoints,
-        retry: shared::retry::RetryPolicy::default(),
-        meta_app_secret,
-    });
-    let signer =
-        email::unsubscribe::TokenSigner::new(vec![options.email.unsubscribe_secret.clone()]);
-    let sender = Arc::new(email::send::SenderDeps {
-        pool: pool.clone(),
-        provider: Arc::new(email::provider::Mailbox::new(&options.email.mailbox_dir)),
-        composer: email::send::Composer {
-            templates: email::templates::Templates::new(),
-            signer: signer.clone(),
-            from: LOCAL_EMAIL_FROM.into(),
-            product: email::DEFAULT_PRODUCT_NAME.into(),
-            public_base_url: format!("http://{addr}"),
-            app_url: format!("http://{addr}/status.json"),
-        },
-        retry: shared::retry::RetryPolicy::default(),
-        claim_ttl: email::CLAIM_TTL,
-        clock: clock.clone(),
-    });
-    let email_api_pool = pool_of(2)?;
-    let email_api = Arc::new(email::api::ApiDeps {
-        pool: email_api_pool.clone(),
-        outbox: Outbox::new(email_api_pool, transport.clone()),
-        signer,
-        webhook_secrets: options.email.resend_webhook_secrets.clone(),
-        product: email::DEFAULT_PRODUCT_NAME.into(),
-        clock: clock.clone(),
-    });
-    let router = status::router(status)
-        .merge(billing::router(billing))
-        .merge(analytics::router(analytics))
-        .merge(etl::router(shopify_webhooks))
-        .merge(metrics::router(Arc::new(metrics::ApiDeps {
-            pool: pool_of(2)?,
-            token: options.metrics_api_token.clone(),
-        })))
-        .merge(suggestions::api::router(Arc::new(
-            suggestions::api::ApiDeps {
-                pool: pool_of(2)?,
-                jwt: shared::jwt::JwtVerifier::new(
-                    options.jwt_secret.as_bytes(),
-                    &options.supabase_url,
-                ),
-                clock: clock.clone(),
-            },
-        )))
-        .merge(email::api::router(email_api));
+        };
+        etl_config.meta_app_secret = standin_config.meta.app_secret.clone().map(Into::into);
+        etl_config.endpoints = endpoints.clone();
+        shopify_config.endpoints = endpoints;
+    }
+
+    let router = status::router(Arc::new(status::StatusDeps::new(
+        &http_container(2)?,
+        configs.status.clone(),
+    )))
+    .merge(billing::router(Arc::new(billing::BillingDeps::new(
+        &http_container(4)?,
+        configs.billing.clone(),
+    ))))
+    .merge(analytics::router(Arc::new(analytics::AnalyticsDeps::new(
+        &http_container(4)?,
+        configs.analytics.clone(),
+    ))))
+    .merge(etl::router(Arc::new(etl::WebhookDeps::new(
+        &http_container(2)?,
+        shopify_config,
+    )?)))
+    .merge(metrics::api::router(Arc::new(metrics::api::ApiDeps::new(
+        &http_container(2)?,
+        configs.metrics_api.clone(),
+    ))))
+    .merge(suggestions::api::router(Arc::new(
+        suggestions::api::ApiDeps::new(&http_container(2)?, configs.suggestions_api.clone()),
+    )))
+    .merge(email::api::router(Arc::new(email::api::ApiDeps::new(
+        &http_container(2)?,
+        configs.email_api.clone(),
+    ))));
     let router = match &standins {
         Some((routes, _)) => router.merge(routes.clone()),
         None => router,
@@ -402,19 +347,35 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         }
     });
 
-    let campaigns = Arc::new(options.email.campaigns.clone());
-    let hosted = Hosted {
-        relay: relay.clone(),
-        etl: etl.clone(),
-        pool: pool.clone(),
-        transport: transport.clone(),
-        campaigns: campaigns.clone(),
-    };
+    let etl = Arc::new(etl::EtlDeps::new(&background, etl_config)?);
+    let suggestions = Arc::new(suggestions::SuggestionsDeps::new(&background));
+    let mut email_sender = email::send::Config::local(&options.mailbox_dir, &origin);
+    email_sender.composer.signer =
+        email::unsubscribe::TokenSigner::new(configs.email_api.unsubscribe_secrets.clone());
+    let sender = Arc::new(email::send::SenderDeps::new(&background, email_sender));
+    let schedules = Arc::new(Schedules {
+        by_agent: vec![
+            (Agent::Relay, relay::on_tick(Arc::new(relay::RelayDeps::new(&background)))),
+            (Agent::Etl, etl::on_tick(etl.clone())),
+            (Agent::SuggestionsRetrain, suggestions::on_tick(suggestions.clone())),
+            (
+                Agent::EmailSweep,
+                email::sweep::on_tick(Arc::new(email::sweep::SweepDeps::new(
+                    &background,
+                    configs.email_sweep.clone(),
+                ))),
+            ),
+        ],
+    });
     for schedule in SCHEDULES {
+        anyhow::ensure!(
+            schedules.hosts(schedule.target),
+            "schedule {} targets {}, which the local stack does not host",
+            schedule.name,
+            schedule.target
+        );
         let cadence = schedule.cadence()?;
-        let handler = schedule_handler(schedule, &hosted)?;
-        let runs = RunLog::new(pool.clone(), schedule.target);
-        let (stop, clock) = (shutdown.clone(), clock.clone());
+        let (stop, clock, schedules) = (shutdown.clone(), clock.clone(), schedules.clone());
         tasks.spawn(async move {
             let mut next = cadence.next_after(clock.now());
             while let Some(at) = next {
@@ -423,103 +384,49 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                match runs
-                    .observe(Trigger::Schedule, handler(Tick { schedule, at }))
-                    .await
-                {
-                    Ok(done) => tracing::debug!(schedule = schedule.name, done, "schedule ran"),
-                    Err(error) => {
-                        tracing::error!(schedule = schedule.name, error, "schedule failed")
-                    }
+                if let Err(error) = schedules.fire(Tick { schedule, at }).await {
+                    tracing::error!(schedule = schedule.name, %error, "schedule failed");
                 }
                 next = cadence.next_after(clock.now());
             }
         });
     }
 
-    {
-        let (transport, etl, stop) = (transport.clone(), etl.clone(), shutdown.clone());
-        let runs = RunLog::new(pool.clone(), "etl");
-        tasks.spawn(async move {
-            let execute = |run: etl::EtlRun| {
-                let (etl, runs) = (etl.clone(), runs.clone());
-                async move {
-                    runs.observe_judged(
-                        Trigger::Queue,
-                        etl::run(&etl, &run, "local-stack"),
-                        etl::RunReport::judged,
-                    )
-                    .await
-                    .map(|_| ())
-                }
-            };
-            shared::queue::consumer::poll(transport.as_ref(), &catalog::ETL, execute, stop).await;
-        });
-    }
-
-    {
-        let deps = Arc::new(metrics::MetricsDeps {
-            pool: pool.clone(),
-            transport: transport.clone(),
-            clock: clock.clone(),
-        });
-        let (transport, stop) = (transport.clone(), shutdown.clone());
-        let runs = RunLog::new(pool.clone(), "metrics");
-        tasks.spawn(async move {
-            let recompute = |request: shared::messages::MetricsRecompute| {
-                let (deps, runs) = (deps.clone(), runs.clone());
-                async move {
-                    runs.observe(Trigger::Queue, metrics::handle(&deps, &request))
-                        .await
-                        .map(|_| ())
-                }
-            };
-            shared::queue::consumer::poll(transport.as_ref(), &catalog::METRICS, recompute, stop)
-                .await;
-        });
-    }
-
-    {
-        let (pool, transport, stop) = (pool.clone(), transport.clone(), shutdown.clone());
-        let runs = RunLog::new(pool.clone(), "suggestions");
-        let clock = clock.clone();
-        tasks.spawn(async move {
-            let refresh = |request: shared::messages::SuggestionsRefresh| {
-                let (pool, runs, clock) = (pool.clone(), runs.clone(), clock.clone());
-                async move {
-                    runs.observe(
-                        Trigger::Queue,
-                        suggestions::refresh(&pool, &request, &clock),
-                    )
-                    .await
-                    .map(|_| ())
-                }
-            };
-            shared::queue::consumer::poll(transport.as_ref(), &catalog::SUGGESTIONS, refresh, stop)
-                .await;
-        });
-    }
-
-    {
-        let (sender, transport, stop) = (sender.clone(), transport.clone(), shutdown.clone());
-        let runs = RunLog::new(pool.clone(), "email");
-        tasks.spawn(async move {
-            let send = |message: email::send::EmailQueueMessage| {
-                let (sender, runs) = (sender.clone(), runs.clone());
-                async move {
-                    runs.observe(Trigger::Queue, email::send::handle(&sender, message))
-                        .await
-                }
-            };
-            shared::queue::consumer::poll(transport.as_ref(), &catalog::EMAIL, send, stop).await;
-        });
+    let consume = Consumers {
+        transport: transport.clone(),
+        shutdown: shutdown.clone(),
+    };
+    for queue in catalog::QUEUES {
+        match queue.consumer {
+            Agent::Etl => consume.spawn(&mut tasks, queue, etl::consumer(etl.clone())),
+            Agent::Metrics => consume.spawn(
+                &mut tasks,
+                queue,
+                metrics::consumer(Arc::new(metrics::MetricsDeps::new(&background))),
+            ),
+            Agent::Suggestions => {
+                consume.spawn(&mut tasks, queue, suggestions::consumer(suggestions.clone()))
+            }
+            Agent::Email => consume.spawn(
+                &mut tasks,
+                queue,
+                email::send::consumer(sender.clone()),
+            ),
+            other => anyhow::bail!("queue {} is consumed by {other}, which the local stack does not host", queue.name),
+        }
     }
 
     if let Some((_, handles)) = standins {
         let outbox = Outbox::new(pool.clone(), transport.clone());
-        let seeded = demo::seed(&pool, &outbox, &options.email.campaigns, &keys, clock.now())
-            .await
-            .context("seed the demo")?;
+        let seeded = demo::seed(
+            &pool,
+            &outbox,
+            &configs.email_sweep.rules,
+            configs.keys(),
+            clock.now(),
+        )
+        .await
+        .context("seed the demo")?;
         tracing::info!(?seeded, "demo data seeded");
         let first = |secrets: &[String], what: &str| {
             secrets
@@ -527,34 +434,22 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 .cloned()
                 .with_context(|| format!("demo mode needs a {what} secret"))
         };
+        let jwt = &configs.suggestions_api.jwt;
         let driver = demo::Demo {
             origin: origin.clone(),
             pool: pool.clone(),
-            transport: transport.clone(),
-            etl: etl.clone(),
-            relay: relay.clone(),
-            campaigns: campaigns.clone(),
+            schedules: schedules.clone(),
             standins: handles,
             workspace: seeded.workspace,
-            stripe_secret: first(&options.stripe_webhook_secrets, "Stripe")?,
-            shopify_secret: first(&options.shopify_webhook_secrets, "Shopify")?,
-            resend_secret: first(&options.email.resend_webhook_secrets, "Resend")?,
-            metrics_token: options.metrics_api_token.clone(),
-            jwt_secret: options.jwt_secret.clone(),
-            jwt_issuer: shared::jwt::issuer_for(&options.supabase_url),
+            stripe_secret: first(&configs.billing.webhook_secrets, "Stripe")?,
+            shopify_secret: first(&configs.shopify_webhook.webhook_secrets, "Shopify")?,
+            resend_secret: first(&configs.email_api.webhook_secrets, "Resend")?,
+            metrics_token: configs.metrics_api.token.expose_secret().to_string(),
+            jwt_secret: jwt.secret.expose_secret().to_string(),
+            jwt_issuer: shared::jwt::issuer_for(&jwt.supabase_url),
             clock: clock.clone(),
         };
         tasks.spawn(demo::drive(driver, shutdown.clone()));
-    }
-
-    for queue in catalog::QUEUES {
-        if !AGENTS.contains(&queue.consumer) {
-            tracing::info!(
-                queue = queue.name,
-                consumer = queue.consumer,
-                "no local consumer: agent not built yet"
-            );
-        }
     }
 
     Ok(LocalStack {
@@ -567,90 +462,25 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     })
 }
 
-/// One schedule's work: a summary for the log, or the error.
-type ScheduleHandler = Box<
-    dyn Fn(
-            Tick,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
-        + Send
-        + Sync,
->;
-
-/// What the schedules call into.
-struct Hosted {
-    relay: Arc<relay::RelayDeps>,
-    etl: Arc<etl::EtlDeps>,
-    pool: Pool,
+/// Starts the queue consumers, each polling the Postgres queue until shutdown.
+struct Consumers {
     transport: Arc<dyn Transport>,
-    campaigns: Arc<email::campaigns::Rules>,
+    shutdown: CancellationToken,
 }
 
-/// Turns a handler's result into the summary the schedule loop logs and records.
-fn summary<T: std::fmt::Debug, E: std::fmt::Display>(
-    result: Result<T, E>,
-) -> Result<String, String> {
-    result
-        .map(|done| format!("{done:?}"))
-        .map_err(|error| error.to_string())
-}
-
-/// The in-process equivalent of the Lambda each schedule targets.
-fn schedule_handler(schedule: &Schedule, hosted: &Hosted) -> anyhow::Result<ScheduleHandler> {
-    let Hosted {
-        relay,
-        etl,
-        pool,
-        transport,
-        campaigns,
-    } = hosted;
-    Ok(match schedule.target {
-        "etl" => {
-            let platform = etl::Platform::for_schedule(schedule).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "schedule {} targets etl but names no platform",
-                    schedule.name
-                )
-            })?;
-            let etl = etl.clone();
-            Box::new(move |tick: Tick| {
-                let etl = etl.clone();
-                Box::pin(async move {
-                    summary(etl::dispatch(&etl, platform, tick.at.date_naive()).await)
-                })
-            })
-        }
-        "relay" => {
-            let relay = relay.clone();
-            Box::new(move |_: Tick| {
-                let relay = relay.clone();
-                Box::pin(async move { summary(relay::run(&relay).await) })
-            })
-        }
-        "suggestions-retrain" => {
-            let pool = pool.clone();
-            Box::new(move |tick: Tick| {
-                let pool = pool.clone();
-                Box::pin(async move { summary(suggestions::ranker::retrain(&pool, tick.at).await) })
-            })
-        }
-        "email-sweep" => {
-            let (pool, transport, campaigns) = (pool.clone(), transport.clone(), campaigns.clone());
-            Box::new(move |tick: Tick| {
-                let (pool, transport, campaigns) =
-                    (pool.clone(), transport.clone(), campaigns.clone());
-                Box::pin(async move {
-                    summary(
-                        email::sweep::sweep(&pool, transport.as_ref(), &campaigns, tick.at).await,
-                    )
-                })
-            })
-        }
-        other => anyhow::bail!(
-            "schedule {} targets {other}, which the local stack does not host",
-            schedule.name
-        ),
-    })
+impl Consumers {
+    fn spawn<M: DeserializeOwned + Send + 'static>(
+        &self,
+        tasks: &mut JoinSet<()>,
+        queue: &'static QueueDef,
+        consumer: Consumer<M>,
+    ) {
+        let (transport, stop) = (self.transport.clone(), self.shutdown.clone());
+        tasks.spawn(async move {
+            shared::queue::consumer::poll(transport.as_ref(), queue, consumer.handler(), stop)
+                .await;
+        });
+    }
 }
 
 /// `host:port/db` of a connection URL, without credentials, for display.
@@ -671,17 +501,5 @@ mod tests {
             "db.example:6543/postgres"
         );
         assert_eq!(describe_url("postgres://localhost/app"), "localhost/app");
-    }
-
-    #[test]
-    fn every_schedule_targets_a_hosted_agent() {
-        for schedule in SCHEDULES {
-            assert!(
-                AGENTS.contains(&schedule.target),
-                "{} targets {}",
-                schedule.name,
-                schedule.target
-            );
-        }
     }
 }

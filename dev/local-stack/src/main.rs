@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
+use shared::agents::Agent;
+use shared::settings::Env;
 
 fn options() -> anyhow::Result<local_stack::Options> {
     let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
@@ -30,47 +33,16 @@ fn options() -> anyhow::Result<local_stack::Options> {
             other => anyhow::bail!("unknown argument {other}; try --help"),
         }
     }
-    let database_url = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    let stripe_webhook_secrets = billing::webhook_secrets(|name| std::env::var(name).ok())
-        .unwrap_or_else(|_| vec![local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET.to_string()]);
-    let shopify_webhook_secrets = etl::shopify::webhook_secrets(|name| std::env::var(name).ok())
-        .unwrap_or_else(|_| vec![local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET.to_string()]);
-    let metrics_api_token = std::env::var("METRICS_API_TOKEN")
-        .ok()
-        .filter(|token| !token.is_empty())
-        .unwrap_or_else(|| local_stack::DEFAULT_METRICS_API_TOKEN.to_string());
-    let jwt_secret = std::env::var("SUPABASE_JWT_SECRET")
-        .ok()
-        .filter(|secret| !secret.is_empty())
-        .unwrap_or_else(|| local_stack::DEFAULT_JWT_SECRET.to_string());
-    let lookup = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let defaults = local_stack::EmailOptions::default();
-    let email = local_stack::EmailOptions {
-        mailbox_dir: lookup("EMAIL_MAILBOX_DIR").map_or(defaults.mailbox_dir, Into::into),
-        unsubscribe_secret: lookup("EMAIL_UNSUBSCRIBE_SECRET")
-            .unwrap_or(defaults.unsubscribe_secret),
-        resend_webhook_secrets: email::api::webhook_secrets(&shared::settings::Env(&lookup))
-            .unwrap_or(defaults.resend_webhook_secrets),
-        campaigns: email::campaigns::Rules::from_lookup(lookup)?,
-    };
+    let env = Env::process();
     Ok(local_stack::Options {
         listen,
-        database_url,
-        stripe_webhook_secrets,
-        shopify_webhook_secrets,
-        metrics_api_token,
-        jwt_secret,
-        supabase_url: lookup("SUPABASE_URL")
-            .unwrap_or_else(|| local_stack::DEFAULT_SUPABASE_URL.to_string()),
-        status_token: lookup("STATUS_TOKEN")
-            .unwrap_or_else(|| local_stack::DEFAULT_STATUS_TOKEN.to_string()),
-        email,
+        database_url: env.optional("DATABASE_URL"),
+        agents: local_stack::AgentConfigs::from_env_or_local(&env),
+        mailbox_dir: env
+            .optional("EMAIL_MAILBOX_DIR")
+            .map_or_else(|| local_stack::Options::default().mailbox_dir, Into::into),
         demo,
         clock: shared::clock::Clock::system(),
-        encryption_keys: lookup("ENCRYPTION_KEYS")
-            .unwrap_or_else(|| local_stack::DEFAULT_ENCRYPTION_KEYS.to_string()),
     })
 }
 
@@ -87,52 +59,70 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let options = options()?;
-    let mailbox = options.email.mailbox_dir.clone();
+    let agents = options.agents.clone();
+    let mailbox = options.mailbox_dir.clone();
     let stack = local_stack::start(options).await?;
+    let url = stack.url();
+    // What the banner shows of a secret: the local default itself, or only the variable
+    // that replaced it.
+    let shown = |value: &str, local: &str, variable: &str| {
+        if value == local {
+            local.to_string()
+        } else {
+            format!("${variable}")
+        }
+    };
+    let first = |secrets: &[String]| secrets.first().cloned().unwrap_or_default();
     println!("growth-agents local stack is ready");
     println!(
-        "  open      {}/status (token: STATUS_TOKEN, default {}; also GET /status.json with Authorization: Bearer)",
-        stack.url(),
-        local_stack::DEFAULT_STATUS_TOKEN
+        "  open      {url}/status (token {}; also GET /status.json with Authorization: Bearer)",
+        shown(agents.status.token.expose_secret(), status::LOCAL_TOKEN, "STATUS_TOKEN")
     );
     println!("  data      {}", stack.data);
-    println!("  agents    {}", local_stack::AGENTS.join(", "));
+    let names: Vec<&str> = Agent::ALL.iter().map(|agent| agent.name()).collect();
+    println!("  agents    {}", names.join(", "));
     println!(
-        "  stripe    POST {}/webhooks/stripe (endpoint secret: STRIPE_WEBHOOK_SECRET, default {})",
-        stack.url(),
-        local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET
+        "  stripe    POST {url}/webhooks/stripe (endpoint secret {})",
+        shown(
+            &first(&agents.billing.webhook_secrets),
+            billing::config::LOCAL_WEBHOOK_SECRET,
+            "STRIPE_WEBHOOK_SECRET"
+        )
     );
     println!(
-        "  posthog   host {} (project token {}, webhook secret {} for POST /webhooks/posthog)",
-        stack.url(),
+        "  posthog   host {url} (project token {}, webhook secret {} for POST /webhooks/posthog)",
         local_stack::LOCAL_POSTHOG_TOKEN,
         local_stack::LOCAL_POSTHOG_WEBHOOK_SECRET
     );
     println!(
-        "  mixpanel  {}/track (project token {}) and /import (API secret {} as the Basic user)",
-        stack.url(),
+        "  mixpanel  {url}/track (project token {}) and /import (API secret {} as the Basic user)",
         local_stack::LOCAL_MIXPANEL_TOKEN,
         local_stack::LOCAL_MIXPANEL_API_SECRET
     );
     println!(
-        "  shopify   POST {}/webhooks/shopify (app secret: SHOPIFY_WEBHOOK_SECRET, default {})",
-        stack.url(),
-        local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET
+        "  shopify   POST {url}/webhooks/shopify (app secret {})",
+        shown(
+            &first(&agents.shopify_webhook.webhook_secrets),
+            etl::config::LOCAL_SHOPIFY_WEBHOOK_SECRET,
+            "SHOPIFY_WEBHOOK_SECRET"
+        )
     );
     println!(
-        "  metrics   GET {}/metrics?workspace=…&from=…&to=… (Authorization: Bearer {})",
-        stack.url(),
-        if std::env::var("METRICS_API_TOKEN").is_ok() {
-            "$METRICS_API_TOKEN"
-        } else {
-            local_stack::DEFAULT_METRICS_API_TOKEN
-        }
+        "  metrics   GET {url}/metrics?workspace=…&from=…&to=… (Authorization: Bearer {})",
+        shown(
+            agents.metrics_api.token.expose_secret(),
+            metrics::api::LOCAL_TOKEN,
+            "METRICS_API_TOKEN"
+        )
     );
     println!(
-        "  email     sent to {} (one JSON file per email); Resend webhooks POST {}/webhooks/resend (secret: RESEND_WEBHOOK_SECRET, default {})",
+        "  email     sent to {} (one JSON file per email); Resend webhooks POST {url}/webhooks/resend (secret {})",
         mailbox.display(),
-        stack.url(),
-        local_stack::DEFAULT_RESEND_WEBHOOK_SECRET
+        shown(
+            &first(&agents.email_api.webhook_secrets),
+            email::LOCAL_RESEND_WEBHOOK_SECRET,
+            "RESEND_WEBHOOK_SECRET"
+        )
     );
     println!("  stop      Ctrl-C");
     shutdown_signal().await;

@@ -37,17 +37,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use shared::agents::Agent;
 use shared::clock::Clock;
+use shared::crypto::Keys;
 use shared::db::{DbError, Pool};
+use shared::http::ApiError;
+use shared::lambda::Container;
 use shared::queue::outbox::Outbox;
 use shared::queue::{QueueError, Transport};
 use shared::retry::{RetryClass, RetryPolicy, Retryable, retry};
+use shared::settings::{Env, SettingsError};
 use uuid::Uuid;
 
 use decode::{DecodeError, Envelope};
@@ -64,15 +67,44 @@ pub const MAX_DECODED_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_PARSED_BYTES: usize = 32 * 1024 * 1024;
 /// How many rejected events an answer lists; the rest are counted.
 pub const REPORTED_REJECTIONS: usize = 20;
-/// What a 503 asks the sender to wait, in seconds.
-const RETRY_AFTER_SECS: u32 = 5;
-
 pub struct AnalyticsDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
     /// Hashes the ingestion secrets presented to us, to find their stored keyed hashes.
-    pub keys: Arc<shared::crypto::Keys>,
+    pub keys: Arc<Keys>,
+}
+
+/// The `analytics` function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The deployment's key-encryption keys (`ENCRYPTION_KEYS`).
+    pub keys: Arc<Keys>,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            keys: Arc::new(Keys::from_env(env)?),
+        })
+    }
+
+    pub fn local() -> Self {
+        Self {
+            keys: Arc::new(Keys::local()),
+        }
+    }
+}
+
+impl AnalyticsDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            clock: container.clock.clone(),
+            keys: config.keys,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,27 +140,24 @@ impl AnalyticsError {
     }
 }
 
-/// `{"status": 0, "error": …}` with `status`.
+/// `{"status": 0, "error": …}` with `status`: PostHog's and Mixpanel's shape of a refusal,
+/// which their SDKs read.
 pub(crate) fn failure(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({ "status": 0, "error": message.into() })),
-    )
+    ApiError::new(status, message)
+        .with_field("status", 0)
         .into_response()
 }
 
 /// Our failure: 503 with `Retry-After` when it may pass, 500 when it will not.
 pub(crate) fn failed(error: AnalyticsError) -> Response {
-    if error.retry_class().is_transient() {
+    let answer = if error.retry_class().is_transient() {
         tracing::warn!(%error, "events not stored; the sender is asked to retry");
-        shared::lambda::http::unavailable(
-            "events could not be stored; retry later",
-            RETRY_AFTER_SECS,
-        )
+        ApiError::unavailable("events could not be stored; retry later")
     } else {
         tracing::error!(%error, "events not stored");
-        failure(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    }
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    };
+    answer.with_field("status", 0).into_response()
 }
 
 /// Why a body could not be read into events. Each is the sender's fault and permanent.
@@ -263,10 +292,6 @@ pub fn router(deps: Arc<AnalyticsDeps>) -> Router {
     for path in ["/import", "/import/"] {
         router = router.route(path, post(mixpanel::import));
     }
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "analytics");
-    runs.layer(
-        router
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(deps),
-    )
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), Agent::Analytics);
+    runs.layer(shared::http::limit_body(router, MAX_BODY_BYTES).with_state(deps))
 }

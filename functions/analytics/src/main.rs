@@ -3,18 +3,13 @@
 
 use std::sync::Arc;
 
+use analytics::{AnalyticsDeps, Config};
 use shared::lambda::{Container, LambdaError};
+use shared::settings::Env;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let deps = analytics::AnalyticsDeps {
-        pool: container.pool,
-        transport: container.transport,
-        clock: container.clock.clone(),
-        keys: Arc::new(shared::crypto::Keys::from_env(&shared::settings::Env(
-            &|name| std::env::var(name).ok(),
-        ))?),
-    };
+    let deps = AnalyticsDeps::new(&container, Config::from_env(&Env::process())?);
     shared::lambda::http::serve(analytics::router(Arc::new(deps))).await
 }

@@ -30,6 +30,7 @@
 //!   everything is one transaction;
 //! * anything else is our defect: 500, and the redelivery succeeds once it is fixed.
 
+pub mod config;
 pub mod mirror;
 pub mod ordering;
 pub mod revenue;
@@ -54,7 +55,7 @@ use shared::messages::MetricsRecompute;
 use shared::queue::outbox::{Outbox, Pending};
 use shared::queue::{Message, QueueError, Transport};
 use shared::retry::{RetryClass, RetryPolicy, Retryable, retry};
-use shared::settings::{Env, SettingsError};
+
 use tokio_postgres::Transaction;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
@@ -80,12 +81,6 @@ pub struct BillingDeps {
     pub webhook_secrets: Vec<String>,
 }
 
-/// The billing agent's own configuration.
-pub fn webhook_secrets(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, SettingsError> {
-    Env(&lookup).required_list("STRIPE_WEBHOOK_SECRET")
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -922,10 +917,9 @@ async fn receive_stripe(
             .into_response(),
         Err(error) if error.retry_class().is_transient() => {
             tracing::warn!(%error, "Stripe event not recorded for now; Stripe will redeliver");
-            shared::lambda::http::unavailable(
-                "the event could not be recorded now; retry later",
-                RETRY_AFTER_SECS,
-            )
+            shared::http::ApiError::unavailable("the event could not be recorded now; retry later")
+                .retry_after(RETRY_AFTER_SECS)
+                .into_response()
         }
         Err(error) => {
             tracing::error!(%error, "Stripe event not recorded; Stripe will redeliver");
@@ -940,7 +934,7 @@ async fn receive_stripe(
 
 /// The billing agent's routes.
 pub fn router(deps: Arc<BillingDeps>) -> Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "billing");
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), shared::agents::Agent::Billing);
     runs.layer(
         Router::new()
             .route("/webhooks/stripe", post(receive_stripe))
@@ -978,7 +972,7 @@ pub async fn export_ledger(
 /// Rebuilds the mirror from a ledger export: empties the ledger and the mirror in one
 /// transaction, then replays `export` through the webhook's own path (a fixed mirror rule
 /// re-applied to history). The export is the backup: if this stops half-way,
-/// `billing backfill <export>` finishes it (what was replayed becomes duplicates).
+/// `ops billing-backfill <export>` finishes it (what was replayed becomes duplicates).
 pub async fn rebuild(
     deps: &BillingDeps,
     export: &std::path::Path,

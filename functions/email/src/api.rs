@@ -22,7 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use shared::agents::Agent;
 use shared::db::Pool;
+use shared::http::ApiError;
+use shared::lambda::Container;
 use shared::queue::outbox::Outbox;
 use shared::retry::Retryable;
 use shared::settings::{Env, SettingsError};
@@ -47,9 +50,48 @@ pub struct ApiDeps {
     pub clock: shared::clock::Clock,
 }
 
-/// `RESEND_WEBHOOK_SECRET` (comma-separated while rotating).
-pub fn webhook_secrets(env: &Env<'_>) -> Result<Vec<String>, SettingsError> {
-    env.required_list("RESEND_WEBHOOK_SECRET")
+/// The `email-api` function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `EMAIL_UNSUBSCRIBE_SECRET` (comma-separated while rotating).
+    pub unsubscribe_secrets: Vec<String>,
+    /// `RESEND_WEBHOOK_SECRET`: `whsec_…` signing secrets (several while rotating).
+    pub webhook_secrets: Vec<String>,
+    /// `EMAIL_PRODUCT_NAME`, on the unsubscribe pages.
+    pub product: String,
+}
+
+impl Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        Ok(Self {
+            unsubscribe_secrets: env.required_list("EMAIL_UNSUBSCRIBE_SECRET")?,
+            webhook_secrets: env.required_list("RESEND_WEBHOOK_SECRET")?,
+            product: env
+                .optional("EMAIL_PRODUCT_NAME")
+                .unwrap_or_else(|| crate::DEFAULT_PRODUCT_NAME.to_string()),
+        })
+    }
+
+    pub fn local() -> Self {
+        Self {
+            unsubscribe_secrets: vec![crate::LOCAL_UNSUBSCRIBE_SECRET.into()],
+            webhook_secrets: vec![crate::LOCAL_RESEND_WEBHOOK_SECRET.into()],
+            product: crate::DEFAULT_PRODUCT_NAME.into(),
+        }
+    }
+}
+
+impl ApiDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            outbox: Outbox::new(container.pool.clone(), container.transport.clone()),
+            signer: TokenSigner::new(config.unsubscribe_secrets),
+            webhook_secrets: config.webhook_secrets,
+            product: config.product,
+            clock: container.clock.clone(),
+        }
+    }
 }
 
 fn verify(deps: &ApiDeps, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
@@ -74,47 +116,31 @@ async fn receive_resend(
     State(deps): State<Arc<ApiDeps>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let svix_id = match verify(&deps, &headers, &body) {
-        Ok(id) => id,
-        Err(reason) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": format!("svix signature: {reason}") })),
-            )
-                .into_response();
-        }
-    };
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let svix_id = verify(&deps, &headers, &body)
+        .map_err(|reason| ApiError::bad_request(format!("svix signature: {reason}")))?;
     match webhook::record(&deps.pool, &deps.outbox, &svix_id, &body, deps.clock.now()).await {
         Ok((outcome, pending)) => {
             if let Err(error) = deps.outbox.dispatch(&pending).await {
                 tracing::warn!(%error, "metrics requests left for the outbox relay");
             }
-            (
-                StatusCode::OK,
-                Json(json!({ "received": true, "outcome": outcome })),
-            )
-                .into_response()
+            Ok(Json(json!({ "received": true, "outcome": outcome })))
         }
-        Err(EmailError::Malformed(reason)) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": format!("malformed event: {reason}") })),
-        )
-            .into_response(),
+        Err(EmailError::Malformed(reason)) => {
+            Err(ApiError::bad_request(format!("malformed event: {reason}")))
+        }
         Err(error) if error.retry_class().is_transient() => {
             tracing::warn!(%error, svix_id, "email event not recorded for now; Svix will redeliver");
-            shared::lambda::http::unavailable(
+            Err(ApiError::unavailable(
                 "the event could not be recorded now; retry later",
-                RETRY_AFTER_SECS,
-            )
+            ))
         }
         Err(error) => {
             tracing::error!(%error, svix_id, "email event not recorded; Svix will redeliver");
-            (
+            Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({ "error": "the event could not be recorded; retry later" })),
-            )
-                .into_response()
+                "the event could not be recorded; retry later",
+            ))
         }
     }
 }
@@ -254,7 +280,7 @@ async fn unsubscribe_post(
 
 /// The email agent's routes.
 pub fn router(deps: Arc<ApiDeps>) -> Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "email-api");
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), Agent::EmailApi);
     runs.layer(
         Router::new()
             .route("/webhooks/resend", post(receive_resend))

@@ -11,9 +11,11 @@
 //! * [`unsubscribe`] — signed one-click links (RFC 8058) and the endpoints behind them;
 //! * [`stats`] — delivery, open and click rates per campaign, for the status page.
 //!
-//! Three Lambdas share this crate: `email` (queue consumer, also `email preview`),
-//! `email-sweep` (schedule) and `email-api` (webhook and unsubscribe routes); the local
-//! stack runs all three in-process.
+//! Three Lambdas share this crate, each with its settings and constructor beside its
+//! entry point: `email` ([`send::Config`], [`send::consumer`]), `email-sweep`
+//! ([`sweep::Config`], [`sweep::on_tick`]) and `email-api` ([`api::Config`],
+//! [`api::router`]); the local stack runs all three in-process, and `ops email-preview`
+//! prints what a user would receive.
 
 pub mod api;
 pub mod campaigns;
@@ -28,13 +30,13 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::db::{DbError, Pool};
+use shared::db::DbError;
 use shared::queue::QueueError;
-use shared::retry::{RetryClass, RetryPolicy, Retryable};
+use shared::retry::{RetryClass, Retryable};
 use shared::settings::{Env, SettingsError};
 
 use provider::{EmailProvider, Mailbox, ProviderError, Resend};
-use send::{Composer, SenderDeps};
+use send::Composer;
 use templates::{RenderError, Templates};
 use unsubscribe::TokenSigner;
 
@@ -80,6 +82,13 @@ pub const DEFAULT_PRODUCT_NAME: &str = "Growth Agents";
 /// How long a send claim keeps other consumers away: above the worst attempt (four provider
 /// calls of at most 15 s with their backoff), below the queue's 360 s redelivery.
 pub const CLAIM_TTL: Duration = Duration::from_secs(120);
+
+/// The local stack's unsubscribe-link secret.
+pub const LOCAL_UNSUBSCRIBE_SECRET: &str = "local-unsubscribe-secret";
+/// The local stack's Resend webhook secret (`whsec_` + base64).
+pub const LOCAL_RESEND_WEBHOOK_SECRET: &str = "whsec_bG9jYWwtcmVzZW5kLXNlY3JldA==";
+/// Who local emails are from.
+pub const LOCAL_EMAIL_FROM: &str = "Growth Agents <hello@growth-agents.local>";
 
 /// The unsubscribe signer from `EMAIL_UNSUBSCRIBE_SECRET` (comma-separated while rotating).
 pub fn signer_from_env(env: &Env<'_>) -> Result<TokenSigner, SettingsError> {
@@ -128,14 +137,3 @@ pub fn provider_from_env(env: &Env<'_>) -> Result<Arc<dyn EmailProvider>, Settin
     }
 }
 
-/// The sender as the `email` Lambda builds it.
-pub fn sender_from_env(pool: Pool, env: &Env<'_>) -> Result<SenderDeps, SettingsError> {
-    Ok(SenderDeps {
-        pool,
-        provider: provider_from_env(env)?,
-        composer: composer_from_env(env)?,
-        retry: RetryPolicy::default(),
-        claim_ttl: CLAIM_TTL,
-        clock: shared::clock::Clock::system(),
-    })
-}

@@ -20,14 +20,20 @@
 //! provider call runs outside any transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use shared::agents::Agent;
 use shared::db::{Budget, DbContext, Pool};
+use shared::entry::Consumer;
+use shared::lambda::Container;
 use shared::messages::UserSignedUp;
 use shared::queue::{Message, QueueDef, catalog};
 use shared::retry::{RetryPolicy, retry};
+use shared::runs::RunLog;
+use shared::settings::{Env, SettingsError};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -241,7 +247,7 @@ impl Composer {
 }
 
 /// What `user` would receive for `campaign` at `now`, without sending or recording anything
-/// (`email preview`); `None` when there is no such user.
+/// (`ops email-preview`); `None` when there is no such user.
 pub async fn preview(
     pool: &Pool,
     composer: &Composer,
@@ -331,13 +337,67 @@ fn grouped(digits: String) -> String {
 /// What the sender needs.
 pub struct SenderDeps {
     pub pool: Pool,
-    pub provider: std::sync::Arc<dyn EmailProvider>,
+    pub provider: Arc<dyn EmailProvider>,
     pub composer: Composer,
     pub retry: RetryPolicy,
     /// How long a claim keeps others away; longer than one attempt can take (the provider
     /// calls and their backoff), shorter than the queue's redelivery.
     pub claim_ttl: std::time::Duration,
     pub clock: shared::clock::Clock,
+}
+
+/// The `email` function's settings: where emails go and how they are written.
+pub struct Config {
+    pub provider: Arc<dyn EmailProvider>,
+    pub composer: Composer,
+}
+
+impl Config {
+    /// See [`crate::provider_from_env`] and [`crate::composer_from_env`].
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        Ok(Self {
+            provider: crate::provider_from_env(env)?,
+            composer: crate::composer_from_env(env)?,
+        })
+    }
+
+    /// The local stack's: emails land as JSON files in `mailbox`, and their links point at
+    /// `public_base_url`.
+    pub fn local(mailbox: &std::path::Path, public_base_url: &str) -> Self {
+        Self {
+            provider: Arc::new(crate::provider::Mailbox::new(mailbox)),
+            composer: Composer {
+                templates: crate::templates::Templates::new(),
+                signer: TokenSigner::new(vec![crate::LOCAL_UNSUBSCRIBE_SECRET.into()]),
+                from: crate::LOCAL_EMAIL_FROM.into(),
+                product: crate::DEFAULT_PRODUCT_NAME.into(),
+                public_base_url: public_base_url.into(),
+                app_url: format!("{public_base_url}/status.json"),
+            },
+        }
+    }
+}
+
+impl SenderDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            provider: config.provider,
+            composer: config.composer,
+            retry: RetryPolicy::default(),
+            claim_ttl: crate::CLAIM_TTL,
+            clock: container.clock.clone(),
+        }
+    }
+}
+
+/// The `email.fifo` consumer, recorded in the run log.
+pub fn consumer(deps: Arc<SenderDeps>) -> Consumer<EmailQueueMessage> {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Email);
+    Consumer::new(runs, move |message: EmailQueueMessage| {
+        let deps = deps.clone();
+        async move { handle(&deps, message).await }
+    })
 }
 
 /// The claim this attempt holds.

@@ -10,17 +10,74 @@
 //! the tick, and the next hour's sweep catches up.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::agents::Agent;
 use shared::db::{Budget, DbContext, Pool};
+use shared::entry::OnTick;
+use shared::lambda::Container;
+use shared::lambda::schedule::Tick;
 use shared::queue::{Message, OutgoingMessage, Transport};
+use shared::runs::RunLog;
+use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::EmailError;
 use crate::campaigns::{Campaign, CampaignRule, Rules, timezone_of};
 use crate::send::SendCampaignEmail;
+
+/// The `email-sweep` function's settings: the campaign rules (`EMAIL_CAMPAIGNS_FILE`, else
+/// the shipped `campaigns.toml`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub rules: Rules,
+}
+
+impl Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        let rules = Rules::from_lookup(env.0).map_err(|error| SettingsError::Malformed {
+            name: "EMAIL_CAMPAIGNS_FILE",
+            reason: error.to_string(),
+        })?;
+        Ok(Self { rules })
+    }
+
+    /// The shipped rules.
+    pub fn local() -> Self {
+        Self {
+            rules: Rules::default(),
+        }
+    }
+}
+
+/// What the sweep reads and where it queues.
+pub struct SweepDeps {
+    pub pool: Pool,
+    pub transport: Arc<dyn Transport>,
+    pub rules: Rules,
+}
+
+impl SweepDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            rules: config.rules,
+        }
+    }
+}
+
+/// The `email-sweep` schedule, recorded in the run log.
+pub fn on_tick(deps: Arc<SweepDeps>) -> OnTick {
+    let runs = RunLog::new(deps.pool.clone(), Agent::EmailSweep);
+    OnTick::new(runs, move |tick: Tick| {
+        let deps = deps.clone();
+        async move { sweep(&deps.pool, deps.transport.as_ref(), &deps.rules, tick.at).await }
+    })
+}
 
 /// What one sweep did, per campaign.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

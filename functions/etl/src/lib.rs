@@ -28,6 +28,7 @@
 //! Work per run is bounded: a window of at most [`MAX_WINDOW_DAYS`], at most
 //! [`MAX_PAGES_PER_RUN`] pages, answers of at most [`MAX_RESPONSE_BYTES`].
 
+pub mod config;
 pub mod meta;
 pub mod shopify;
 #[cfg(test)]
@@ -35,6 +36,7 @@ mod strategies;
 pub mod tiktok;
 pub mod tokens;
 
+pub use config::{Config, WebhookConfig, consumer, on_tick};
 pub use shopify::{WebhookDeps, router};
 
 use std::collections::BTreeSet;
@@ -352,12 +354,6 @@ pub struct EtlDeps {
     pub meta_app_secret: Option<SecretString>,
 }
 
-/// `META_APP_SECRET`, when set and not empty.
-pub fn meta_app_secret(lookup: impl Fn(&str) -> Option<String>) -> Option<SecretString> {
-    lookup("META_APP_SECRET")
-        .filter(|secret| !secret.is_empty())
-        .map(SecretString::from)
-}
 
 /// The HTTP client the agent calls platforms with: a whole-request `timeout`, and no
 /// redirects, because a redirect to another host would carry the token headers

@@ -45,7 +45,6 @@ pub mod webhook;
 
 pub use webhook::{
     MAX_WEBHOOK_BYTES, WebhookDeps, WebhookError, WebhookOutcome, ingest_webhook, router,
-    webhook_secrets,
 };
 
 use std::collections::{BTreeSet, HashMap};

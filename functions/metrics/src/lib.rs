@@ -9,18 +9,26 @@
 //! commands and retries). Recomputing twice gives the same rows. Ratios with a zero
 //! denominator are NULL.
 //!
+//! [`consumer`] is the `metrics.fifo` Lambda's handler; [`api`] serves `GET /metrics`.
+//!
 //! Money is reported in the workspace's currency; amounts in other currencies are left out
 //! and their currencies listed in `excluded_currencies` (no exchange-rate source yet).
 
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
+use shared::agents::Agent;
 use shared::db::{DbContext, DbError, Pool};
+use shared::entry::Consumer;
+use shared::lambda::Container;
 use shared::messages::{MetricsRecompute, SuggestionsRefresh};
 use shared::queue::outbox::Outbox;
 use shared::queue::{Message, QueueError, Transport};
+use shared::runs::RunLog;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
+
+pub mod api;
 
 const RECOMPUTE: &str = include_str!("recompute.sql");
 
@@ -41,6 +49,17 @@ pub struct MetricsDeps {
     pub pool: Pool,
     pub transport: Arc<dyn Transport>,
     pub clock: shared::clock::Clock,
+}
+
+impl MetricsDeps {
+    /// The consumer has no settings of its own: the container is all it needs.
+    pub fn new(container: &Container) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            clock: container.clock.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,103 +149,11 @@ pub async fn handle(deps: &MetricsDeps, request: &MetricsRecompute) -> Result<u6
     recompute(deps, request.workspace_id, from, to).await
 }
 
-/// Who may read metrics over HTTP: a bearer token for now (issue 10 adds Supabase JWTs).
-pub struct ApiDeps {
-    pub pool: Pool,
-    pub token: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct MetricsQuery {
-    workspace: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-}
-
-fn answer(status: axum::http::StatusCode, body: serde_json::Value) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (status, axum::Json(body)).into_response()
-}
-
-async fn get_metrics(
-    axum::extract::State(deps): axum::extract::State<Arc<ApiDeps>>,
-    axum::extract::Query(query): axum::extract::Query<MetricsQuery>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !shared::webhook::constant_time_eq(deps.token.as_bytes(), presented.as_bytes()) {
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({ "error": "a valid bearer token is required" }),
-        );
-    }
-    let parsed = (
-        query
-            .workspace
-            .as_deref()
-            .and_then(|w| w.parse::<Uuid>().ok()),
-        query
-            .from
-            .as_deref()
-            .and_then(|d| d.parse::<NaiveDate>().ok()),
-        query
-            .to
-            .as_deref()
-            .and_then(|d| d.parse::<NaiveDate>().ok()),
-    );
-    let (Some(workspace), Some(from), Some(to)) = parsed else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": "workspace (uuid), from and to (YYYY-MM-DD) are required" }),
-        );
-    };
-    if to < from || (to - from).num_days() >= MAX_DAYS {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": format!("from..to must span 1 to {MAX_DAYS} days") }),
-        );
-    }
-    let rows = async {
-        let client = deps.pool.get().await.context("check out a connection")?;
-        client
-            .query_typed(
-                "SELECT to_jsonb(m) - 'workspace_id' FROM daily_metrics m
-                  WHERE workspace_id = $1 AND date BETWEEN $2 AND $3 ORDER BY date",
-                &[
-                    (&workspace, Type::UUID),
-                    (&from, Type::DATE),
-                    (&to, Type::DATE),
-                ],
-            )
-            .await
-            .context("read daily metrics")
-    };
-    match rows.await {
-        Ok(rows) => {
-            let days: Vec<serde_json::Value> = rows.iter().map(|row| row.get(0)).collect();
-            answer(
-                StatusCode::OK,
-                serde_json::json!({ "workspace": workspace, "days": days }),
-            )
-        }
-        Err(error) => {
-            tracing::error!(%error, "metrics not read");
-            shared::lambda::http::unavailable("metrics could not be read; retry later", 5)
-        }
-    }
-}
-
-/// `GET /metrics?workspace=…&from=…&to=…` for the frontend and the status page.
-pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "metrics-api");
-    runs.layer(
-        axum::Router::new()
-            .route("/metrics", axum::routing::get(get_metrics))
-            .with_state(deps),
-    )
+/// The `metrics.fifo` consumer, recorded in the run log.
+pub fn consumer(deps: Arc<MetricsDeps>) -> Consumer<MetricsRecompute> {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Metrics);
+    Consumer::new(runs, move |request: MetricsRecompute| {
+        let deps = deps.clone();
+        async move { handle(&deps, &request).await }
+    })
 }

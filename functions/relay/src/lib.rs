@@ -7,11 +7,18 @@
 //! it also forgets expired deduplication ids; and it keeps the agents' run log to
 //! [`RUN_LOG_DAYS`] days.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use shared::agents::Agent;
+use shared::entry::OnTick;
+use shared::lambda::Container;
+use shared::lambda::schedule::Tick;
 use shared::queue::QueueError;
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
+use shared::runs::RunLog;
+use shared::settings::QueueSettings;
 
 /// How old an outbox row must be before the relay sends it.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -26,6 +33,29 @@ pub struct RelayDeps {
     /// Present when the queue is the Postgres one, whose dedup table needs pruning.
     pub postgres_queue: Option<PostgresTransport>,
     pub grace: Duration,
+}
+
+impl RelayDeps {
+    /// The relay has no settings of its own; it prunes the Postgres queue's deduplication
+    /// ids when the container's queue is the Postgres one.
+    pub fn new(container: &Container) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            outbox: Outbox::new(container.pool.clone(), container.transport.clone()),
+            postgres_queue: matches!(container.queue, QueueSettings::Postgres)
+                .then(|| PostgresTransport::new(container.pool.clone())),
+            grace: GRACE,
+        }
+    }
+}
+
+/// The `outbox-relay` schedule, recorded in the run log.
+pub fn on_tick(deps: Arc<RelayDeps>) -> OnTick {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Relay);
+    OnTick::new(runs, move |_: Tick| {
+        let deps = deps.clone();
+        async move { run(&deps).await }
+    })
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -29,7 +29,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use shared::agents::Agent;
 use shared::db::{DbContext, Pool, migrations};
+use shared::http::ApiError;
+use shared::jwt::{JwtConfig, JwtVerifier};
+use shared::lambda::Container;
+use shared::settings::{Env, SettingsError};
 use shared::queue::{QueueDepth, Transport, catalog};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -37,23 +43,43 @@ use uuid::Uuid;
 use access::Access;
 use kpis::{Kpi, State as KpiState};
 
-/// Every deployed function that records runs: the template's functions but `status` (a test
-/// keeps the two lists in agreement).
-pub const DEPLOYED_AGENTS: &[&str] = &[
-    "analytics",
-    "billing",
-    "email",
-    "email-api",
-    "email-sweep",
-    "etl",
-    "metrics",
-    "metrics-api",
-    "relay",
-    "shopify-webhook",
-    "suggestions",
-    "suggestions-api",
-    "suggestions-retrain",
-];
+/// Every deployed function that records runs (all but `status`, which only reads them).
+pub fn deployed_agents() -> Vec<&'static str> {
+    Agent::ALL
+        .iter()
+        .filter(|agent| agent.records_runs())
+        .map(|agent| agent.name())
+        .collect()
+}
+
+/// The `status` function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Opens the page and its JSON (`STATUS_TOKEN`).
+    pub token: SecretString,
+    /// Lets a Supabase admin in with their access token, when `SUPABASE_JWT_SECRET` is set.
+    pub jwt: Option<JwtConfig>,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            token: env.secret("STATUS_TOKEN")?,
+            jwt: JwtConfig::optional_from_env(env)?,
+        })
+    }
+
+    /// The local stack's: the token it prints, and the Supabase CLI's local project.
+    pub fn local() -> Self {
+        Self {
+            token: SecretString::from(LOCAL_TOKEN),
+            jwt: Some(JwtConfig::local()),
+        }
+    }
+}
+
+/// The local stack's status token.
+pub const LOCAL_TOKEN: &str = "local-admin";
 
 /// What the status routes read from.
 pub struct StatusDeps {
@@ -61,6 +87,20 @@ pub struct StatusDeps {
     pub transport: Arc<dyn Transport>,
     pub access: Access,
     pub clock: shared::clock::Clock,
+}
+
+impl StatusDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            access: Access::new(
+                config.token.expose_secret().to_string(),
+                config.jwt.as_ref().map(JwtVerifier::from_config),
+            ),
+            clock: container.clock.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -178,7 +218,7 @@ pub async fn report(deps: &StatusDeps, workspace: Option<Uuid>) -> StatusReport 
         };
         queues.push(QueueStatus {
             name: queue.name,
-            consumer: queue.consumer,
+            consumer: queue.consumer.name(),
             depth,
             error,
         });
@@ -281,7 +321,7 @@ async fn agent_statuses(
                LEFT JOIN agent_runs r ON r.agent = a.agent AND r.started_at > now() - interval '7 days'
               GROUP BY a.agent
               ORDER BY a.agent",
-            &[(&DEPLOYED_AGENTS, Type::TEXT_ARRAY)],
+            &[(&deployed_agents(), Type::TEXT_ARRAY)],
         )
         .await
         .context("read the run log")?;
@@ -393,11 +433,8 @@ fn chosen_workspace(query: &ChartQuery) -> Result<Option<Uuid>, String> {
 
 fn unauthorised_json() -> Response {
     (
-        StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(
-            serde_json::json!({ "error": "a status token or an admin's access token is required" }),
-        ),
+        ApiError::unauthorized("a status token or an admin's access token is required"),
     )
         .into_response()
 }
@@ -412,13 +449,7 @@ async fn status_json(
     }
     let workspace = match chosen_workspace(&query) {
         Ok(workspace) => workspace,
-        Err(reason) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": reason })),
-            )
-                .into_response();
-        }
+        Err(reason) => return ApiError::bad_request(reason).into_response(),
     };
     let report = report(&deps, workspace).await;
     let code = if report.database.reachable && report.database.migration_version.is_some() {
@@ -502,9 +533,10 @@ async fn login(State(deps): State<Arc<StatusDeps>>, headers: HeaderMap, body: By
     ([(header::SET_COOKIE, cookie)], Redirect::to("/status")).into_response()
 }
 
-/// The status agent's routes.
+/// The status agent's routes. It reads the run log but records nothing in it: a status page
+/// polled every few seconds would drown the agents' own runs.
 pub fn router(deps: Arc<StatusDeps>) -> Router {
-    shared::lambda::http::edge(
+    shared::http::edge(
         Router::new()
             .route("/status.json", get(status_json))
             .route("/status", get(status_page))

@@ -1,28 +1,15 @@
 //! Lambda entrypoint of the status agent: `GET /status`, `GET /status.json` and
-//! `POST /status/login`, opened by `STATUS_TOKEN` or, with `SUPABASE_JWT_SECRET` and
-//! `SUPABASE_URL` set, by an admin's Supabase access token.
+//! `POST /status/login` ([`status::router`]).
 
 use std::sync::Arc;
 
 use shared::lambda::{Container, LambdaError};
 use shared::settings::Env;
+use status::{Config, StatusDeps};
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let lookup = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let env = Env(&lookup);
-    let deps = status::StatusDeps {
-        pool: container.pool,
-        transport: container.transport,
-        access: status::access::Access::new(
-            env.required("STATUS_TOKEN")?,
-            match env.optional("SUPABASE_JWT_SECRET") {
-                Some(_) => Some(shared::jwt::JwtVerifier::from_env(&env)?),
-                None => None,
-            },
-        ),
-        clock: container.clock,
-    };
+    let deps = StatusDeps::new(&container, Config::from_env(&Env::process())?);
     shared::lambda::http::serve(status::router(Arc::new(deps))).await
 }

@@ -7,7 +7,8 @@
 //! Events naming an unknown or malformed id are ignored rather than failing the report.
 
 use serde::Serialize;
-use shared::db::{DbContext, Pool};
+use tokio_postgres::GenericClient;
+use shared::db::DbContext;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -25,11 +26,13 @@ pub struct Adoption {
 
 /// Adoption per kind, then overall as kind `"all"`, for one workspace (`None`: every
 /// workspace, for the status page's KPI).
+///
+/// It runs on the caller's connection: a status page that already holds one must not need
+/// a second (a Lambda's pool may have one only).
 pub async fn adoption(
-    pool: &Pool,
+    client: &impl GenericClient,
     workspace: Option<Uuid>,
 ) -> Result<Vec<Adoption>, SuggestionsError> {
-    let client = pool.get().await.context("check out a connection")?;
     let rows = client
         .query_typed(
             "WITH tracked AS (

@@ -15,78 +15,83 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::agents::Agent;
+use shared::clock::Clock;
 use shared::db::{DbContext, Pool};
+use shared::http::{ApiError, SupabaseUser, VerifiesMembers};
+use shared::jwt::{JwtConfig, JwtVerifier};
+use shared::lambda::Container;
+use shared::runs::RunLog;
+use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
+
+/// The `suggestions-api` function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jwt: JwtConfig,
+    /// Origins whose browsers may call the API (the frontend).
+    pub cors_origins: Vec<String>,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            jwt: JwtConfig::from_env(env)?,
+            cors_origins: env.list("CORS_ALLOWED_ORIGINS"),
+        })
+    }
+
+    /// The local stack's: the Supabase CLI's local project.
+    pub fn local() -> Self {
+        Self {
+            jwt: JwtConfig::local(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
 
 pub struct ApiDeps {
     pub pool: Pool,
     /// Verifies the project's access tokens.
-    pub jwt: shared::jwt::JwtVerifier,
-    pub clock: shared::clock::Clock,
+    pub jwt: JwtVerifier,
+    pub clock: Clock,
+    pub cors_origins: Vec<String>,
 }
 
-fn failure(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+impl ApiDeps {
+    pub fn new(container: &Container, config: Config) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            jwt: JwtVerifier::from_config(&config.jwt),
+            clock: container.clock.clone(),
+            cors_origins: config.cors_origins,
+        }
+    }
 }
 
-/// The caller's user id, from a valid bearer JWT.
-/// Refusals are boxed: a `Response` is large and these are the uncommon path.
-fn user(headers: &HeaderMap, deps: &ApiDeps) -> Result<Uuid, Box<Response>> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Box::new(failure(
-                StatusCode::UNAUTHORIZED,
-                "a Supabase access token is required",
-            ))
-        })?;
-    let refuse = |reason: String| Box::new(failure(StatusCode::UNAUTHORIZED, &reason));
-    let claims = deps
-        .jwt
-        .verify(token, deps.clock.now())
-        .map_err(|error| refuse(error.to_string()))?;
-    claims
-        .sub
-        .parse()
-        .map_err(|_| refuse("the access token's subject is not a user id".into()))
+impl VerifiesMembers for ApiDeps {
+    fn verifier(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
 }
 
-async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, Box<Response>> {
-    let client = pool
-        .get()
-        .await
-        .context("check out a connection")
-        .map_err(|error| Box::new(unavailable(error)))?;
+async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, ApiError> {
+    let client = pool.get().await.context("check out a connection")?;
     let row = client
         .query_typed_opt(
             "SELECT 1 FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
             &[(&workspace, Type::UUID), (&user, Type::UUID)],
         )
         .await
-        .context("check membership")
-        .map_err(|error| Box::new(unavailable(error)))?;
+        .context("check membership")?;
     Ok(row.is_some())
-}
-
-/// A database failure's answer: a value the database refuses is the caller's (400 with the
-/// server's reason); anything else may pass (503 with `Retry-After`).
-fn unavailable(error: shared::db::DbError) -> Response {
-    if let Some(reason) = error.refused_reason() {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            &format!("the database refused a value: {reason}"),
-        );
-    }
-    tracing::error!(%error, "suggestions API");
-    shared::lambda::http::unavailable("try again later", 5)
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,54 +99,40 @@ struct WorkspaceQuery {
     workspace: Option<Uuid>,
 }
 
-/// The `?workspace=` the caller asks about, once their token and membership are checked.
+/// The `?workspace=` the caller asks about, once their membership is checked.
 async fn member_workspace(
     deps: &ApiDeps,
-    headers: &HeaderMap,
+    user: &SupabaseUser,
     query: &WorkspaceQuery,
-) -> Result<Uuid, Box<Response>> {
-    let user = user(headers, deps)?;
-    let Some(workspace) = query.workspace else {
-        return Err(Box::new(failure(
-            StatusCode::BAD_REQUEST,
-            "workspace (uuid) is required",
-        )));
-    };
-    if is_member(&deps.pool, workspace, user).await? {
+) -> Result<Uuid, ApiError> {
+    let workspace = query
+        .workspace
+        .ok_or_else(|| ApiError::bad_request("workspace (uuid) is required"))?;
+    if is_member(&deps.pool, workspace, user.id).await? {
         Ok(workspace)
     } else {
-        Err(Box::new(failure(
-            StatusCode::FORBIDDEN,
-            "not a member of this workspace",
-        )))
+        Err(ApiError::forbidden("not a member of this workspace"))
     }
 }
 
 async fn list(
     State(deps): State<Arc<ApiDeps>>,
+    user: SupabaseUser,
     Query(query): Query<WorkspaceQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let workspace = match member_workspace(&deps, &headers, &query).await {
-        Ok(workspace) => workspace,
-        Err(response) => return *response,
-    };
-    let rows = async {
-        let client = deps.pool.get().await.context("check out a connection")?;
-        client
-            .query_typed(
-                "SELECT jsonb_build_object('id', id, 'kind', kind, 'target', target, 'explanation', explanation,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = member_workspace(&deps, &user, &query).await?;
+    let client = deps.pool.get().await.context("check out a connection")?;
+    let rows = client
+        .query_typed(
+            "SELECT jsonb_build_object('id', id, 'kind', kind, 'target', target, 'explanation', explanation,
                                            'expected_impact', expected_impact, 'score', score, 'created_at', created_at)
                    FROM suggestions WHERE workspace_id = $1 AND status = 'open' ORDER BY explored DESC, score DESC, created_at",
-                &[(&workspace, Type::UUID)],
-            )
-            .await
-            .context("list suggestions")
-    };
-    match rows.await {
-        Ok(rows) => Json(json!({ "suggestions": rows.iter().map(|row| row.get::<_, Value>(0)).collect::<Vec<_>>() })).into_response(),
-        Err(error) => unavailable(error),
-    }
+            &[(&workspace, Type::UUID)],
+        )
+        .await
+        .context("list suggestions")?;
+    let suggestions: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(Json(json!({ "suggestions": suggestions })))
 }
 
 /// Longest reason kept with a verdict.
@@ -155,46 +146,43 @@ struct Feedback {
     reason: Option<String>,
 }
 
+impl Feedback {
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let feedback: Feedback = serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "expected {{\"verdict\": …, \"reason\": …}}: {error}"
+            ))
+        })?;
+        if !matches!(
+            feedback.verdict.as_str(),
+            "accepted" | "rejected" | "dismissed"
+        ) {
+            return Err(ApiError::bad_request(
+                "verdict must be accepted, rejected or dismissed",
+            ));
+        }
+        if let Some(reason) = &feedback.reason {
+            if reason.len() > MAX_REASON_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "reason is longer than {MAX_REASON_BYTES} bytes"
+                )));
+            }
+            if reason.contains('\0') {
+                return Err(ApiError::bad_request("reason contains \\u0000"));
+            }
+        }
+        Ok(feedback)
+    }
+}
+
 async fn feedback(
     State(deps): State<Arc<ApiDeps>>,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
+    user: SupabaseUser,
     body: axum::body::Bytes,
-) -> Response {
-    let user = match user(&headers, &deps) {
-        Ok(user) => user,
-        Err(response) => return *response,
-    };
-    let feedback: Feedback = match serde_json::from_slice(&body) {
-        Ok(feedback) => feedback,
-        Err(error) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"verdict\": …, \"reason\": …}}: {error}"),
-            );
-        }
-    };
-    if !matches!(
-        feedback.verdict.as_str(),
-        "accepted" | "rejected" | "dismissed"
-    ) {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "verdict must be accepted, rejected or dismissed",
-        );
-    }
-    if let Some(reason) = &feedback.reason {
-        if reason.len() > MAX_REASON_BYTES {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                &format!("reason is longer than {MAX_REASON_BYTES} bytes"),
-            );
-        }
-        if reason.contains('\0') {
-            return failure(StatusCode::BAD_REQUEST, "reason contains \\u0000");
-        }
-    }
-    let workspace = async {
+) -> Result<Json<Value>, ApiError> {
+    let feedback = Feedback::parse(&body)?;
+    let workspace: Uuid = {
         let client = deps.pool.get().await.context("check out a connection")?;
         client
             .query_typed_opt(
@@ -202,76 +190,64 @@ async fn feedback(
                 &[(&id, Type::UUID)],
             )
             .await
-            .context("find suggestion")
+            .context("find suggestion")?
+            .ok_or_else(|| ApiError::not_found("no such suggestion"))?
+            .get(0)
     };
-    let workspace: Uuid = match workspace.await {
-        Ok(Some(row)) => row.get(0),
-        Ok(None) => return failure(StatusCode::NOT_FOUND, "no such suggestion"),
-        Err(error) => return unavailable(error),
-    };
-    match is_member(&deps.pool, workspace, user).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return failure(
-                StatusCode::FORBIDDEN,
-                "not a member of this suggestion's workspace",
-            );
-        }
-        Err(response) => return *response,
+    if !is_member(&deps.pool, workspace, user.id).await? {
+        return Err(ApiError::forbidden(
+            "not a member of this suggestion's workspace",
+        ));
     }
-    let recorded = async {
-        let mut client = deps.pool.get().await.context("check out a connection")?;
-        let transaction = shared::db::begin(&mut client, shared::db::Budget::REQUEST).await?;
-        let inserted = transaction
-            .execute_typed(
-                "INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict, reason) VALUES ($1, $2, $3, $4)
+    let mut client = deps.pool.get().await.context("check out a connection")?;
+    let transaction = shared::db::begin(&mut client, shared::db::Budget::REQUEST).await?;
+    let inserted = transaction
+        .execute_typed(
+            "INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict, reason) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (suggestion_id, user_id) DO NOTHING",
-                &[(&id, Type::UUID), (&user, Type::UUID), (&feedback.verdict, Type::TEXT), (&feedback.reason, Type::TEXT)],
+            &[(&id, Type::UUID), (&user.id, Type::UUID), (&feedback.verdict, Type::TEXT), (&feedback.reason, Type::TEXT)],
+        )
+        .await
+        .context("record feedback")?;
+    if inserted == 1 {
+        transaction
+            .execute_typed(
+                "UPDATE suggestions SET status = $2, updated_at = now() WHERE id = $1 AND status = 'open'",
+                &[(&id, Type::UUID), (&feedback.verdict, Type::TEXT)],
             )
             .await
-            .context("record feedback")?;
-        if inserted == 1 {
-            transaction
-                .execute_typed(
-                    "UPDATE suggestions SET status = $2, updated_at = now() WHERE id = $1 AND status = 'open'",
-                    &[(&id, Type::UUID), (&feedback.verdict, Type::TEXT)],
-                )
-                .await
-                .context("close suggestion")?;
-        }
-        transaction.commit().await.context("commit feedback")?;
-        Ok::<bool, shared::db::DbError>(inserted == 1)
-    };
-    match recorded.await {
-        Ok(new) => Json(json!({ "recorded": new })).into_response(),
-        Err(error) => unavailable(error),
+            .context("close suggestion")?;
     }
+    transaction.commit().await.context("commit feedback")?;
+    Ok(Json(json!({ "recorded": inserted == 1 })))
 }
 
 async fn adoption(
     State(deps): State<Arc<ApiDeps>>,
+    user: SupabaseUser,
     Query(query): Query<WorkspaceQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let workspace = match member_workspace(&deps, &headers, &query).await {
-        Ok(workspace) => workspace,
-        Err(response) => return *response,
-    };
-    match crate::adoption::adoption(&deps.pool, Some(workspace)).await {
-        Ok(report) => Json(json!({ "adoption": report })).into_response(),
-        Err(crate::SuggestionsError::Db(error)) => unavailable(error),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let workspace = member_workspace(&deps, &user, &query).await?;
+    let client = deps.pool.get().await.context("check out a connection")?;
+    let crate::SuggestionsError::Db(error) =
+        match crate::adoption::adoption(&**client, Some(workspace)).await {
+            Ok(report) => return Ok(Json(json!({ "adoption": report }))),
+            Err(error) => error,
+        };
+    Err(error.into())
 }
 
-/// The feedback API's routes.
+/// The feedback API's routes, recorded in the run log.
 pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "suggestions-api");
+    let runs = RunLog::new(deps.pool.clone(), Agent::SuggestionsApi);
+    let cors = shared::http::cors(&deps.cors_origins);
+    let routes = axum::Router::new()
+        .route("/suggestions", get(list))
+        .route("/suggestions/adoption", get(adoption))
+        .route("/suggestions/{id}/feedback", post(feedback));
     runs.layer(
-        axum::Router::new()
-            .route("/suggestions", get(list))
-            .route("/suggestions/adoption", get(adoption))
-            .route("/suggestions/{id}/feedback", post(feedback))
-            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        shared::http::limit_body(routes, MAX_BODY_BYTES)
+            .layer(cors)
             .with_state(deps),
     )
 }

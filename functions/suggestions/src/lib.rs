@@ -17,12 +17,19 @@ pub mod api;
 pub mod ranker;
 pub mod rules;
 
+use std::sync::Arc;
+
 use chrono::Duration;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use shared::agents::Agent;
 use shared::clock::Clock;
 use shared::db::{DbContext, DbError, Pool};
+use shared::entry::{Consumer, OnTick};
+use shared::lambda::Container;
+use shared::lambda::schedule::Tick;
 use shared::messages::SuggestionsRefresh;
+use shared::runs::RunLog;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -252,6 +259,40 @@ pub async fn refresh(
     let candidates = rules::candidates(&snapshot);
     let explored = pick_exploration(candidates.len(), Uuid::new_v4());
     store(pool, request.workspace_id, &candidates, &ranker, explored).await
+}
+
+/// What the refresh consumer and the nightly retrain read and write: no settings of their own.
+pub struct SuggestionsDeps {
+    pub pool: Pool,
+    pub clock: Clock,
+}
+
+impl SuggestionsDeps {
+    pub fn new(container: &Container) -> Self {
+        Self {
+            pool: container.pool.clone(),
+            clock: container.clock.clone(),
+        }
+    }
+}
+
+/// The `suggestions.fifo` consumer, recorded in the run log.
+pub fn consumer(deps: Arc<SuggestionsDeps>) -> Consumer<SuggestionsRefresh> {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Suggestions);
+    Consumer::new(runs, move |request: SuggestionsRefresh| {
+        let deps = deps.clone();
+        async move { refresh(&deps.pool, &request, &deps.clock).await }
+    })
+}
+
+/// The `suggestions-retrain` schedule: fit on the verdicts so far, promote only if better on
+/// the holdout; recorded in the run log.
+pub fn on_tick(deps: Arc<SuggestionsDeps>) -> OnTick {
+    let runs = RunLog::new(deps.pool.clone(), Agent::SuggestionsRetrain);
+    OnTick::new(runs, move |tick: Tick| {
+        let deps = deps.clone();
+        async move { ranker::retrain(&deps.pool, tick.at).await }
+    })
 }
 
 #[cfg(test)]

@@ -2,13 +2,12 @@
 //! `resources`. The handler gets the schedule's name as defined in [`crate::schedule`], so
 //! the same handler runs when the local stack fires that schedule in-process.
 
-use std::future::Future;
-
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use super::LambdaError;
+use crate::entry::OnTick;
 use crate::schedule::{SCHEDULES, Schedule};
 
 /// One firing of a schedule.
@@ -53,18 +52,10 @@ pub fn tick_from_event(event: &EventBridgeEvent) -> Result<Tick, TickError> {
 }
 
 /// Runs a scheduled Lambda.
-pub async fn serve<H, Fut, E>(handler: H) -> Result<(), LambdaError>
-where
-    H: Fn(Tick) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: Into<LambdaError>,
-{
+pub async fn serve(on_tick: OnTick) -> Result<(), LambdaError> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
-        let handler = handler.clone();
-        async move {
-            let tick = tick_from_event(&event.payload)?;
-            handler(tick).await.map_err(Into::into)
-        }
+        let on_tick = on_tick.clone();
+        async move { on_tick.call(tick_from_event(&event.payload)?).await }
     }))
     .await
 }

@@ -16,6 +16,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde::de::DeserializeOwned;
 
 use super::LambdaError;
+use crate::entry::Consumer;
 use crate::queue::consumer::{InboundMessage, process_fifo};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,16 +72,13 @@ where
     Ok(response)
 }
 
-/// Runs a FIFO consumer Lambda. `handler` is called once per message.
-pub async fn serve<M, H, Fut, E>(handler: H) -> Result<(), LambdaError>
+/// Runs a FIFO consumer Lambda: `consumer` is called once per message.
+pub async fn serve<M>(consumer: Consumer<M>) -> Result<(), LambdaError>
 where
-    M: DeserializeOwned,
-    H: Fn(M) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: std::fmt::Display,
+    M: DeserializeOwned + Send + 'static,
 {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = handler.clone();
+        let handler = consumer.handler();
         async move {
             handle_batch(&event.payload, handler)
                 .await

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use crate::agents::Agent;
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct QueueDef {
     /// The queue's name; in AWS it is prefixed with the stack name.
     pub name: &'static str,
     /// The function that consumes it.
-    pub consumer: &'static str,
+    pub consumer: Agent,
     /// How long the consumer may run for one batch.
     pub consumer_timeout: Duration,
     /// How long a received message stays hidden: at least six times the consumer's timeout,
@@ -23,7 +25,7 @@ pub struct QueueDef {
 
 pub const ETL: QueueDef = QueueDef {
     name: "etl.fifo",
-    consumer: "etl",
+    consumer: Agent::Etl,
     consumer_timeout: Duration::from_secs(900),
     visibility_timeout: Duration::from_secs(5400),
     max_receives: 3,
@@ -33,7 +35,7 @@ pub const ETL: QueueDef = QueueDef {
 
 pub const METRICS: QueueDef = QueueDef {
     name: "metrics.fifo",
-    consumer: "metrics",
+    consumer: Agent::Metrics,
     consumer_timeout: Duration::from_secs(60),
     visibility_timeout: Duration::from_secs(360),
     max_receives: 3,
@@ -43,7 +45,7 @@ pub const METRICS: QueueDef = QueueDef {
 
 pub const SUGGESTIONS: QueueDef = QueueDef {
     name: "suggestions.fifo",
-    consumer: "suggestions",
+    consumer: Agent::Suggestions,
     consumer_timeout: Duration::from_secs(60),
     visibility_timeout: Duration::from_secs(360),
     max_receives: 3,
@@ -53,7 +55,7 @@ pub const SUGGESTIONS: QueueDef = QueueDef {
 
 pub const EMAIL: QueueDef = QueueDef {
     name: "email.fifo",
-    consumer: "email",
+    consumer: Agent::Email,
     consumer_timeout: Duration::from_secs(60),
     visibility_timeout: Duration::from_secs(360),
     max_receives: 3,

@@ -51,7 +51,7 @@ use shared::messages::MetricsRecompute;
 use shared::queue::outbox::Outbox;
 use shared::queue::{Message, QueueError, Transport};
 use shared::retry::{RetryClass, Retryable};
-use shared::settings::{Env, SettingsError};
+
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
@@ -86,12 +86,6 @@ pub struct WebhookDeps {
     pub endpoints: Endpoints,
 }
 
-/// `SHOPIFY_WEBHOOK_SECRET`: a comma-separated list of app secrets.
-pub fn webhook_secrets(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, SettingsError> {
-    Env(&lookup).required_list("SHOPIFY_WEBHOOK_SECRET")
-}
 
 /// What became of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -552,10 +546,9 @@ async fn receive(
             RetryClass::Transient { retry_after } => {
                 tracing::warn!(%error, "Shopify webhook not recorded now; Shopify will redeliver");
                 let seconds = retry_after.unwrap_or(RETRY_AFTER).as_secs().clamp(1, 3_600);
-                shared::lambda::http::unavailable(
-                    "the webhook could not be recorded now; retry later",
-                    u32::try_from(seconds).unwrap_or(5),
-                )
+                shared::http::ApiError::unavailable("the webhook could not be recorded now; retry later")
+                    .retry_after(u32::try_from(seconds).unwrap_or(5))
+                    .into_response()
             }
             RetryClass::Permanent => {
                 tracing::error!(%error, "Shopify webhook not recorded");
@@ -571,7 +564,7 @@ async fn receive(
 
 /// `POST /webhooks/shopify`, for the ETL Lambda's HTTP side and the local stack.
 pub fn router(deps: Arc<WebhookDeps>) -> Router {
-    let runs = shared::runs::RunLog::new(deps.pool.clone(), "shopify-webhook");
+    let runs = shared::runs::RunLog::new(deps.pool.clone(), shared::agents::Agent::ShopifyWebhook);
     runs.layer(
         Router::new()
             .route("/webhooks/shopify", post(receive))

@@ -1,19 +1,14 @@
-//! Lambda entrypoint of the feedback API (`GET /suggestions`, `POST /suggestions/{id}/feedback`),
-//! verifying users' Supabase access tokens with `SUPABASE_JWT_SECRET` and `SUPABASE_URL`.
+//! Lambda entrypoint of the feedback API ([`suggestions::api`]).
 
 use std::sync::Arc;
 
 use shared::lambda::{Container, LambdaError};
 use shared::settings::Env;
+use suggestions::api::{ApiDeps, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let lookup = |name: &str| std::env::var(name).ok();
-    let deps = suggestions::api::ApiDeps {
-        pool: container.pool,
-        jwt: shared::jwt::JwtVerifier::from_env(&Env(&lookup))?,
-        clock: container.clock,
-    };
+    let deps = ApiDeps::new(&container, Config::from_env(&Env::process())?);
     shared::lambda::http::serve(suggestions::api::router(Arc::new(deps))).await
 }

@@ -1,26 +1,14 @@
 //! Lambda entrypoint of the nightly ranker retrain, invoked by the `suggestions-retrain`
-//! EventBridge rule: fit on the verdicts so far, promote only if better on the holdout.
+//! EventBridge rule ([`suggestions::on_tick`]).
+
+use std::sync::Arc;
 
 use shared::lambda::{Container, LambdaError};
-use shared::runs::{RunLog, Trigger};
+use suggestions::SuggestionsDeps;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let pool = container.pool;
-    let runs = RunLog::new(pool.clone(), "suggestions-retrain");
-    shared::lambda::schedule::serve(move |tick| {
-        let (pool, runs) = (pool.clone(), runs.clone());
-        async move {
-            let outcome = runs
-                .observe(
-                    Trigger::Schedule,
-                    suggestions::ranker::retrain(&pool, tick.at),
-                )
-                .await?;
-            tracing::info!(schedule = tick.schedule.name, ?outcome, "ranker retrained");
-            Ok::<(), suggestions::SuggestionsError>(())
-        }
-    })
-    .await
+    let deps = Arc::new(SuggestionsDeps::new(&container));
+    shared::lambda::schedule::serve(suggestions::on_tick(deps)).await
 }

@@ -1,0 +1,153 @@
+//! The ETL agent's two functions, each with its settings and its one constructor — used
+//! alike by the Lambda mains, the local stack, the tests and `ops` — and its instrumented
+//! entry points:
+//!
+//! * `etl`: [`Config`] → [`EtlDeps::new`] → [`consumer`] (runs from `etl.fifo`) and
+//!   [`on_tick`] (the `etl-*` schedules, which dispatch those runs);
+//! * `shopify-webhook`: [`WebhookConfig`] → [`WebhookDeps::new`] → [`crate::router`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shared::agents::Agent;
+use shared::crypto::Keys;
+use shared::entry::{Consumer, OnTick};
+use shared::lambda::Container;
+use shared::lambda::schedule::Tick;
+use shared::retry::RetryPolicy;
+use shared::runs::RunLog;
+use shared::settings::{Env, SettingsError};
+
+use crate::{Endpoints, EtlDeps, EtlError, EtlRun, Platform, RunReport, WebhookDeps};
+
+/// How long one call to a platform may take, whole.
+const PLATFORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The local stack's Shopify app secret.
+pub const LOCAL_SHOPIFY_WEBHOOK_SECRET: &str = "shopify-local-secret";
+
+/// The `etl` function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ENCRYPTION_KEYS`, which open the connections' sealed tokens.
+    pub keys: Arc<Keys>,
+    /// `META_API_BASE_URL`, `TIKTOK_API_BASE_URL`, `SHOPIFY_API_BASE_URL` (defaults: the
+    /// platforms).
+    pub endpoints: Endpoints,
+    /// `META_APP_SECRET`, which signs each Meta request's `appsecret_proof`.
+    pub meta_app_secret: Option<SecretString>,
+}
+
+impl Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        Ok(Self {
+            keys: Arc::new(Keys::from_env(env)?),
+            endpoints: Endpoints::from_lookup(env.0),
+            meta_app_secret: env.optional("META_APP_SECRET").map(SecretString::from),
+        })
+    }
+
+    /// The local stack's: its key, and the platforms' real hosts (demo mode points them at
+    /// the stand-ins).
+    pub fn local() -> Self {
+        Self {
+            keys: Arc::new(Keys::local()),
+            endpoints: Endpoints::default(),
+            meta_app_secret: None,
+        }
+    }
+}
+
+impl EtlDeps {
+    pub fn new(container: &Container, config: Config) -> reqwest::Result<Self> {
+        Ok(Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            clock: container.clock.clone(),
+            keys: config.keys,
+            http: crate::http_client(PLATFORM_TIMEOUT)?,
+            endpoints: config.endpoints,
+            retry: RetryPolicy::default(),
+            meta_app_secret: config.meta_app_secret,
+        })
+    }
+}
+
+/// The `etl.fifo` consumer, recorded in the run log. A run that fails is recorded and
+/// alerted, and the next schedule tries again, so only infrastructure errors (database, lease
+/// bookkeeping) fail the message.
+pub fn consumer(deps: Arc<EtlDeps>) -> Consumer<EtlRun> {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Etl);
+    // One holder per container: a container handles one batch at a time.
+    let holder: Arc<str> = format!("etl-{}", uuid::Uuid::new_v4().simple()).into();
+    Consumer::judged(
+        runs,
+        move |run: EtlRun| {
+            let (deps, holder) = (deps.clone(), holder.clone());
+            async move { crate::run(&deps, &run, &holder).await }
+        },
+        RunReport::judged,
+    )
+}
+
+/// The `etl-meta`, `etl-tiktok` and `etl-shopify` schedules: one run per active connection
+/// of the platform, onto `etl.fifo`; recorded in the run log.
+pub fn on_tick(deps: Arc<EtlDeps>) -> OnTick {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Etl);
+    OnTick::new(runs, move |tick: Tick| {
+        let deps = deps.clone();
+        async move {
+            let platform = Platform::for_schedule(tick.schedule).ok_or_else(|| {
+                EtlError::InvalidRun(format!(
+                    "schedule {} dispatches no platform",
+                    tick.schedule.name
+                ))
+            })?;
+            crate::dispatch(&deps, platform, tick.at.date_naive()).await
+        }
+    })
+}
+
+/// The `shopify-webhook` function's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `ENCRYPTION_KEYS`, which open the shops' sealed tokens to re-read an order.
+    pub keys: Arc<Keys>,
+    /// `SHOPIFY_WEBHOOK_SECRET`: the app's client secrets, several while one is rotated.
+    pub webhook_secrets: Vec<String>,
+    /// Where the shops' Admin APIs are (`SHOPIFY_API_BASE_URL`).
+    pub endpoints: Endpoints,
+}
+
+impl WebhookConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        Ok(Self {
+            keys: Arc::new(Keys::from_env(env)?),
+            webhook_secrets: env.required_list("SHOPIFY_WEBHOOK_SECRET")?,
+            endpoints: Endpoints::from_lookup(env.0),
+        })
+    }
+
+    pub fn local() -> Self {
+        Self {
+            keys: Arc::new(Keys::local()),
+            webhook_secrets: vec![LOCAL_SHOPIFY_WEBHOOK_SECRET.into()],
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+impl WebhookDeps {
+    pub fn new(container: &Container, config: WebhookConfig) -> reqwest::Result<Self> {
+        Ok(Self {
+            pool: container.pool.clone(),
+            transport: container.transport.clone(),
+            clock: container.clock.clone(),
+            keys: config.keys,
+            webhook_secrets: config.webhook_secrets,
+            http: crate::http_client(crate::shopify::webhook::REREAD_TIMEOUT)?,
+            endpoints: config.endpoints,
+        })
+    }
+}
