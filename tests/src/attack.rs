@@ -32,13 +32,13 @@ impl Target {
     pub fn local(base_url: &str) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
-            stripe_secret: local_stack::DEFAULT_STRIPE_WEBHOOK_SECRET.into(),
-            shopify_secret: local_stack::DEFAULT_SHOPIFY_WEBHOOK_SECRET.into(),
-            resend_secret: local_stack::DEFAULT_RESEND_WEBHOOK_SECRET.into(),
+            stripe_secret: billing::config::LOCAL_WEBHOOK_SECRET.into(),
+            shopify_secret: etl::config::LOCAL_SHOPIFY_WEBHOOK_SECRET.into(),
+            resend_secret: email::LOCAL_RESEND_WEBHOOK_SECRET.into(),
             posthog_token: local_stack::LOCAL_POSTHOG_TOKEN.into(),
             posthog_webhook_secret: local_stack::LOCAL_POSTHOG_WEBHOOK_SECRET.into(),
             mixpanel_token: local_stack::LOCAL_MIXPANEL_TOKEN.into(),
-            status_token: local_stack::DEFAULT_STATUS_TOKEN.into(),
+            status_token: status::LOCAL_TOKEN.into(),
         }
     }
 }

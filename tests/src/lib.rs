@@ -22,11 +22,31 @@ pub mod stripe_check;
 pub mod stripe_events;
 pub mod test_db;
 
+/// The local stack's agents with the tests' own Stripe endpoint secret and metrics token,
+/// and a Supabase project of their own, so a test proves the stack uses what it is given.
+pub fn stack_agents(stripe_secret: &str, metrics_token: &str) -> local_stack::AgentConfigs {
+    local_stack::AgentConfigs {
+        billing: billing::config::Config {
+            webhook_secrets: vec![stripe_secret.into()],
+        },
+        shopify_webhook: etl::WebhookConfig {
+            webhook_secrets: vec!["shopify_test".into()],
+            ..etl::WebhookConfig::local()
+        },
+        metrics_api: metrics::api::Config {
+            token: metrics_token.to_string().into(),
+            ..metrics::api::Config::local()
+        },
+        ..local_stack::AgentConfigs::local()
+    }
+    .with_jwt(shared::jwt::JwtConfig {
+        secret: "jwt-test-secret-of-at-least-32-characters".to_string().into(),
+        ..shared::jwt::JwtConfig::local()
+    })
+}
+
 /// The key-encryption keys the tests seal tokens and hash secrets with: the local stack's,
 /// so data a test writes opens in a stack started on the same database.
 pub fn test_keys() -> std::sync::Arc<shared::crypto::Keys> {
-    std::sync::Arc::new(
-        shared::crypto::Keys::parse(local_stack::DEFAULT_ENCRYPTION_KEYS)
-            .expect("the local key parses"),
-    )
+    std::sync::Arc::new(shared::crypto::Keys::local())
 }

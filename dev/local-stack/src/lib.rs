@@ -104,6 +104,13 @@ impl AgentConfigs {
         }
     }
 
+    /// Both APIs that verify members' tokens verify them for `jwt`: one Supabase project.
+    pub fn with_jwt(mut self, jwt: shared::jwt::JwtConfig) -> Self {
+        self.status.jwt = Some(jwt.clone());
+        self.suggestions_api.jwt = jwt;
+        self
+    }
+
     /// The keys that seal and hash the workspace's secrets (the analytics agent's).
     pub fn keys(&self) -> &Arc<Keys> {
         &self.analytics.keys

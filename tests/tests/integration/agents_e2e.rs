@@ -135,10 +135,7 @@ async fn reach_daily_metrics_at(at: &str, workspace_zone: &str) {
     let stack = local_stack::start(local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(db.url.clone()),
-        stripe_webhook_secrets: vec![STRIPE_SECRET.into()],
-        shopify_webhook_secrets: vec!["shopify_test".into()],
-        metrics_api_token: METRICS_TOKEN.into(),
-        jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+        agents: integration_tests::stack_agents(STRIPE_SECRET, METRICS_TOKEN),
         clock: clock.clone(),
         ..Default::default()
     })

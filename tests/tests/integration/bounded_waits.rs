@@ -16,7 +16,12 @@ async fn a_held_lock_slows_only_the_requests_that_need_it() {
     let stack = local_stack::start(local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(db.url.clone()),
-        stripe_webhook_secrets: vec![STRIPE_SECRET.into()],
+        agents: local_stack::AgentConfigs {
+            billing: billing::config::Config {
+                webhook_secrets: vec![STRIPE_SECRET.into()],
+            },
+            ..local_stack::AgentConfigs::local()
+        },
         clock: clock.clone(),
         ..Default::default()
     })

@@ -74,12 +74,15 @@ fn options(database_url: String, demo: bool, mailbox: &Path) -> local_stack::Opt
     local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url),
-        status_token: TOKEN.into(),
-        demo,
-        email: local_stack::EmailOptions {
-            mailbox_dir: mailbox.to_path_buf(),
-            ..Default::default()
+        agents: local_stack::AgentConfigs {
+            status: status::Config {
+                token: TOKEN.to_string().into(),
+                ..status::Config::local()
+            },
+            ..local_stack::AgentConfigs::local()
         },
+        demo,
+        mailbox_dir: mailbox.to_path_buf(),
         ..Default::default()
     }
 }

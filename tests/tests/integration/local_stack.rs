@@ -11,7 +11,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        local_stack::DEFAULT_STATUS_TOKEN
+        status::LOCAL_TOKEN
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -28,10 +28,7 @@ fn options(database_url: Option<String>) -> local_stack::Options {
     local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url,
-        stripe_webhook_secrets: vec!["whsec_test".into()],
-        shopify_webhook_secrets: vec!["shopify_test".into()],
-        metrics_api_token: "metrics-test-token".into(),
-        jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+        agents: integration_tests::stack_agents("whsec_test", "metrics-test-token"),
         ..Default::default()
     }
 }
@@ -58,11 +55,8 @@ async fn serves_status_against_a_given_database() {
         .iter()
         .map(|agent| agent["name"].as_str().unwrap())
         .collect();
-    for hosted in local_stack::AGENTS
-        .iter()
-        .filter(|agent| **agent != "status")
-    {
-        assert!(shown.contains(hosted), "{hosted} missing from {shown:?}");
+    for hosted in status::deployed_agents() {
+        assert!(shown.contains(&hosted), "{hosted} missing from {shown:?}");
     }
     let addr = stack.addr;
     stack.stop().await;
@@ -101,10 +95,7 @@ async fn demo_mode_sends_d1_emails_to_the_demo_signups() {
     let mailbox = std::env::temp_dir().join(format!("mailbox-{}", uuid::Uuid::new_v4().simple()));
     let stack = local_stack::start(local_stack::Options {
         demo: true,
-        email: local_stack::EmailOptions {
-            mailbox_dir: mailbox.clone(),
-            ..Default::default()
-        },
+        mailbox_dir: mailbox.clone(),
         ..options(Some(db.url.clone()))
     })
     .await

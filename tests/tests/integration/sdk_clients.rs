@@ -55,10 +55,7 @@ impl Fixture {
         let stack = local_stack::start(local_stack::Options {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: Some(db.url.clone()),
-            stripe_webhook_secrets: vec!["whsec_test".into()],
-            shopify_webhook_secrets: vec!["shopify_test".into()],
-            metrics_api_token: "metrics-test-token".into(),
-            jwt_secret: "jwt-test-secret-of-at-least-32-characters".into(),
+            agents: integration_tests::stack_agents("whsec_test", "metrics-test-token"),
             ..Default::default()
         })
         .await

@@ -569,7 +569,7 @@ async fn no_failure_leaves_a_credential_in_runs_errors_or_logs() {
             .await
             .unwrap()
             .get(0);
-    let runs = shared::runs::RunLog::new(e.deps.pool.clone(), "etl");
+    let runs = shared::runs::RunLog::new(e.deps.pool.clone(), shared::agents::Agent::Etl);
     let meta = e.run("2026-11-24", TODAY);
     let shopify = EtlRun {
         platform: Platform::Shopify,

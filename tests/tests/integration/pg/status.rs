@@ -85,7 +85,7 @@ async fn reports_database_migrations_and_queue_depths() {
         .collect();
     assert_eq!(
         agents,
-        status::DEPLOYED_AGENTS,
+        status::deployed_agents(),
         "every agent, even before its first run"
     );
 }

@@ -180,11 +180,17 @@ mod feedback_api {
             .await
             .unwrap()
             .get(0);
-        let router = suggestions::api::router(Arc::new(suggestions::api::ApiDeps {
-            pool: db.pool(2),
-            jwt: shared::jwt::JwtVerifier::new(SECRET, SUPABASE_URL),
-            clock: shared::clock::Clock::system(),
-        }));
+        let config = suggestions::api::Config {
+            jwt: shared::jwt::JwtConfig {
+                secret: String::from_utf8(SECRET.to_vec()).unwrap().into(),
+                supabase_url: SUPABASE_URL.into(),
+            },
+            cors_origins: Vec::new(),
+        };
+        let container = db.container(2, shared::clock::Clock::system());
+        let router = suggestions::api::router(Arc::new(suggestions::api::ApiDeps::new(
+            &container, config,
+        )));
         Fixture {
             db,
             router,
@@ -471,7 +477,8 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
             .unwrap();
     }
 
-    let report = suggestions::adoption::adoption(&db.pool(1), Some(ours))
+    let client = db.client().await;
+    let report = suggestions::adoption::adoption(&client, Some(ours))
         .await
         .unwrap();
     let summary: Vec<(&str, i64, i64)> = report
