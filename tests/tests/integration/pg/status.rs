@@ -5,24 +5,26 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use integration_tests::test_db::TestDb;
+use shared::clock::Clock;
 use shared::db::migrations;
-use shared::queue::postgres::PostgresTransport;
-use shared::queue::{OutgoingMessage, Transport, catalog};
+use shared::lambda::Container;
+use shared::queue::{OutgoingMessage, catalog};
 use tower::ServiceExt;
 
 const TOKEN: &str = "status-test-token";
 
-/// `GET /status.json` through the status router, as Lambda or the local stack would serve it.
-async fn get_status(
-    pool: shared::db::Pool,
-    transport: Arc<PostgresTransport>,
-) -> (StatusCode, serde_json::Value) {
-    let deps = status::StatusDeps {
-        clock: shared::clock::Clock::system(),
-        pool,
-        transport,
-        access: status::access::Access::new(TOKEN.into(), None),
+/// The status agent as its Lambda builds it, on `container`, opened by [`TOKEN`].
+fn status_deps(container: &Container) -> status::StatusDeps {
+    let config = status::Config {
+        token: TOKEN.to_string().into(),
+        jwt: None,
     };
+    status::StatusDeps::new(container, config)
+}
+
+/// `GET /status.json` through the status router, as Lambda or the local stack would serve it.
+async fn get_status(container: &Container) -> (StatusCode, serde_json::Value) {
+    let deps = status_deps(container);
     let request = Request::get("/status.json")
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Body::empty())
@@ -41,8 +43,8 @@ async fn get_status(
 #[tokio::test]
 async fn reports_database_migrations_and_queue_depths() {
     let db = TestDb::new().await;
-    let pool = db.pool(2);
-    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = db.container(2, Clock::system());
+    let transport = container.transport.clone();
     transport
         .send(&[
             OutgoingMessage::new(catalog::METRICS.name, "g".into(), "1".into(), "{}".into()),
@@ -56,7 +58,7 @@ async fn reports_database_migrations_and_queue_depths() {
         .await
         .unwrap();
 
-    let (code, json) = get_status(pool, transport).await;
+    let (code, json) = get_status(&container).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(json["ok"], true);
     assert_eq!(json["database"]["reachable"], true);
@@ -93,10 +95,9 @@ async fn reports_database_migrations_and_queue_depths() {
 #[tokio::test]
 async fn an_unreachable_database_is_reported_not_hidden() {
     let db = TestDb::new().await;
-    let pool = db.pool(1);
-    let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    pool.close();
-    let (code, json) = get_status(pool, transport).await;
+    let container = db.container(1, Clock::system());
+    container.pool.close();
+    let (code, json) = get_status(&container).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json["ok"], false);
     assert_eq!(json["database"]["reachable"], false);
@@ -125,8 +126,7 @@ async fn kpis_come_from_the_tables_they_summarise() {
         )
         .await
         .unwrap();
-    let pool = db.pool(2);
-    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = db.container(2, Clock::system());
     db.client()
         .await
         .batch_execute(
@@ -141,7 +141,7 @@ async fn kpis_come_from_the_tables_they_summarise() {
         )
         .await
         .unwrap();
-    let (code, json) = get_status(pool, transport).await;
+    let (code, json) = get_status(&container).await;
     assert_eq!(code, StatusCode::OK);
     let kpi = |key: &str| {
         json["kpis"]
@@ -215,13 +215,7 @@ async fn kpis_come_from_the_tables_they_summarise() {
 #[tokio::test]
 async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
     let db = TestDb::new().await;
-    let pool = db.pool(2);
-    let router = status::router(Arc::new(status::StatusDeps {
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool)),
-        access: status::access::Access::new(TOKEN.into(), None),
-    }));
+    let router = status::router(Arc::new(status_deps(&db.container(2, Clock::system()))));
     let call = |request: Request<Body>| {
         let router = router.clone();
         async move {
@@ -304,13 +298,7 @@ async fn nothing_is_shown_without_a_credential_and_the_login_sets_a_cookie() {
 #[tokio::test]
 async fn repeated_wrong_logins_are_slowed_then_refused() {
     let db = TestDb::new().await;
-    let pool = db.pool(2);
-    let router = status::router(Arc::new(status::StatusDeps {
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool)),
-        access: status::access::Access::new(TOKEN.into(), None),
-    }));
+    let router = status::router(Arc::new(status_deps(&db.container(2, Clock::system()))));
     let login = |token: &str, from: &str| {
         Request::post("/status/login")
             .header("content-type", "application/x-www-form-urlencoded")
@@ -362,7 +350,7 @@ async fn repeated_wrong_logins_are_slowed_then_refused() {
 #[tokio::test]
 async fn quarantined_deliveries_and_outbox_rows_set_aside_are_shown() {
     let db = TestDb::new().await;
-    let pool = db.pool(2);
+    let container = db.container(2, Clock::system());
     let client = db.client().await;
     client
         .batch_execute(
@@ -376,7 +364,7 @@ async fn quarantined_deliveries_and_outbox_rows_set_aside_are_shown() {
         )
         .await
         .unwrap();
-    let (code, report) = get_status(pool.clone(), Arc::new(PostgresTransport::new(pool))).await;
+    let (code, report) = get_status(&container).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         report["outbox"],
@@ -391,5 +379,41 @@ async fn quarantined_deliveries_and_outbox_rows_set_aside_are_shown() {
     assert_eq!(
         report["quarantine"][0]["last_reason"],
         "unsupported Unicode escape sequence"
+    );
+}
+
+/// The template gives each function `DATABASE_POOL_SIZE=1`: the whole report, KPIs included,
+/// must come from one connection, never waiting for a second while it holds the first (the
+/// pool would make it wait 10 s, then fail the KPIs).
+#[tokio::test]
+async fn the_whole_report_is_served_from_a_pool_of_one_connection() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO workspaces (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'w');
+             INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
+             VALUES ('00000000-0000-0000-0000-000000000001', 'pause_ad', 'meta:1', 'Pause it', 80, '[80, 0]', 0.5, 'prior-v1');",
+        )
+        .await
+        .unwrap();
+    let container = db.container(1, Clock::system());
+    let started = std::time::Instant::now();
+    let (code, json) = get_status(&container).await;
+    let took = started.elapsed();
+    assert_eq!(code, StatusCode::OK, "{json}");
+    assert!(json.get("kpis_error").is_none(), "{json}");
+    assert!(json.get("agents_error").is_none(), "{json}");
+    let adoption = json["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kpi| kpi["key"] == "suggestion_adoption")
+        .unwrap_or_else(|| panic!("no adoption KPI: {json}"));
+    assert_eq!(adoption["state"], "no_data", "nothing shown yet: {adoption}");
+    assert!(json["email_campaigns_30d"].is_array(), "{json}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the report took {took:?}: something waited for a second connection"
     );
 }
