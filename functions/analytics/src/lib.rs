@@ -38,7 +38,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use shared::agents::Agent;
@@ -140,24 +139,24 @@ impl AnalyticsError {
     }
 }
 
-/// `{"status": 0, "error": …}` with `status`: PostHog's and Mixpanel's shape of a refusal,
-/// which their SDKs read.
-pub(crate) fn failure(status: StatusCode, message: impl Into<String>) -> Response {
-    ApiError::new(status, message)
-        .with_field("status", 0)
-        .into_response()
+/// `error` in the shape PostHog's and Mixpanel's SDKs read a refusal in:
+/// `{"status": 0, "error": …}`.
+pub(crate) fn in_sdk_shape(error: ApiError) -> ApiError {
+    error.with_field("status", 0)
 }
 
 /// Our failure: 503 with `Retry-After` when it may pass, 500 when it will not.
-pub(crate) fn failed(error: AnalyticsError) -> Response {
-    let answer = if error.retry_class().is_transient() {
-        tracing::warn!(%error, "events not stored; the sender is asked to retry");
-        ApiError::unavailable("events could not be stored; retry later")
-    } else {
-        tracing::error!(%error, "events not stored");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    };
-    answer.with_field("status", 0).into_response()
+impl From<AnalyticsError> for ApiError {
+    fn from(error: AnalyticsError) -> Self {
+        let answer = if error.retry_class().is_transient() {
+            tracing::warn!(%error, "events not stored; the sender is asked to retry");
+            ApiError::unavailable("events could not be stored; retry later")
+        } else {
+            tracing::error!(%error, "events not stored");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        };
+        in_sdk_shape(answer)
+    }
 }
 
 /// Why a body could not be read into events. Each is the sender's fault and permanent.
@@ -175,20 +174,19 @@ pub enum Unreadable {
     OverBudget(#[from] ValueError),
 }
 
-impl IntoResponse for Unreadable {
-    fn into_response(self) -> Response {
-        match self {
-            Unreadable::Split(SplitError::TooMany(cap)) => failure(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("more than {cap} events in one request; send at most {cap} at a time"),
-            ),
+impl From<Unreadable> for ApiError {
+    fn from(unreadable: Unreadable) -> Self {
+        in_sdk_shape(match unreadable {
+            Unreadable::Split(SplitError::TooMany(cap)) => ApiError::payload_too_large(format!(
+                "more than {cap} events in one request; send at most {cap} at a time"
+            )),
             Unreadable::Decode(DecodeError::TooLarge(_)) | Unreadable::OverBudget(_) => {
-                failure(StatusCode::PAYLOAD_TOO_LARGE, self.to_string())
+                ApiError::payload_too_large(unreadable.to_string())
             }
             Unreadable::Decode(_) | Unreadable::NotUtf8 | Unreadable::Split(_) => {
-                failure(StatusCode::BAD_REQUEST, self.to_string())
+                ApiError::bad_request(unreadable.to_string())
             }
-        }
+        })
     }
 }
 

@@ -20,11 +20,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
+use shared::http::ApiError;
 use uuid::Uuid;
 
 use crate::events::{self, Backdate, Event, Read, Rejected, Source, TRACK_BACKDATE, quote};
 use crate::tokens::{self, IMPORT_REFUSED, ImportCredentials, TokenKind};
-use crate::{AnalyticsDeps, envelope, failed, failure, read_body, reported, store_events};
+use crate::{
+    AnalyticsDeps, AnalyticsError, envelope, in_sdk_shape, read_body, reported, store_events,
+};
 
 /// `POST /track`.
 pub async fn track(
@@ -32,7 +35,7 @@ pub async fn track(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     ingest(&deps, body, &headers, &query, None).await
 }
 
@@ -42,22 +45,18 @@ pub async fn import(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let Some(credentials) = basic_credentials(&headers) else {
-        return failure(
-            StatusCode::UNAUTHORIZED,
-            "/import needs Basic auth: the project's API secret, or a service account with ?project_id=",
-        );
-    };
+) -> Result<Response, ApiError> {
+    let refused = |reason: &str| in_sdk_shape(ApiError::unauthorized(reason));
+    let credentials = basic_credentials(&headers).ok_or_else(|| {
+        refused("/import needs Basic auth: the project's API secret, or a service account with ?project_id=")
+    })?;
     let project_id = query.get("project_id").map(String::as_str);
-    let Some(credentials) = ImportCredentials::parse(&credentials, project_id) else {
-        return failure(StatusCode::UNAUTHORIZED, IMPORT_REFUSED);
-    };
-    let workspace = match tokens::import_workspace(&deps.pool, &deps.keys, &credentials).await {
-        Ok(Ok(workspace)) => workspace,
-        Ok(Err(reason)) => return failure(StatusCode::UNAUTHORIZED, reason),
-        Err(error) => return failed(error.into()),
-    };
+    let credentials = ImportCredentials::parse(&credentials, project_id)
+        .ok_or_else(|| refused(IMPORT_REFUSED))?;
+    let workspace = tokens::import_workspace(&deps.pool, &deps.keys, &credentials)
+        .await
+        .map_err(AnalyticsError::from)?
+        .map_err(|reason| refused(&reason))?;
     ingest(&deps, body, &headers, &query, Some(workspace)).await
 }
 
@@ -110,7 +109,7 @@ async fn by_project_token(
     deps: &AnalyticsDeps,
     accepted: Vec<(usize, Event)>,
     rejected: &mut Vec<Rejected>,
-) -> Result<BTreeMap<Uuid, Vec<(usize, Event)>>, Response> {
+) -> Result<BTreeMap<Uuid, Vec<(usize, Event)>>, ApiError> {
     let named: Vec<String> = accepted
         .iter()
         .filter_map(|(_, event)| event.token.clone())
@@ -118,14 +117,14 @@ async fn by_project_token(
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
     let workspaces = tokens::workspaces_of(&deps.pool, &named, TokenKind::MixpanelProject)
         .await
-        .map_err(|error| failed(error.into()))?;
+        .map_err(AnalyticsError::from)?;
     if workspaces.is_empty()
         && let Some(token) = named.first()
     {
-        return Err(failure(
-            StatusCode::UNAUTHORIZED,
-            format!("unknown project token {}", quote(token)),
-        ));
+        return Err(in_sdk_shape(ApiError::unauthorized(format!(
+            "unknown project token {}",
+            quote(token)
+        ))));
     }
     let mut grouped: BTreeMap<Uuid, Vec<(usize, Event)>> = BTreeMap::new();
     for (index, event) in accepted {
@@ -150,14 +149,14 @@ async fn within_workspace(
     workspace: Uuid,
     accepted: Vec<(usize, Event)>,
     rejected: &mut Vec<Rejected>,
-) -> Result<Vec<(usize, Event)>, Response> {
+) -> Result<Vec<(usize, Event)>, ApiError> {
     let named: Vec<&str> = accepted
         .iter()
         .filter_map(|(_, event)| event.token.as_deref())
         .collect();
     let own = tokens::tokens_of(&deps.pool, workspace, &named, TokenKind::MixpanelProject)
         .await
-        .map_err(|error| failed(error.into()))?;
+        .map_err(AnalyticsError::from)?;
     let mut kept = Vec::with_capacity(accepted.len());
     for (index, event) in accepted {
         match &event.token {
@@ -181,7 +180,7 @@ async fn ingest(
     headers: &HeaderMap,
     query: &BTreeMap<String, String>,
     import: Option<Uuid>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let backdate = match import {
         Some(_) => Backdate::Since1971,
         None => TRACK_BACKDATE,
@@ -193,26 +192,18 @@ async fn ingest(
             accepted,
             mut rejected,
         },
-    ) = match read_body(body, envelope, Source::Mixpanel, deps.clock.now(), backdate) {
-        Ok(read) => read,
-        Err(unreadable) => return unreadable.into_response(),
-    };
+    ) = read_body(body, envelope, Source::Mixpanel, deps.clock.now(), backdate)?;
     let grouped = match import {
-        Some(workspace) => match within_workspace(deps, workspace, accepted, &mut rejected).await {
-            Ok(kept) => BTreeMap::from([(workspace, kept)]),
-            Err(response) => return response,
-        },
-        None => match by_project_token(deps, accepted, &mut rejected).await {
-            Ok(grouped) => grouped,
-            Err(response) => return response,
-        },
+        Some(workspace) => BTreeMap::from([(
+            workspace,
+            within_workspace(deps, workspace, accepted, &mut rejected).await?,
+        )]),
+        None => by_project_token(deps, accepted, &mut rejected).await?,
     };
     let mut imported = 0usize;
     for (workspace, events) in grouped {
-        match store_events(deps, workspace, Source::Mixpanel, events, &mut rejected).await {
-            Ok(accepted) => imported = imported.saturating_add(accepted),
-            Err(error) => return failed(error),
-        }
+        let accepted = store_events(deps, workspace, Source::Mixpanel, events, &mut rejected).await?;
+        imported = imported.saturating_add(accepted);
     }
     let (listed, count) = reported(rejected);
     if import.is_some() {
@@ -231,21 +222,14 @@ async fn ingest(
             answer["failed_records"] = failed_records(&listed);
             answer["num_records_failed"] = json!(count);
         }
-        return (status, axum::Json(answer)).into_response();
+        return Ok((status, axum::Json(answer)).into_response());
     }
     if imported == 0
         && let Some(first) = listed.first()
     {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "status": 0,
-                "error": first.reason,
-                "failed_records": failed_records(&listed),
-                "num_records_failed": count,
-            })),
-        )
-            .into_response();
+        return Err(in_sdk_shape(ApiError::bad_request(first.reason.clone()))
+            .with_field("failed_records", failed_records(&listed))
+            .with_field("num_records_failed", count));
     }
     // Mixpanel answers a bare `1` unless asked for `verbose`, which its SDKs send in the form
     // body as often as in the query; they then read `status` from JSON. JSON always serves both.
@@ -254,7 +238,7 @@ async fn ingest(
         answer["failed_records"] = failed_records(&listed);
         answer["num_records_failed"] = json!(count);
     }
-    (StatusCode::OK, axum::Json(answer)).into_response()
+    Ok(axum::Json(answer).into_response())
 }
 
 #[cfg(test)]

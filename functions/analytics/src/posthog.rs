@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use shared::http::ApiError;
 use shared::quarantine::{self, Quarantined};
 use shared::text::clip;
 use uuid::Uuid;
@@ -29,8 +30,8 @@ use crate::events::{
 use crate::json::{self, Budget};
 use crate::tokens::{self, TokenKind};
 use crate::{
-    AnalyticsDeps, MAX_PARSED_BYTES, NOT_UTF8, envelope, failed, failure, read_body, reported,
-    store_events,
+    AnalyticsDeps, AnalyticsError, MAX_PARSED_BYTES, NOT_UTF8, envelope, in_sdk_shape, read_body,
+    reported, store_events,
 };
 
 const NO_TOKEN: &str = "no project token (api_key, token or properties.token)";
@@ -41,7 +42,7 @@ pub async fn capture(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let now = deps.clock.now();
     let envelope = envelope(&headers, &query);
     let (
@@ -50,10 +51,7 @@ pub async fn capture(
             accepted,
             mut rejected,
         },
-    ) = match read_body(body, envelope, Source::Posthog, now, CAPTURE_BACKDATE) {
-        Ok(read) => read,
-        Err(unreadable) => return unreadable.into_response(),
-    };
+    ) = read_body(body, envelope, Source::Posthog, now, CAPTURE_BACKDATE)?;
 
     let mut by_token: BTreeMap<String, Vec<(usize, Event)>> = BTreeMap::new();
     for (index, event) in accepted {
@@ -63,18 +61,16 @@ pub async fn capture(
         }
     }
     let named: Vec<&str> = by_token.keys().map(String::as_str).collect();
-    let workspaces =
-        match tokens::workspaces_of(&deps.pool, &named, TokenKind::PosthogProject).await {
-            Ok(workspaces) => workspaces,
-            Err(error) => return failed(error.into()),
-        };
+    let workspaces = tokens::workspaces_of(&deps.pool, &named, TokenKind::PosthogProject)
+        .await
+        .map_err(AnalyticsError::from)?;
     if workspaces.is_empty()
         && let Some(token) = named.first()
     {
-        return failure(
-            StatusCode::UNAUTHORIZED,
-            format!("unknown project token {}", quote(token)),
-        );
+        return Err(in_sdk_shape(ApiError::unauthorized(format!(
+            "unknown project token {}",
+            quote(token)
+        ))));
     }
     let mut by_workspace: BTreeMap<Uuid, Vec<(usize, Event)>> = BTreeMap::new();
     for (token, events) in by_token {
@@ -87,30 +83,22 @@ pub async fn capture(
     }
     let mut stored = 0usize;
     for (workspace, events) in by_workspace {
-        match store_events(&deps, workspace, Source::Posthog, events, &mut rejected).await {
-            Ok(accepted) => stored = stored.saturating_add(accepted),
-            Err(error) => return failed(error),
-        }
+        let accepted =
+            store_events(&deps, workspace, Source::Posthog, events, &mut rejected).await?;
+        stored = stored.saturating_add(accepted);
     }
     let (listed, count) = reported(rejected);
     if stored == 0 && count > 0 {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "status": 0,
-                "error": "no event was valid",
-                "rejected": listed,
-                "rejected_count": count,
-            })),
-        )
-            .into_response();
+        return Err(in_sdk_shape(ApiError::bad_request("no event was valid"))
+            .with_field("rejected", json!(listed))
+            .with_field("rejected_count", count));
     }
     let mut answer = json!({ "status": 1 });
     if count > 0 {
         answer["rejected"] = json!(listed);
         answer["rejected_count"] = json!(count);
     }
-    (StatusCode::OK, axum::Json(answer)).into_response()
+    Ok(axum::Json(answer).into_response())
 }
 
 fn presented_secret(headers: &HeaderMap) -> Option<&str> {
@@ -141,28 +129,28 @@ fn delivery_key(text: &str, body: &[u8]) -> String {
 }
 
 /// Acknowledges a delivery that can never be stored and keeps it, with the reason.
-async fn quarantined(deps: &AnalyticsDeps, key: &str, reason: &str, body: &[u8]) -> Response {
+async fn quarantined(
+    deps: &AnalyticsDeps,
+    key: &str,
+    reason: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let item = Quarantined {
         source: "posthog-webhook",
         key,
         reason,
         payload: body,
     };
-    match quarantine::keep(&deps.pool, item).await {
-        Ok(_) => {
-            tracing::warn!(
-                key,
-                reason,
-                "a PostHog delivery that cannot be stored was quarantined"
-            );
-            (
-                StatusCode::OK,
-                axum::Json(json!({ "status": 1, "outcome": "quarantined", "reason": reason })),
-            )
-                .into_response()
-        }
-        Err(error) => failed(error.into()),
-    }
+    quarantine::keep(&deps.pool, item)
+        .await
+        .map_err(AnalyticsError::from)?;
+    tracing::warn!(
+        key,
+        reason,
+        "a PostHog delivery that cannot be stored was quarantined"
+    );
+    let answer = json!({ "status": 1, "outcome": "quarantined", "reason": reason });
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `POST /webhooks/posthog`.
@@ -170,25 +158,25 @@ pub async fn webhook(
     State(deps): State<Arc<AnalyticsDeps>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let refused = |error: ApiError| Err(in_sdk_shape(error));
     let Some(secret) = presented_secret(&headers) else {
-        return failure(
-            StatusCode::UNAUTHORIZED,
+        return refused(ApiError::unauthorized(
             "missing webhook secret (Authorization: Bearer … or X-Webhook-Secret)",
-        );
+        ));
     };
-    let workspace = match tokens::workspace_for_webhook_secret(&deps.pool, &deps.keys, secret).await
-    {
-        Ok(Some(workspace)) => workspace,
-        Ok(None) => return failure(StatusCode::UNAUTHORIZED, "wrong webhook secret"),
-        Err(error) => return failed(error.into()),
+    let workspace = tokens::workspace_for_webhook_secret(&deps.pool, &deps.keys, secret)
+        .await
+        .map_err(AnalyticsError::from)?;
+    let Some(workspace) = workspace else {
+        return refused(ApiError::unauthorized("wrong webhook secret"));
     };
     let Ok(text) = std::str::from_utf8(&body) else {
-        return failure(StatusCode::BAD_REQUEST, NOT_UTF8);
+        return refused(ApiError::bad_request(NOT_UTF8));
     };
     const SHAPE: &str = "expected {\"event\": {…}, \"person\": {…}}";
     if !json::is_one_value(text) {
-        return failure(StatusCode::BAD_REQUEST, format!("{SHAPE}: not JSON"));
+        return refused(ApiError::bad_request(format!("{SHAPE}: not JSON")));
     }
     let mut budget = Budget::new(MAX_PARSED_BYTES);
     let payload = match json::value(text, POSTHOG_LIMITS, &mut budget) {
@@ -198,10 +186,10 @@ pub async fn webhook(
         }
     };
     let Value::Object(mut payload) = payload else {
-        return failure(StatusCode::BAD_REQUEST, SHAPE);
+        return refused(ApiError::bad_request(SHAPE));
     };
     let Some(mut raw) = payload.remove("event") else {
-        return failure(StatusCode::BAD_REQUEST, format!("{SHAPE}: no `event`"));
+        return refused(ApiError::bad_request(format!("{SHAPE}: no `event`")));
     };
     if let (Some(set), Some(object)) = (
         payload
@@ -217,24 +205,21 @@ pub async fn webhook(
         Err(EventError::Unstorable(reason)) => {
             return quarantined(&deps, &delivery_key(text, &body), &reason, &body).await;
         }
-        Err(EventError::Invalid(reason)) => return failure(StatusCode::BAD_REQUEST, reason),
+        Err(EventError::Invalid(reason)) => return refused(ApiError::bad_request(reason)),
     };
     let key = format!("uuid:{}", event.id);
-    let mut refused = Vec::new();
-    match store_events(
+    let mut refusals = Vec::new();
+    store_events(
         &deps,
         workspace,
         Source::Posthog,
         vec![(0, event)],
-        &mut refused,
+        &mut refusals,
     )
-    .await
-    {
-        Ok(_) => match refused.first() {
-            Some(refusal) => quarantined(&deps, &key, &refusal.reason, &body).await,
-            None => (StatusCode::OK, axum::Json(json!({ "status": 1 }))).into_response(),
-        },
-        Err(error) => failed(error),
+    .await?;
+    match refusals.first() {
+        Some(refusal) => quarantined(&deps, &key, &refusal.reason, &body).await,
+        None => Ok(axum::Json(json!({ "status": 1 })).into_response()),
     }
 }
 
