@@ -4,6 +4,7 @@
 //! library that the Lambda entrypoint, the local stack and the tests call identically. This
 //! crate is what they share:
 //!
+//! * [`adoption`] — the suggestion adoption KPI, read by the suggestions API and the status page.
 //! * [`agents`] — the agents' names, once: run log, status page, schedules, queues, template.
 //! * [`settings`] — one typed struct read once from the environment; secrets stay wrapped.
 //! * [`clock`] — the one source of "now", fixed or shifted in tests.
@@ -19,6 +20,8 @@
 //! * [`entry`] — an agent's queue consumer and schedule handler, instrumented by the run log.
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
+//! * [`events`] — the `events` table and the people it describes, written by the analytics
+//!   and the email agents alike.
 //! * [`messages`] — the messages agents send each other (body, group, deduplication id).
 //! * [`runs`] — the agents' run log (`agent_runs`, and embedded metrics inside Lambda).
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
@@ -32,11 +35,13 @@
 //! The rules behind these choices (no named statements, no session state, leases instead of
 //! session locks) are explained in `DESIGN.md` §4 and §7.
 
+pub mod adoption;
 pub mod agents;
 pub mod clock;
 pub mod crypto;
 pub mod db;
 pub mod entry;
+pub mod events;
 pub mod http;
 pub mod jwt;
 pub mod lambda;

@@ -25,6 +25,8 @@ use serde_json::{Map, Value};
 use shared::text::{clip, unstorable};
 use uuid::Uuid;
 
+pub use shared::events::{Event, Source};
+
 use crate::json::{self, Budget, Limits, SplitError, ValueError};
 
 /// Namespace of the UUIDs derived from event contents.
@@ -52,25 +54,6 @@ const MAX_REASON: usize = 300;
 /// Longest piece of input quoted in a reason.
 const MAX_QUOTE: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Posthog,
-    Mixpanel,
-    /// Outcomes of the email agent's sends (delivered, opened…), recorded by that agent.
-    Email,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Posthog => "posthog",
-            Source::Mixpanel => "mixpanel",
-            Source::Email => "email",
-        }
-    }
-}
-
 /// How far back an event's timestamp may lie (rule 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backdate {
@@ -86,18 +69,6 @@ pub enum Backdate {
 pub const CAPTURE_BACKDATE: Backdate = Backdate::Days(31);
 /// Mixpanel `/track` keeps "the last 5 days only"; older events belong to `/import`.
 pub const TRACK_BACKDATE: Backdate = Backdate::Days(5);
-
-/// An accepted event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub id: Uuid,
-    pub distinct_id: String,
-    pub name: String,
-    pub timestamp: DateTime<Utc>,
-    pub properties: Value,
-    /// The project token it named, if any.
-    pub token: Option<String>,
-}
 
 /// Why one event was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

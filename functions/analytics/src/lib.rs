@@ -114,6 +114,15 @@ pub enum AnalyticsError {
     Queue(#[from] QueueError),
 }
 
+impl From<shared::events::StoreError> for AnalyticsError {
+    fn from(error: shared::events::StoreError) -> Self {
+        match error {
+            shared::events::StoreError::Db(error) => AnalyticsError::Db(error),
+            shared::events::StoreError::Queue(error) => AnalyticsError::Queue(error),
+        }
+    }
+}
+
 impl Retryable for AnalyticsError {
     fn retry_class(&self) -> RetryClass {
         match self {

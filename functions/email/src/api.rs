@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -281,14 +281,11 @@ async fn unsubscribe_post(
 /// The email agent's routes.
 pub fn router(deps: Arc<ApiDeps>) -> Router {
     let runs = shared::runs::RunLog::new(deps.pool.clone(), Agent::EmailApi);
-    runs.layer(
-        Router::new()
-            .route("/webhooks/resend", post(receive_resend))
-            .route(
-                "/email/unsubscribe",
-                get(confirm_page).post(unsubscribe_post),
-            )
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(deps),
-    )
+    let routes = Router::new()
+        .route("/webhooks/resend", post(receive_resend))
+        .route(
+            "/email/unsubscribe",
+            get(confirm_page).post(unsubscribe_post),
+        );
+    runs.layer(shared::http::limit_body(routes, MAX_BODY_BYTES).with_state(deps))
 }

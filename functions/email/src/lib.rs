@@ -50,8 +50,8 @@ pub enum EmailError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Render(#[from] RenderError),
-    #[error("analytics: {0}")]
-    Analytics(#[from] analytics::AnalyticsError),
+    #[error("events: {0}")]
+    Events(#[from] shared::events::StoreError),
     /// A provider payload we cannot read; retrying cannot help.
     #[error("malformed event: {0}")]
     Malformed(String),
@@ -69,7 +69,7 @@ impl Retryable for EmailError {
             EmailError::Db(error) => error.retry_class(),
             EmailError::Queue(error) => error.retry_class(),
             EmailError::Provider(error) => error.retry_class(),
-            EmailError::Analytics(error) => error.retry_class(),
+            EmailError::Events(error) => error.retry_class(),
             EmailError::ClaimedElsewhere | EmailError::ClaimLost => RetryClass::transient(),
             EmailError::Render(_) | EmailError::Malformed(_) => RetryClass::Permanent,
         }

@@ -117,7 +117,7 @@ const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 fn unstorable_reason(error: &EmailError) -> Option<String> {
     let database = match error {
         EmailError::Db(error) => error,
-        EmailError::Analytics(analytics::AnalyticsError::Db(error)) => error,
+        EmailError::Events(shared::events::StoreError::Db(error)) => error,
         _ => return None,
     };
     let beyond_limits = matches!(database, DbError::Postgres { source, .. }
@@ -247,7 +247,7 @@ async fn apply(
             .await
             .context("unsubscribe the complainant")?;
     }
-    let analytics_event = analytics::events::Event {
+    let analytics_event = shared::events::Event {
         id: Uuid::new_v5(&EVENT_NAMESPACE, svix_id.as_bytes()),
         distinct_id,
         name: event.kind.replacen("email.", "email_", 1),
@@ -261,11 +261,11 @@ async fn apply(
         }),
         token: None,
     };
-    let (_, pending) = analytics::store::store_within(
+    let (_, pending) = shared::events::store_within(
         &transaction,
         outbox,
         workspace,
-        analytics::events::Source::Email,
+        shared::events::Source::Email,
         &[analytics_event],
         now,
     )

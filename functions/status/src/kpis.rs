@@ -122,7 +122,7 @@ pub async fn kpis(pool: &Pool) -> Result<Vec<Kpi>, String> {
         "Stripe webhook success",
     )
     .await;
-    let adoption = suggestions::adoption::adoption(client, None)
+    let adoption = shared::adoption::adoption(client, None)
         .await
         .map_err(|error| error.to_string())?
         .into_iter()

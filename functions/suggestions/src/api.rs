@@ -229,12 +229,8 @@ async fn adoption(
 ) -> Result<Json<Value>, ApiError> {
     let workspace = member_workspace(&deps, &user, &query).await?;
     let client = deps.pool.get().await.context("check out a connection")?;
-    let crate::SuggestionsError::Db(error) =
-        match crate::adoption::adoption(&**client, Some(workspace)).await {
-            Ok(report) => return Ok(Json(json!({ "adoption": report }))),
-            Err(error) => error,
-        };
-    Err(error.into())
+    let report = shared::adoption::adoption(&**client, Some(workspace)).await?;
+    Ok(Json(json!({ "adoption": report })))
 }
 
 /// The feedback API's routes, recorded in the run log.

@@ -12,8 +12,9 @@
 //! model version that scored it. The feedback [`api`] records verdicts and [`adoption`]
 //! measures accepted / shown.
 
-pub mod adoption;
 pub mod api;
+
+pub use shared::adoption;
 pub mod ranker;
 pub mod rules;
 

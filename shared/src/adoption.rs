@@ -1,4 +1,7 @@
 //! Adoption: of the suggestions users were shown, how many they accepted (the KPI is > 30 %).
+//! A read across agents: the suggestions API answers it per workspace, the status page's KPI
+//! overall, so it lives here rather than in the suggestions agent (whose model the status
+//! page has no use for).
 //!
 //! Two sources agree on it. The frontend sends `suggestion_shown` and `suggestion_accepted`
 //! through PostHog with the suggestion's id in `properties.suggestion_id`; the feedback API
@@ -8,11 +11,10 @@
 
 use serde::Serialize;
 use tokio_postgres::GenericClient;
-use shared::db::DbContext;
+use crate::db::{DbContext, DbError};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::SuggestionsError;
 
 /// Shown and accepted suggestions of one kind (or of all kinds, as `"all"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,7 +34,7 @@ pub struct Adoption {
 pub async fn adoption(
     client: &impl GenericClient,
     workspace: Option<Uuid>,
-) -> Result<Vec<Adoption>, SuggestionsError> {
+) -> Result<Vec<Adoption>, DbError> {
     let rows = client
         .query_typed(
             "WITH tracked AS (
