@@ -132,12 +132,12 @@ async fn direct_run(generated: &Generated, concurrency: usize, pool_size: usize)
     let label = format!("billing::ingest, pool {pool_size}");
     let db = prepared_db().await;
     let pool = db.pool(pool_size);
-    let deps = Arc::new(billing::BillingDeps {
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool.clone())),
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system());
+    let config = billing::config::Config {
         webhook_secrets: vec![SECRET.into()],
-    });
+    };
+    let deps = Arc::new(billing::BillingDeps::new(&container, config));
     let bodies = Arc::new(generated.deliveries.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

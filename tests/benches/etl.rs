@@ -17,7 +17,6 @@ use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use standins::{StandinConfig, Standins};
 use shared::queue::postgres::PostgresTransport;
-use shared::retry::RetryPolicy;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -53,20 +52,18 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
         .await
         .unwrap()
         .get(0);
-    let deps = EtlDeps {
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = shared::lambda::Container::new(pool, transport, shared::clock::Clock::system());
+    let config = etl::Config {
         keys: integration_tests::test_keys(),
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool)),
-        http: reqwest::Client::new(),
         endpoints: Endpoints {
             meta_base_url: standins.meta_base_url(),
             tiktok_base_url: standins.tiktok_base_url(),
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
-        retry: RetryPolicy::default(),
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
+    let deps = EtlDeps::new(&container, config).unwrap();
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();
     let run = EtlRun {
         platform,

@@ -53,9 +53,12 @@ pub async fn user(
         .get(0)
 }
 
+/// The `email` agent as its Lambda builds it, sending through `provider`, with fast retries.
 pub fn sender(pool: &Pool, provider: Arc<dyn email::provider::EmailProvider>) -> SenderDeps {
-    SenderDeps {
-        pool: pool.clone(),
+    let transport = Arc::new(shared::queue::postgres::PostgresTransport::new(pool.clone()));
+    let container =
+        shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system());
+    let config = email::send::Config {
         provider,
         composer: Composer {
             templates: email::templates::Templates::new(),
@@ -65,13 +68,14 @@ pub fn sender(pool: &Pool, provider: Arc<dyn email::provider::EmailProvider>) ->
             public_base_url: BASE_URL.into(),
             app_url: "https://app.example.test/".into(),
         },
+    };
+    SenderDeps {
         retry: RetryPolicy {
             first_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
             jitter_seed: Some(7),
             ..RetryPolicy::default()
         },
-        claim_ttl: Duration::from_secs(120),
-        clock: shared::clock::Clock::system(),
+        ..SenderDeps::new(&container, config)
     }
 }

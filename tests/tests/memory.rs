@@ -171,12 +171,10 @@ async fn hostile_bodies_stay_under_64_mb_and_their_answers_under_64_kb() {
     )
     .await
     .unwrap();
-    let router = analytics::router(Arc::new(AnalyticsDeps {
-        keys,
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool)),
-    }));
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = shared::lambda::Container::new(pool, transport, shared::clock::Clock::system());
+    let config = analytics::Config { keys };
+    let router = analytics::router(Arc::new(AnalyticsDeps::new(&container, config)));
 
     let json = ("content-type", "application/json".to_string());
     let gzipped = ("content-encoding", "gzip".to_string());

@@ -69,21 +69,19 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
         .await
         .unwrap()
         .get(0);
-    let deps = etl::EtlDeps {
+    let transport = Arc::new(shared::queue::postgres::PostgresTransport::new(
+        pool.clone(),
+    ));
+    let container = shared::lambda::Container::new(pool, transport, clock.clone());
+    let config = etl::Config {
         keys: integration_tests::test_keys(),
-        clock: clock.clone(),
-        transport: Arc::new(shared::queue::postgres::PostgresTransport::new(
-            pool.clone(),
-        )),
-        pool,
-        http: reqwest::Client::new(),
         endpoints: etl::Endpoints {
             meta_base_url: standins.meta_base_url(),
             ..etl::Endpoints::default()
         },
-        retry: shared::retry::RetryPolicy::default(),
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
     };
+    let deps = etl::EtlDeps::new(&container, config).unwrap();
     // The window ends on the ad account's today, in its own timezone.
     let today = meta_today(clock);
     let run = etl::EtlRun {

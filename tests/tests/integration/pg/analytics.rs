@@ -57,12 +57,9 @@ async fn analytics_at(clock: shared::clock::Clock) -> Analytics {
         .unwrap();
     assert!(again.is_none(), "only when no workspace exists");
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    let router = analytics::router(Arc::new(AnalyticsDeps {
-        keys,
-        clock,
-        pool,
-        transport: transport.clone(),
-    }));
+    let container = shared::lambda::Container::new(pool, transport.clone(), clock);
+    let config = analytics::Config { keys };
+    let router = analytics::router(Arc::new(AnalyticsDeps::new(&container, config)));
     Analytics {
         db,
         router,

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use billing::BillingDeps;
 use integration_tests::test_db::TestDb;
+use shared::lambda::Container;
 use serde_json::{Value, json};
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
@@ -37,12 +38,11 @@ async fn billing() -> Billing {
         .await
         .unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    let deps = Arc::new(BillingDeps {
-        clock: shared::clock::Clock::system(),
-        pool,
-        transport: transport.clone(),
+    let container = Container::new(pool, transport.clone(), shared::clock::Clock::system());
+    let config = billing::config::Config {
         webhook_secrets: vec![SECRET.into(), OLD_SECRET.into()],
-    });
+    };
+    let deps = Arc::new(BillingDeps::new(&container, config));
     Billing {
         db,
         router: billing::router(deps.clone()),

@@ -47,12 +47,12 @@ async fn shuffled_stripe_traffic_leaves_the_newest_state() {
         },
     );
     let pool = db.pool(CONCURRENCY);
-    let deps = Arc::new(billing::BillingDeps {
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: Arc::new(PostgresTransport::new(pool.clone())),
+    let transport = Arc::new(PostgresTransport::new(pool.clone()));
+    let container = shared::lambda::Container::new(pool, transport, shared::clock::Clock::system());
+    let config = billing::config::Config {
         webhook_secrets: vec![SECRET.into()],
-    });
+    };
+    let deps = Arc::new(billing::BillingDeps::new(&container, config));
     let router = billing::router(deps);
 
     // Eight workers take the next delivery in turn, so the delivery order is kept up to the

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use shared::db::Pool;
 use shared::queue::Transport;
 use shared::queue::catalog::EMAIL;
-use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
 use tokio_postgres::types::Type;
 use tower::ServiceExt;
@@ -519,16 +518,19 @@ fn resend_event(kind: &str, email_id: &str, extra: Value) -> Value {
     json!({ "type": kind, "created_at": Utc::now().to_rfc3339(), "data": data })
 }
 
-fn api_router(pool: &Pool) -> axum::Router {
+/// A container on `pool`, the Postgres queue and the system clock.
+fn container_of(pool: &Pool) -> shared::lambda::Container {
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
-    email::api::router(Arc::new(email::api::ApiDeps {
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        outbox: Outbox::new(pool.clone(), transport),
-        signer: TokenSigner::new(vec![UNSUBSCRIBE_SECRET.into()]),
+    shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system())
+}
+
+fn api_router(pool: &Pool) -> axum::Router {
+    let config = email::api::Config {
+        unsubscribe_secrets: vec![UNSUBSCRIBE_SECRET.into()],
         webhook_secrets: vec!["whsec_b2xkLXNlY3JldA==".into(), WEBHOOK_SECRET.into()],
         product: "Growth Agents".into(),
-    }))
+    };
+    email::api::router(Arc::new(email::api::ApiDeps::new(&container_of(pool), config)))
 }
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, String) {
@@ -711,11 +713,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     // The metrics agent counts them as events of the day, not as active users.
     let today = Utc::now().date_naive();
     metrics::handle(
-        &metrics::MetricsDeps {
-            clock: shared::clock::Clock::system(),
-            pool: pool.clone(),
-            transport: Arc::new(PostgresTransport::new(pool.clone())),
-        },
+        &metrics::MetricsDeps::new(&container_of(&pool)),
         &shared::messages::MetricsRecompute::new(workspace, today, "test", Utc::now()),
     )
     .await
@@ -792,12 +790,13 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
 
     // The status page shows them.
     let status = status::report(
-        &status::StatusDeps {
-            clock: shared::clock::Clock::system(),
-            pool: pool.clone(),
-            transport: Arc::new(PostgresTransport::new(pool.clone())),
-            access: status::access::Access::new("t".into(), None),
-        },
+        &status::StatusDeps::new(
+            &container_of(&pool),
+            status::Config {
+                token: "t".to_string().into(),
+                jwt: None,
+            },
+        ),
         None,
     )
     .await;

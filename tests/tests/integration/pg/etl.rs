@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
+use shared::lambda::Container;
 use integration_tests::test_db::TestDb;
 use standins::meta::{
     DEFAULT_META_ACCOUNT, DEFAULT_META_APP_SECRET, DEFAULT_META_TOKEN, appsecret_proof,
@@ -73,19 +74,19 @@ async fn etl() -> Etl {
     config.meta.regain_access_minutes = 0;
     let standins = standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    let deps = EtlDeps {
+    let container = Container::new(pool, transport.clone(), shared::clock::Clock::system());
+    let config = etl::Config {
         keys: integration_tests::test_keys(),
-        clock: shared::clock::Clock::system(),
-        pool,
-        transport: transport.clone(),
-        http: reqwest::Client::new(),
         endpoints: Endpoints {
             meta_base_url: standins.meta_base_url(),
             tiktok_base_url: standins.tiktok_base_url(),
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
-        retry: fast_retries(3),
         meta_app_secret: Some(DEFAULT_META_APP_SECRET.into()),
+    };
+    let deps = EtlDeps {
+        retry: fast_retries(3),
+        ..EtlDeps::new(&container, config).unwrap()
     };
     Etl {
         db,

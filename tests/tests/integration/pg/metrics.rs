@@ -58,14 +58,7 @@ const FIXTURE: &str = "
 const WORKSPACE: Uuid = Uuid::from_u128(0xaa);
 
 fn metrics_deps(db: &TestDb) -> metrics::MetricsDeps {
-    let pool = db.pool(4);
-    metrics::MetricsDeps {
-        clock: shared::clock::Clock::system(),
-        transport: std::sync::Arc::new(shared::queue::postgres::PostgresTransport::new(
-            pool.clone(),
-        )),
-        pool,
-    }
+    metrics::MetricsDeps::new(&db.container(4, shared::clock::Clock::system()))
 }
 
 async fn fixture() -> TestDb {

@@ -42,6 +42,13 @@ struct Fixture {
     outbox: Outbox,
 }
 
+impl Fixture {
+    /// The relay as its Lambda builds it, on a pool of one and the Postgres queue.
+    fn relay(&self) -> relay::RelayDeps {
+        relay::RelayDeps::new(&self.db.container(1, shared::clock::Clock::system()))
+    }
+}
+
 async fn fixture() -> Fixture {
     let db = TestDb::new().await;
     let pool = db.pool(4);
@@ -190,10 +197,9 @@ async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
     assert!(row.get::<_, String>(1).contains("connection refused"));
 
     let relay = relay::RelayDeps {
-        pool: f.db.pool(1),
         outbox: f.outbox.clone(),
-        postgres_queue: Some(f.transport.clone()),
         grace: Duration::ZERO,
+        ..f.relay()
     };
     let report = relay::run(&relay).await.unwrap();
     assert_eq!(report.relayed, 1);
@@ -218,10 +224,8 @@ async fn the_relay_forgets_expired_deduplication_ids_and_old_runs() {
         .await
         .unwrap();
     let relay = relay::RelayDeps {
-        pool: f.db.pool(1),
         outbox: f.outbox.clone(),
-        postgres_queue: Some(f.transport.clone()),
-        grace: relay::GRACE,
+        ..f.relay()
     };
     let report = relay::run(&relay).await.unwrap();
     assert_eq!(report.dedup_ids_purged, 1);

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus, WebhookDeps};
+use shared::lambda::Container;
 use integration_tests::test_db::TestDb;
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::{
@@ -102,36 +103,33 @@ async fn shop() -> Shop {
     });
     let standins = standins::start(config).await.unwrap();
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    let deps = EtlDeps {
+    let container = Container::new(pool, transport.clone(), shared::clock::Clock::system());
+    let endpoints = Endpoints {
+        shopify_base_url: format!("{}/shopify", standins.url()),
+        ..Endpoints::default()
+    };
+    let config = etl::Config {
         keys: integration_tests::test_keys(),
-        clock: shared::clock::Clock::system(),
-        pool: pool.clone(),
-        transport: transport.clone(),
-        http: reqwest::Client::new(),
-        endpoints: Endpoints {
-            shopify_base_url: format!("{}/shopify", standins.url()),
-            ..Endpoints::default()
-        },
+        endpoints: endpoints.clone(),
+        meta_app_secret: None,
+    };
+    let deps = EtlDeps {
         retry: RetryPolicy {
             max_retries: 3,
             first_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
             ..RetryPolicy::default()
         },
-        meta_app_secret: None,
+        ..EtlDeps::new(&container, config).unwrap()
     };
-    let router = etl::router(Arc::new(WebhookDeps {
+    let webhook_config = etl::WebhookConfig {
         keys: integration_tests::test_keys(),
-        clock: shared::clock::Clock::system(),
-        pool,
-        transport: transport.clone(),
         webhook_secrets: vec!["shpss_old_secret".into(), SECRET.into()],
-        http: etl::http_client(etl::shopify::webhook::REREAD_TIMEOUT).unwrap(),
-        endpoints: Endpoints {
-            shopify_base_url: format!("{}/shopify", standins.url()),
-            ..Endpoints::default()
-        },
-    }));
+        endpoints,
+    };
+    let router = etl::router(Arc::new(
+        WebhookDeps::new(&container, webhook_config).unwrap(),
+    ));
     Shop {
         db,
         deps,
