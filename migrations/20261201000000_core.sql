@@ -46,8 +46,8 @@ CREATE TABLE connections (
 );
 CREATE INDEX connections_workspace ON connections (workspace_id);
 
--- Row leases for long work that must not overlap (DESIGN.md §4). Rows are never deleted,
--- so a lease's fencing token only ever grows.
+-- Row leases for long work that must not overlap (docs/architecture.md, "Rules of the shared
+-- state"). Rows are never deleted, so a lease's fencing token only ever grows.
 CREATE TABLE leases (
     name          text PRIMARY KEY,
     holder        text NOT NULL,

@@ -1,6 +1,7 @@
 -- Shopify orders, pulled by the ETL poller and pushed by Shopify's webhooks into the same
 -- rows: keyed by (shop, order_id), and whichever copy carries the newer `updated_at` wins
--- (DESIGN.md §4), so a webhook and a poll of the same order leave one row.
+-- (docs/architecture.md, "Rules of the shared state"), so a webhook and a poll of the same
+-- order leave one row.
 
 CREATE TABLE orders (
     -- The shop handle: the `{shop}` of `{shop}.myshopify.com`.

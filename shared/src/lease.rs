@@ -1,9 +1,10 @@
 //! Leases: mutual exclusion for long work (an ETL run) that survives a transaction pooler.
 //!
 //! A session advisory lock belongs to whichever backend the pooler lent at that moment, so
-//! it leaks or is granted twice (DESIGN.md §7). A lease is a row instead: taken with one
-//! atomic upsert that succeeds only when the previous lease has expired, renewed while the
-//! work goes on, and carrying a fencing token that grows by one on every new holder.
+//! it leaks or is granted twice (`docs/architecture.md`, "Rules of the shared state"). A lease
+//! is a row instead: taken with one atomic upsert that succeeds only when the previous lease
+//! has expired, renewed while the work goes on, and carrying a fencing token that grows by one
+//! on every new holder.
 //!
 //! The token is what makes a lost lease harmless. A holder that stalled past its expiry may
 //! still believe it holds the lease; every write it makes under the lease first calls

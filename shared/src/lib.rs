@@ -33,7 +33,7 @@
 //!   refuses; [`quarantine`] keeps deliveries it refused anyway.
 //!
 //! The rules behind these choices (no named statements, no session state, leases instead of
-//! session locks) are explained in `DESIGN.md` §4 and §7.
+//! session locks) are explained in `docs/architecture.md`, "Rules of the shared state".
 
 pub mod adoption;
 pub mod agents;

@@ -11,7 +11,8 @@
 //!
 //! Every statement with parameters goes through `query_typed`/`execute_typed` (unnamed
 //! statements) and parameterless SQL through `batch_execute`/`simple_query`: a named
-//! statement may land on another backend behind the pooler (DESIGN.md §7).
+//! statement may land on another backend behind the pooler (`docs/architecture.md`, "Rules of
+//! the shared state").
 
 pub mod migrations;
 pub mod pool;
