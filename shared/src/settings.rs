@@ -142,6 +142,16 @@ impl Settings {
 /// own variables, so every configuration error reads the same.
 pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
 
+/// The secrets' values, for the code that signs or verifies with them (and holds them no
+/// longer than its dependencies live).
+pub fn exposed(secrets: &[SecretString]) -> Vec<String> {
+    use secrecy::ExposeSecret;
+    secrets
+        .iter()
+        .map(|secret| secret.expose_secret().to_string())
+        .collect()
+}
+
 fn process_variable(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -175,6 +185,16 @@ impl Env<'_> {
             .map(|item| item.trim().to_string())
             .filter(|item| !item.is_empty())
             .collect()
+    }
+
+    /// A required comma-separated list of secrets (several while one is rotated), wrapped so
+    /// that none is ever printed.
+    pub fn secret_list(&self, name: &'static str) -> Result<Vec<SecretString>, SettingsError> {
+        Ok(self
+            .required_list(name)?
+            .into_iter()
+            .map(SecretString::from)
+            .collect())
     }
 
     /// A required secret, wrapped so that it is never printed.

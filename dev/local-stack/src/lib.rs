@@ -40,7 +40,7 @@ use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::Transport;
 use shared::schedule::SCHEDULES;
-use shared::settings::{DatabaseSettings, Env};
+use shared::settings::{DatabaseSettings, Env, exposed};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -358,7 +358,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let suggestions = Arc::new(suggestions::SuggestionsDeps::new(&background));
     let mut email_sender = email::send::Config::local(&options.mailbox_dir, &origin);
     email_sender.composer.signer =
-        email::unsubscribe::TokenSigner::new(configs.email_api.unsubscribe_secrets.clone());
+        email::unsubscribe::TokenSigner::new(exposed(&configs.email_api.unsubscribe_secrets));
     let sender = Arc::new(email::send::SenderDeps::new(&background, email_sender));
     let schedules = Arc::new(Schedules {
         by_agent: vec![
@@ -435,10 +435,10 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         .await
         .context("seed the demo")?;
         tracing::info!(?seeded, "demo data seeded");
-        let first = |secrets: &[String], what: &str| {
+        let first = |secrets: &[SecretString], what: &str| {
             secrets
                 .first()
-                .cloned()
+                .map(|secret| secret.expose_secret().to_string())
                 .with_context(|| format!("demo mode needs a {what} secret"))
         };
         let jwt = &configs.suggestions_api.jwt;
@@ -500,6 +500,21 @@ fn describe_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agents_settings_print_no_secret() {
+        let printed = format!("{:?}", AgentConfigs::local());
+        for secret in [
+            billing::config::LOCAL_WEBHOOK_SECRET,
+            etl::config::LOCAL_SHOPIFY_WEBHOOK_SECRET,
+            email::LOCAL_RESEND_WEBHOOK_SECRET,
+            email::LOCAL_UNSUBSCRIBE_SECRET,
+            status::LOCAL_TOKEN,
+            shared::jwt::LOCAL_SECRET,
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+    }
 
     #[test]
     fn urls_are_described_without_credentials() {

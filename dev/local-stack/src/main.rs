@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let agents = options.agents.clone();
     let mailbox = options.mailbox_dir.clone();
     let stack = local_stack::start(options).await?;
+    // Only here, for the banner: whether each secret is still the local default.
     let url = stack.url();
     // What the banner shows of a secret: the local default itself, or only the variable
     // that replaced it.
@@ -72,7 +73,12 @@ async fn main() -> anyhow::Result<()> {
             format!("${variable}")
         }
     };
-    let first = |secrets: &[String]| secrets.first().cloned().unwrap_or_default();
+    let first = |secrets: &[secrecy::SecretString]| {
+        secrets
+            .first()
+            .map(|secret| secret.expose_secret().to_string())
+            .unwrap_or_default()
+    };
     println!("growth-agents local stack is ready");
     println!(
         "  open      {url}/status (token {}; also GET /status.json with Authorization: Bearer)",

@@ -1,6 +1,7 @@
 //! The `billing` function's settings and its one constructor, used alike by the Lambda main,
 //! the local stack, the tests and `ops`.
 
+use secrecy::SecretString;
 use shared::lambda::Container;
 use shared::settings::{Env, SettingsError};
 
@@ -13,13 +14,13 @@ pub const LOCAL_WEBHOOK_SECRET: &str = "whsec_local";
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `STRIPE_WEBHOOK_SECRET`: endpoint secrets, several while one is being rolled.
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
 }
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
         Ok(Self {
-            webhook_secrets: env.required_list("STRIPE_WEBHOOK_SECRET")?,
+            webhook_secrets: env.secret_list("STRIPE_WEBHOOK_SECRET")?,
         })
     }
 
@@ -36,7 +37,7 @@ impl BillingDeps {
             pool: container.pool.clone(),
             transport: container.transport.clone(),
             clock: container.clock.clone(),
-            webhook_secrets: config.webhook_secrets,
+            webhook_secrets: shared::settings::exposed(&config.webhook_secrets),
         }
     }
 }

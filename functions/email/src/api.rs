@@ -28,7 +28,8 @@ use shared::http::ApiError;
 use shared::lambda::Container;
 use shared::queue::outbox::Outbox;
 use shared::retry::Retryable;
-use shared::settings::{Env, SettingsError};
+use secrecy::SecretString;
+use shared::settings::{Env, SettingsError, exposed};
 use shared::webhook::SvixHeaders;
 
 use crate::unsubscribe::{Method, TokenSigner, Unsubscribed, unsubscribe};
@@ -54,9 +55,9 @@ pub struct ApiDeps {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `EMAIL_UNSUBSCRIBE_SECRET` (comma-separated while rotating).
-    pub unsubscribe_secrets: Vec<String>,
+    pub unsubscribe_secrets: Vec<SecretString>,
     /// `RESEND_WEBHOOK_SECRET`: `whsec_…` signing secrets (several while rotating).
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
     /// `EMAIL_PRODUCT_NAME`, on the unsubscribe pages.
     pub product: String,
 }
@@ -64,8 +65,8 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
         Ok(Self {
-            unsubscribe_secrets: env.required_list("EMAIL_UNSUBSCRIBE_SECRET")?,
-            webhook_secrets: env.required_list("RESEND_WEBHOOK_SECRET")?,
+            unsubscribe_secrets: env.secret_list("EMAIL_UNSUBSCRIBE_SECRET")?,
+            webhook_secrets: env.secret_list("RESEND_WEBHOOK_SECRET")?,
             product: env
                 .optional("EMAIL_PRODUCT_NAME")
                 .unwrap_or_else(|| crate::DEFAULT_PRODUCT_NAME.to_string()),
@@ -86,8 +87,8 @@ impl ApiDeps {
         Self {
             pool: container.pool.clone(),
             outbox: Outbox::new(container.pool.clone(), container.transport.clone()),
-            signer: TokenSigner::new(config.unsubscribe_secrets),
-            webhook_secrets: config.webhook_secrets,
+            signer: TokenSigner::new(exposed(&config.unsubscribe_secrets)),
+            webhook_secrets: exposed(&config.webhook_secrets),
             product: config.product,
             clock: container.clock.clone(),
         }

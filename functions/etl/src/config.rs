@@ -115,7 +115,7 @@ pub struct WebhookConfig {
     /// `ENCRYPTION_KEYS`, which open the shops' sealed tokens to re-read an order.
     pub keys: Arc<Keys>,
     /// `SHOPIFY_WEBHOOK_SECRET`: the app's client secrets, several while one is rotated.
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
     /// Where the shops' Admin APIs are (`SHOPIFY_API_BASE_URL`).
     pub endpoints: Endpoints,
 }
@@ -124,7 +124,7 @@ impl WebhookConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
         Ok(Self {
             keys: Arc::new(Keys::from_env(env)?),
-            webhook_secrets: env.required_list("SHOPIFY_WEBHOOK_SECRET")?,
+            webhook_secrets: env.secret_list("SHOPIFY_WEBHOOK_SECRET")?,
             endpoints: Endpoints::from_lookup(env.0),
         })
     }
@@ -145,7 +145,7 @@ impl WebhookDeps {
             transport: container.transport.clone(),
             clock: container.clock.clone(),
             keys: config.keys,
-            webhook_secrets: config.webhook_secrets,
+            webhook_secrets: shared::settings::exposed(&config.webhook_secrets),
             http: crate::http_client(crate::shopify::webhook::REREAD_TIMEOUT)?,
             endpoints: config.endpoints,
         })
