@@ -1,0 +1,89 @@
+//! A Stripe snapshot event as the webhook receives it: parsed, checked for what the mirror
+//! needs, and nothing more.
+
+use serde_json::Value;
+
+use crate::{BillingError, MAX_ID_BYTES, ordering};
+
+/// A parsed snapshot event.
+#[derive(Debug, Clone)]
+pub struct StripeEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+    pub account: Option<String>,
+    pub api_version: Option<String>,
+    pub payload: Value,
+}
+
+impl StripeEvent {
+    pub fn parse(payload: &[u8]) -> Result<Self, BillingError> {
+        let payload: Value = serde_json::from_slice(payload)
+            .map_err(|error| BillingError::Malformed(error.to_string()))?;
+        let text = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_string);
+        let missing =
+            |key: &str| BillingError::Malformed(format!("`{key}` is missing or of the wrong type"));
+        if payload.get("object").and_then(Value::as_str) != Some("event") {
+            return Err(BillingError::Malformed(
+                "`object` is not \"event\" (thin events are not supported)".into(),
+            ));
+        }
+        if !payload
+            .pointer("/data/object")
+            .is_some_and(Value::is_object)
+        {
+            return Err(missing("data.object"));
+        }
+        let id = text("id").ok_or_else(|| missing("id"))?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(BillingError::Malformed(format!(
+                "`id` is longer than {MAX_ID_BYTES} bytes"
+            )));
+        }
+        if let Some(object_id) = payload.pointer("/data/object/id").and_then(Value::as_str)
+            && object_id.len() > MAX_ID_BYTES
+        {
+            return Err(BillingError::Malformed(format!(
+                "`data.object.id` is longer than {MAX_ID_BYTES} bytes"
+            )));
+        }
+        Ok(Self {
+            id,
+            event_type: text("type").ok_or_else(|| missing("type"))?,
+            created: payload
+                .get("created")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| missing("created"))?,
+            livemode: payload
+                .get("livemode")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            account: text("account"),
+            api_version: text("api_version"),
+            payload,
+        })
+    }
+
+    pub fn object(&self) -> &Value {
+        self.payload.pointer("/data/object").unwrap_or(&Value::Null)
+    }
+
+    pub fn previous_attributes(&self) -> Option<&Value> {
+        self.payload.pointer("/data/previous_attributes")
+    }
+
+    pub(crate) fn object_id(&self) -> Option<&str> {
+        self.object().get("id").and_then(Value::as_str)
+    }
+
+    pub(crate) fn version(&self, deletes: bool) -> ordering::Version<'_> {
+        ordering::Version {
+            event_id: &self.id,
+            created: self.created,
+            object: self.object(),
+            previous_attributes: self.previous_attributes(),
+            deletes,
+        }
+    }
+}

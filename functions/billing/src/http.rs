@@ -1,0 +1,62 @@
+//! `POST /webhooks/stripe`: the signature checked against every endpoint secret, the event
+//! ingested, and the outcome answered as Stripe reads it (what each failure answers is said
+//! once, by `From<BillingError> for ApiError`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use shared::agents::Agent;
+use shared::http::ApiError;
+use shared::retry::Retryable;
+use shared::runs::RunLog;
+
+use crate::{BillingDeps, BillingError, MAX_BODY_BYTES, RETRY_AFTER_SECS, ingest};
+
+impl From<BillingError> for ApiError {
+    fn from(error: BillingError) -> Self {
+        match error {
+            BillingError::Malformed(reason) => {
+                ApiError::bad_request(format!("malformed event: {reason}"))
+            }
+            error if error.retry_class().is_transient() => {
+                tracing::warn!(%error, "Stripe event not recorded for now; Stripe will redeliver");
+                ApiError::unavailable("the event could not be recorded now; retry later")
+                    .retry_after(RETRY_AFTER_SECS)
+            }
+            error => {
+                tracing::error!(%error, "Stripe event not recorded; Stripe will redeliver");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the event could not be recorded; retry later",
+                )
+            }
+        }
+    }
+}
+
+async fn receive_stripe(
+    State(deps): State<Arc<BillingDeps>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|value| value.to_str().ok());
+    let secrets: Vec<&str> = deps.webhook_secrets.iter().map(String::as_str).collect();
+    shared::webhook::verify_stripe(&body, signature, &secrets, deps.clock.now().timestamp())
+        .map_err(|error| ApiError::bad_request(format!("Stripe-Signature: {error}")))?;
+    let outcome = ingest(&deps, &body).await?;
+    Ok(Json(json!({ "received": true, "outcome": outcome })))
+}
+
+/// The billing agent's routes, recorded in the run log.
+pub fn router(deps: Arc<BillingDeps>) -> Router {
+    let runs = RunLog::new(deps.pool.clone(), Agent::Billing);
+    let routes = Router::new().route("/webhooks/stripe", post(receive_stripe));
+    runs.layer(shared::http::limit_body(routes, MAX_BODY_BYTES).with_state(deps))
+}
