@@ -52,11 +52,15 @@ use chrono::{Months, NaiveDate};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{
-    AdDay, AdDayFacts, AdTotals, Api, LoggedRequest, Outcome, Restatements, StandinConfig,
-    Switches, ad_day, encode_query, first, hash_str, json_response, key, mix64, money_trimmed,
-    parse_query, set_header, today_at,
-};
+use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
+use crate::ad_day::{AdDay, ad_day};
+use crate::config::{StandinConfig, today_at};
+use crate::faults::Switches;
+use crate::money::money_trimmed;
+use crate::query::{encode_query, first, parse_query};
+use crate::reply::{json_response, set_header};
+use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::seeded::{hash_str, key, mix64};
 
 /// The token the stand-in accepts unless the scenario says otherwise.
 pub const DEFAULT_META_TOKEN: &str = "meta-local-token";
@@ -1129,9 +1133,9 @@ impl MetaState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{get, path_of};
-    use super::super::{StandinConfig, router};
     use super::*;
+    use crate::test_support::{get, path_of};
+    use crate::{StandinConfig, router};
 
     fn day(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -1372,7 +1376,7 @@ mod tests {
         // An app that does not require the proof takes requests without one.
         let mut open = config(3);
         open.meta.app_secret = None;
-        let (router, _) = super::super::router(&open, "http://standins.test");
+        let (router, _) = crate::router(&open, "http://standins.test");
         let (status, _, _) = get(&router, &unsigned, &[]).await;
         assert_eq!(status, StatusCode::OK);
     }

@@ -55,10 +55,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Api, Draw, LoggedRequest, Outcome, StandinConfig, Switches, encode_query, first, hash_str,
-    json_response, key, mix64, money, parse_query, set_header, today_at,
-};
+use crate::config::{StandinConfig, today_at};
+use crate::faults::Switches;
+use crate::money::money;
+use crate::query::{encode_query, first, parse_query};
+use crate::reply::{json_response, set_header};
+use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::seeded::{Draw, hash_str, key, mix64};
 
 pub const DEFAULT_SHOPIFY_TOKEN: &str = "shpat_local_token";
 /// The default shop: `demo-store.myshopify.com`.
@@ -1762,9 +1765,9 @@ impl ShopifyState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{get, path_of};
-    use super::super::{StandinConfig, router};
     use super::*;
+    use crate::test_support::{get, path_of};
+    use crate::{StandinConfig, router};
 
     fn config(orders: usize) -> StandinConfig {
         let mut config = StandinConfig {

@@ -41,10 +41,15 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{
-    AdDay, AdDayFacts, AdTotals, Api, LoggedRequest, Outcome, Restatements, StandinConfig,
-    Switches, ad_day, first, hash_str, json_response, key, mix64, money, parse_query, today_at,
-};
+use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
+use crate::ad_day::{AdDay, ad_day};
+use crate::config::{StandinConfig, today_at};
+use crate::faults::Switches;
+use crate::money::money;
+use crate::query::{first, parse_query};
+use crate::reply::json_response;
+use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::seeded::{hash_str, key, mix64};
 
 pub const DEFAULT_TIKTOK_TOKEN: &str = "tiktok-local-token";
 pub const DEFAULT_TIKTOK_ADVERTISER: &str = "7012345678901234567";
@@ -657,9 +662,10 @@ impl TikTokState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::get;
-    use super::super::{StandinConfig, encode_query, router};
     use super::*;
+    use crate::query::encode_query;
+    use crate::test_support::get;
+    use crate::{StandinConfig, router};
 
     fn day(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
