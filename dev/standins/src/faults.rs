@@ -10,8 +10,29 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 
+use crate::answer::Answer;
 use crate::query::parse_query;
 use crate::request_log::{Api, LoggedRequest, Outcome, RequestLog};
+
+/// Declares a platform's fault handle: a cheap clone of the platform's shared state that
+/// dereferences to the state's `switches`, so every handle offers the shared faults and
+/// the request log besides its own knobs.
+macro_rules! fault_handle {
+    ($(#[$attr:meta])* $handle:ident($state:ty)) => {
+        $(#[$attr])*
+        #[derive(Clone)]
+        pub struct $handle(std::sync::Arc<$state>);
+
+        impl std::ops::Deref for $handle {
+            type Target = $crate::faults::Switches;
+
+            fn deref(&self) -> &$crate::faults::Switches {
+                &self.0.switches
+            }
+        }
+    };
+}
+pub(crate) use fault_handle;
 
 /// The switches every stand-in has. Each fault handle dereferences to its own `Switches`.
 #[derive(Debug, Default)]
@@ -131,6 +152,21 @@ impl Switches {
                     .fail_page
                     .compare_exchange(page, 0, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok())
+    }
+
+    /// The answer of a request (for `page`, `0` when it has none) that must fail with
+    /// HTTP 500; `response` says so the platform's way.
+    pub(crate) fn injected_failure(
+        &self,
+        page: u32,
+        response: impl FnOnce() -> Response,
+    ) -> Option<Answer> {
+        self.take_failure(page).then(|| Answer {
+            response: response(),
+            outcome: Outcome::ServerError,
+            page: Some(page),
+            rows: 0,
+        })
     }
 
     pub(crate) fn record(&self, entry: LoggedRequest) {

@@ -41,6 +41,7 @@ pub mod tiktok;
 
 mod ad_accounts;
 mod ad_day;
+mod answer;
 mod config;
 mod faults;
 mod lock;

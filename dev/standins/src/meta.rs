@@ -37,12 +37,11 @@
 //! when switched on). Error texts other than the throttling ones are approximations.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -54,12 +53,14 @@ use serde_json::json;
 
 use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
 use crate::ad_day::{AdDay, ad_day};
+use crate::answer::{Answer, serve};
 use crate::config::{StandinConfig, today_at};
-use crate::faults::Switches;
+use crate::faults::{Switches, fault_handle};
+use crate::lock;
 use crate::money::money_trimmed;
-use crate::query::{encode_query, first, parse_query};
-use crate::reply::{json_response, set_header};
-use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::query::{encode_query, first};
+use crate::reply::{json_body, set_header};
+use crate::request_log::{Api, Outcome};
 use crate::seeded::{hash_str, key, mix64};
 
 /// The token the stand-in accepts unless the scenario says otherwise.
@@ -183,16 +184,9 @@ struct MetaState {
     traces: AtomicU64,
 }
 
-/// The run-time handle of the Meta stand-in; dereferences to its [`Switches`].
-#[derive(Clone)]
-pub struct MetaFaults(Arc<MetaState>);
-
-impl Deref for MetaFaults {
-    type Target = Switches;
-
-    fn deref(&self) -> &Switches {
-        &self.0.switches
-    }
+fault_handle! {
+    /// The run-time handle of the Meta stand-in; dereferences to its [`Switches`].
+    MetaFaults(MetaState)
 }
 
 impl MetaFaults {
@@ -227,12 +221,12 @@ impl MetaFaults {
 
     /// Which throttling error the next throttled answers carry.
     pub fn set_throttle(&self, kind: MetaThrottle) {
-        self.lock_throttle().0 = kind;
+        lock::unpoisoned(&self.0.throttle).0 = kind;
     }
 
     /// `estimated_time_to_regain_access` (minutes) of throttled answers.
     pub fn set_regain_access_minutes(&self, minutes: u32) {
-        self.lock_throttle().1 = minutes;
+        lock::unpoisoned(&self.0.throttle).1 = minutes;
     }
 
     /// The utilisation (percent) the usage headers of normal answers report, e.g. 96 to
@@ -305,13 +299,6 @@ impl MetaFaults {
     ) -> AdTotals {
         AdTotals::of(&self.expected_rows(account_id, since, until))
     }
-
-    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, (MetaThrottle, u32)> {
-        self.0
-            .throttle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 pub(crate) fn routes(faults: &MetaFaults) -> Router {
@@ -323,42 +310,18 @@ pub(crate) fn routes(faults: &MetaFaults) -> Router {
 async fn insights(
     State(faults): State<MetaFaults>,
     Path((version, node)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(echo) = faults.0.switches.take_echo(Api::Meta, &uri, &headers) {
-        return echo;
-    }
-    let query = parse_query(raw.as_deref());
-    let answer = faults.0.answer(&version, &node, &query, &headers);
-    faults.0.switches.record(LoggedRequest {
-        api: Api::Meta,
-        path: format!("/meta/{version}/{node}/insights"),
-        query,
-        page: answer.page,
-        outcome: answer.outcome,
-        rows: answer.rows,
-    });
-    answer.response
-}
-
-struct Answer {
-    response: Response,
-    outcome: Outcome,
-    page: Option<u32>,
-    rows: usize,
-}
-
-impl Answer {
-    fn refused(response: Response, outcome: Outcome) -> Self {
-        Answer {
-            response,
-            outcome,
-            page: None,
-            rows: 0,
-        }
-    }
+    let state = &faults.0;
+    serve(
+        &state.switches,
+        Api::Meta,
+        format!("/meta/{version}/{node}/insights"),
+        &uri,
+        &headers,
+        |query| state.answer(&version, &node, query, &headers),
+    )
 }
 
 /// The campaign, ad set and ad ids and names of one ad (12 ads a campaign, 4 an ad set).
@@ -695,8 +658,7 @@ impl MetaState {
         if transient {
             error["is_transient"] = json!(true);
         }
-        let body = serde_json::to_vec(&json!({ "error": error })).unwrap_or_default();
-        json_response(status, body)
+        json_body(status, &json!({ "error": error }))
     }
 
     fn invalid(&self, message: &str) -> Response {
@@ -847,10 +809,7 @@ impl MetaState {
             );
         };
         if self.switches.take_throttle() {
-            let (kind, regain) = *self
-                .throttle
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (kind, regain) = *lock::unpoisoned(&self.throttle);
             let mut response = self.error(
                 StatusCode::BAD_REQUEST,
                 kind.message(),
@@ -868,32 +827,24 @@ impl MetaState {
             Err(response) => return Answer::refused(*response, Outcome::Rejected),
         };
         let page = u32::try_from(request.offset / request.limit + 1).unwrap_or(u32::MAX);
-        if self.switches.take_failure(page) {
-            return Answer {
-                response: self.error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "An unknown error occurred",
-                    "OAuthException",
-                    1,
-                    Some(99),
-                    true,
-                ),
-                outcome: Outcome::ServerError,
-                page: Some(page),
-                rows: 0,
-            };
+        let failure = self.switches.injected_failure(page, || {
+            self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An unknown error occurred",
+                "OAuthException",
+                1,
+                Some(99),
+                true,
+            )
+        });
+        if let Some(failure) = failure {
+            return failure;
         }
-        let mut response = self.page(version, node, account, query, &request, today);
-        let rows = response.1;
+        let (mut response, rows) = self.page(version, node, account, query, &request, today);
         let pct = self.usage_pct.load(Ordering::SeqCst);
-        self.usage_headers(&mut response.0, account, pct, 0);
-        set_header(&mut response.0, "facebook-api-version", version);
-        Answer {
-            response: response.0,
-            outcome: Outcome::Ok,
-            page: Some(page),
-            rows,
-        }
+        self.usage_headers(&mut response, account, pct, 0);
+        set_header(&mut response, "facebook-api-version", version);
+        Answer::served(response, Some(page), rows)
     }
 
     fn parse(
@@ -1126,8 +1077,7 @@ impl MetaState {
                 cursors: Cursors { before, after },
             }
         });
-        let body = serde_json::to_vec(&Page { data, paging }).unwrap_or_default();
-        (json_response(StatusCode::OK, body), rows)
+        (json_body(StatusCode::OK, &Page { data, paging }), rows)
     }
 }
 

@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use serde::Serialize;
 
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
@@ -14,6 +15,11 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     response
+}
+
+/// `value` serialised as the JSON body.
+pub(crate) fn json_body(status: StatusCode, value: &impl Serialize) -> Response {
+    json_response(status, serde_json::to_vec(value).unwrap_or_default())
 }
 
 pub(crate) fn set_header(response: &mut Response, name: &'static str, value: &str) {

@@ -39,14 +39,14 @@
 //! (the presentment currency is the shop's), and exact 400 texts (approximations).
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::{Bound, Deref};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
@@ -55,12 +55,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::answer::{Answer, serve};
 use crate::config::{StandinConfig, today_at};
-use crate::faults::Switches;
+use crate::faults::{Switches, fault_handle};
+use crate::lock;
 use crate::money::money;
-use crate::query::{encode_query, first, parse_query};
-use crate::reply::{json_response, set_header};
-use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::query::{encode_query, first};
+use crate::reply::{json_body, json_response, set_header};
+use crate::request_log::{Api, Outcome};
 use crate::seeded::{Draw, hash_str, key, mix64};
 
 pub const DEFAULT_SHOPIFY_TOKEN: &str = "shpat_local_token";
@@ -448,9 +450,7 @@ impl Shop {
     }
 
     fn lock(&self) -> MutexGuard<'_, ShopInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock::unpoisoned(&self.inner)
     }
 
     fn order_id(&self, index: u64) -> u64 {
@@ -627,6 +627,12 @@ impl Shop {
         self.model(index, inner.patches.get(&id), &inner.added)
     }
 
+    /// [`Shop::find`] for the helpers of [`ShopifyFaults`], whose error names the order.
+    fn order_model(&self, inner: &ShopInner, id: u64) -> anyhow::Result<OrderModel> {
+        self.find(inner, id)
+            .with_context(|| format!("shop {} has no order {id}", self.spec.shop))
+    }
+
     fn timestamp(&self, secs: i64) -> String {
         DateTime::<Utc>::from_timestamp(secs, 0)
             .unwrap_or_default()
@@ -783,9 +789,7 @@ impl Shop {
         change: impl FnOnce(&OrderModel, &mut Patch, i64) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut inner = self.lock();
-        let model = self
-            .find(&inner, id)
-            .with_context(|| format!("shop {} has no order {id}", self.spec.shop))?;
+        let model = self.order_model(&inner, id)?;
         let mut patch = inner.patches.get(&id).cloned().unwrap_or_default();
         let at = Self::tick(&mut inner);
         change(&model, &mut patch, at)?;
@@ -1082,16 +1086,9 @@ struct ShopifyState {
     switches: Switches,
 }
 
-/// The run-time handle of the Shopify stand-in; dereferences to its [`Switches`].
-#[derive(Clone)]
-pub struct ShopifyFaults(Arc<ShopifyState>);
-
-impl Deref for ShopifyFaults {
-    type Target = Switches;
-
-    fn deref(&self) -> &Switches {
-        &self.0.switches
-    }
+fault_handle! {
+    /// The run-time handle of the Shopify stand-in; dereferences to its [`Switches`].
+    ShopifyFaults(ShopifyState)
 }
 
 impl ShopifyFaults {
@@ -1120,20 +1117,12 @@ impl ShopifyFaults {
 
     /// `Retry-After` (seconds) of the next 429s.
     pub fn set_retry_after(&self, seconds: f64) {
-        *self
-            .0
-            .retry_after
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = seconds;
+        *lock::unpoisoned(&self.0.retry_after) = seconds;
     }
 
     /// Switches the simulated leaky bucket on (or off with `None`).
     pub fn set_bucket(&self, bucket: Option<LeakyBucket>) {
-        *self
-            .0
-            .bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = bucket;
+        *lock::unpoisoned(&self.0.bucket) = bucket;
     }
 
     fn shop(&self, shop: &str) -> anyhow::Result<&Shop> {
@@ -1272,9 +1261,7 @@ impl ShopifyFaults {
         let shop = self.shop(shop)?;
         let (body, updated) = {
             let inner = shop.lock();
-            let model = shop
-                .find(&inner, order_id)
-                .with_context(|| format!("shop {} has no order {order_id}", shop.spec.shop))?;
+            let model = shop.order_model(&inner, order_id)?;
             let body = match topic {
                 ShopifyTopic::RefundsCreate => {
                     let refund = model
@@ -1346,93 +1333,50 @@ pub(crate) fn routes(faults: &ShopifyFaults) -> Router {
         .with_state(faults.clone())
 }
 
-struct Answer {
-    response: Response,
-    outcome: Outcome,
-    page: Option<u32>,
-    rows: usize,
-}
-
-impl Answer {
-    fn refused(response: Response, outcome: Outcome) -> Self {
-        Answer {
-            response,
-            outcome,
-            page: None,
-            rows: 0,
-        }
-    }
-}
-
 fn errors(status: StatusCode, message: &str) -> Response {
-    json_response(
-        status,
-        serde_json::to_vec(&serde_json::json!({ "errors": message })).unwrap_or_default(),
-    )
+    json_body(status, &serde_json::json!({ "errors": message }))
 }
 
-/// What the common checks decided.
-enum Gate<'a> {
-    Refused(Answer),
-    /// Through, with the `X-Shopify-Shop-Api-Call-Limit` reading.
-    Pass(&'a Shop, String),
+/// Shopify's 404, for an unknown shop, order or path alike.
+fn not_found() -> Answer {
+    Answer::refused(
+        errors(StatusCode::NOT_FOUND, "Not Found"),
+        Outcome::Rejected,
+    )
 }
 
 async fn list_orders(
     State(faults): State<ShopifyFaults>,
     Path((shop, version)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(echo) = faults.0.switches.take_echo(Api::Shopify, &uri, &headers) {
-        return echo;
-    }
-    let query = parse_query(raw.as_deref());
-    let (answer, call_limit) = match faults.0.gate(&shop, &headers) {
-        Gate::Refused(answer) => (answer, None),
-        Gate::Pass(found, call_limit) => (faults.0.list(found, &version, &query), Some(call_limit)),
-    };
-    faults.0.finish(
-        answer,
-        call_limit,
-        format!("/shopify/{shop}/admin/api/{version}/orders.json"),
-        query,
-        &version,
-    )
+    let path = format!("/shopify/{shop}/admin/api/{version}/orders.json");
+    faults
+        .0
+        .serve(&shop, &version, path, &uri, &headers, |found, query| {
+            faults.0.list(found, &version, query)
+        })
 }
 
 async fn one_order(
     State(faults): State<ShopifyFaults>,
     Path((shop, version, file)): Path<(String, String, String)>,
-    RawQuery(raw): RawQuery,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(echo) = faults.0.switches.take_echo(Api::Shopify, &uri, &headers) {
-        return echo;
-    }
-    let query = parse_query(raw.as_deref());
-    let (answer, call_limit) = match faults.0.gate(&shop, &headers) {
-        Gate::Refused(answer) => (answer, None),
-        Gate::Pass(found, call_limit) => {
-            let answer = match file.strip_suffix(".json") {
-                Some("count") => faults.0.count(found, &query),
-                Some(id) => faults.0.single(found, id, &query),
-                None => Answer::refused(
-                    errors(StatusCode::NOT_FOUND, "Not Found"),
-                    Outcome::Rejected,
-                ),
-            };
-            (answer, Some(call_limit))
-        }
-    };
-    faults.0.finish(
-        answer,
-        call_limit,
-        format!("/shopify/{shop}/admin/api/{version}/orders/{file}"),
-        query,
+    let path = format!("/shopify/{shop}/admin/api/{version}/orders/{file}");
+    faults.0.serve(
+        &shop,
         &version,
+        path,
+        &uri,
+        &headers,
+        |found, query| match file.strip_suffix(".json") {
+            Some("count") => faults.0.count(found, query),
+            Some(id) => faults.0.single(found, id, query),
+            None => not_found(),
+        },
     )
 }
 
@@ -1457,35 +1401,55 @@ impl ShopifyState {
         self.shops.iter().find(|shop| shop.spec.shop == name)
     }
 
-    /// Shop, token, throttling.
-    fn gate(&self, shop: &str, headers: &HeaderMap) -> Gate<'_> {
+    /// Serves a request of `shop`'s Admin API: the checks every endpoint shares (the shop,
+    /// its token, throttling), then `endpoint`, whose answer carries the call-limit and
+    /// version headers Shopify sends with every request it let through.
+    fn serve(
+        &self,
+        shop: &str,
+        version: &str,
+        path: String,
+        uri: &Uri,
+        headers: &HeaderMap,
+        endpoint: impl FnOnce(&Shop, &[(String, String)]) -> Answer,
+    ) -> Response {
+        serve(&self.switches, Api::Shopify, path, uri, headers, |query| {
+            let (shop, call_limit) = match self.gate(shop, headers) {
+                Ok(passed) => passed,
+                Err(refusal) => return *refusal,
+            };
+            let mut answer = endpoint(shop, query);
+            set_header(
+                &mut answer.response,
+                "x-shopify-shop-api-call-limit",
+                &call_limit,
+            );
+            set_header(&mut answer.response, "x-shopify-api-version", version);
+            answer
+        })
+    }
+
+    /// Shop, token, throttling: the shop and the `X-Shopify-Shop-Api-Call-Limit` reading
+    /// when the request passes.
+    fn gate(&self, shop: &str, headers: &HeaderMap) -> Result<(&Shop, String), Box<Answer>> {
         let Some(shop) = self.shop(shop) else {
-            return Gate::Refused(Answer::refused(
-                errors(StatusCode::NOT_FOUND, "Not Found"),
-                Outcome::Rejected,
-            ));
+            return Err(Box::new(not_found()));
         };
         let token = headers
             .get("x-shopify-access-token")
             .and_then(|value| value.to_str().ok());
         let expected = shop.spec.access_token.as_deref().unwrap_or(&self.token);
         if token != Some(expected) || self.switches.token_expired() {
-            return Gate::Refused(Answer::refused(
+            return Err(Box::new(Answer::refused(
                 json_response(StatusCode::UNAUTHORIZED, INVALID_TOKEN.as_bytes().to_vec()),
                 Outcome::AuthFailed,
-            ));
+            )));
         }
-        let bucket = *self
-            .bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bucket = *lock::unpoisoned(&self.bucket);
         let (used, size, overflow) = match bucket {
             None => (1, 40, false),
             Some(bucket) => {
-                let mut state = shop
-                    .bucket
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut state = lock::unpoisoned(&shop.bucket);
                 let now = Instant::now();
                 let leaked = now.duration_since(state.at).as_secs_f64() * bucket.leak_per_second;
                 state.level = (state.level - leaked).max(0.0);
@@ -1499,10 +1463,7 @@ impl ShopifyState {
             }
         };
         if overflow || self.switches.take_throttle() {
-            let retry_after = *self
-                .retry_after
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let retry_after = *lock::unpoisoned(&self.retry_after);
             let mut response =
                 json_response(StatusCode::TOO_MANY_REQUESTS, THROTTLED.as_bytes().to_vec());
             set_header(&mut response, "retry-after", &format!("{retry_after:.1}"));
@@ -1511,44 +1472,14 @@ impl ShopifyState {
                 "x-shopify-shop-api-call-limit",
                 &format!("{size}/{size}"),
             );
-            return Gate::Refused(Answer::refused(response, Outcome::Throttled));
+            return Err(Box::new(Answer::refused(response, Outcome::Throttled)));
         }
-        Gate::Pass(shop, format!("{used}/{size}"))
-    }
-
-    fn finish(
-        &self,
-        mut answer: Answer,
-        call_limit: Option<String>,
-        path: String,
-        query: Vec<(String, String)>,
-        version: &str,
-    ) -> Response {
-        if let Some(call_limit) = call_limit {
-            set_header(
-                &mut answer.response,
-                "x-shopify-shop-api-call-limit",
-                &call_limit,
-            );
-            set_header(&mut answer.response, "x-shopify-api-version", version);
-        }
-        self.switches.record(LoggedRequest {
-            api: Api::Shopify,
-            path,
-            query,
-            page: answer.page,
-            outcome: answer.outcome,
-            rows: answer.rows,
-        });
-        answer.response
+        Ok((shop, format!("{used}/{size}")))
     }
 
     fn server_error(&self, page: u32) -> Option<Answer> {
-        self.switches.take_failure(page).then(|| Answer {
-            response: errors(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-            outcome: Outcome::ServerError,
-            page: Some(page),
-            rows: 0,
+        self.switches.injected_failure(page, || {
+            errors(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         })
     }
 
@@ -1683,17 +1614,11 @@ impl ShopifyState {
             (orders, links)
         };
         let rows = orders.len();
-        let body = serde_json::to_vec(&OrdersPage { orders }).unwrap_or_default();
-        let mut response = json_response(StatusCode::OK, body);
+        let mut response = json_body(StatusCode::OK, &OrdersPage { orders });
         if !links.is_empty() {
             set_header(&mut response, "link", &links.join(", "));
         }
-        Answer {
-            response,
-            outcome: Outcome::Ok,
-            page: Some(page),
-            rows,
-        }
+        Answer::served(response, Some(page), rows)
     }
 
     fn count(&self, shop: &Shop, query: &[(String, String)]) -> Answer {
@@ -1715,24 +1640,14 @@ impl ShopifyState {
                 .0
                 .len()
         };
-        Answer {
-            response: json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&serde_json::json!({ "count": count })).unwrap_or_default(),
-            ),
-            outcome: Outcome::Ok,
-            page: None,
-            rows: 0,
-        }
+        Answer::served(
+            json_body(StatusCode::OK, &serde_json::json!({ "count": count })),
+            None,
+            0,
+        )
     }
 
     fn single(&self, shop: &Shop, id: &str, query: &[(String, String)]) -> Answer {
-        let not_found = || {
-            Answer::refused(
-                errors(StatusCode::NOT_FOUND, "Not Found"),
-                Outcome::Rejected,
-            )
-        };
         let Ok(id) = id.parse::<u64>() else {
             return not_found();
         };
@@ -1748,16 +1663,11 @@ impl ShopifyState {
             None => not_found(),
             Some(order) => {
                 let order = select_fields(order, first(query, "fields"));
-                Answer {
-                    response: json_response(
-                        StatusCode::OK,
-                        serde_json::to_vec(&serde_json::json!({ "order": order }))
-                            .unwrap_or_default(),
-                    ),
-                    outcome: Outcome::Ok,
-                    page: None,
-                    rows: 1,
-                }
+                Answer::served(
+                    json_body(StatusCode::OK, &serde_json::json!({ "order": order })),
+                    None,
+                    1,
+                )
             }
         }
     }

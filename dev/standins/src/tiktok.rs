@@ -28,12 +28,11 @@
 //! entity endpoints, and real QPS accounting (throttling happens only when switched on).
 //! Codes for a missing advertiser or unsupported options reuse 40002 (unverified).
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
@@ -43,12 +42,13 @@ use serde::ser::SerializeMap;
 
 use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
 use crate::ad_day::{AdDay, ad_day};
+use crate::answer::{Answer, serve};
 use crate::config::{StandinConfig, today_at};
-use crate::faults::Switches;
+use crate::faults::{Switches, fault_handle};
 use crate::money::money;
-use crate::query::{first, parse_query};
-use crate::reply::json_response;
-use crate::request_log::{Api, LoggedRequest, Outcome};
+use crate::query::first;
+use crate::reply::{json_body, json_response};
+use crate::request_log::{Api, Outcome};
 use crate::seeded::{hash_str, key, mix64};
 
 pub const DEFAULT_TIKTOK_TOKEN: &str = "tiktok-local-token";
@@ -110,16 +110,9 @@ struct TikTokState {
     requests: AtomicU64,
 }
 
-/// The run-time handle of the TikTok stand-in; dereferences to its [`Switches`].
-#[derive(Clone)]
-pub struct TikTokFaults(Arc<TikTokState>);
-
-impl Deref for TikTokFaults {
-    type Target = Switches;
-
-    fn deref(&self) -> &Switches {
-        &self.0.switches
-    }
+fault_handle! {
+    /// The run-time handle of the TikTok stand-in; dereferences to its [`Switches`].
+    TikTokFaults(TikTokState)
 }
 
 impl TikTokFaults {
@@ -226,31 +219,18 @@ pub(crate) fn routes(faults: &TikTokFaults) -> Router {
 async fn report(
     State(faults): State<TikTokFaults>,
     Path(version): Path<String>,
-    RawQuery(raw): RawQuery,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(echo) = faults.0.switches.take_echo(Api::TikTok, &uri, &headers) {
-        return echo;
-    }
-    let query = parse_query(raw.as_deref());
-    let answer = faults.0.answer(&version, &query, &headers);
-    faults.0.switches.record(LoggedRequest {
-        api: Api::TikTok,
-        path: format!("/tiktok/open_api/{version}/report/integrated/get/"),
-        query,
-        page: answer.page,
-        outcome: answer.outcome,
-        rows: answer.rows,
-    });
-    answer.response
-}
-
-struct Answer {
-    response: Response,
-    outcome: Outcome,
-    page: Option<u32>,
-    rows: usize,
+    let state = &faults.0;
+    serve(
+        &state.switches,
+        Api::TikTok,
+        format!("/tiktok/open_api/{version}/report/integrated/get/"),
+        &uri,
+        &headers,
+        |query| state.answer(&version, query, &headers),
+    )
 }
 
 struct Ids {
@@ -447,14 +427,13 @@ impl TikTokState {
         message: &str,
         data: T,
     ) -> Response {
-        let body = serde_json::to_vec(&Envelope {
+        let envelope = Envelope {
             code,
             message,
             request_id: self.request_id(),
             data,
-        })
-        .unwrap_or_default();
-        json_response(status, body)
+        };
+        json_body(status, &envelope)
     }
 
     fn error(&self, code: u32, message: &str) -> Response {
@@ -462,14 +441,8 @@ impl TikTokState {
     }
 
     fn answer(&self, version: &str, query: &[(String, String)], headers: &HeaderMap) -> Answer {
-        let refused = |response, outcome| Answer {
-            response,
-            outcome,
-            page: None,
-            rows: 0,
-        };
         if version != "v1.3" {
-            return refused(
+            return Answer::refused(
                 json_response(
                     StatusCode::NOT_FOUND,
                     br#"{"message":"Not Found"}"#.to_vec(),
@@ -481,42 +454,35 @@ impl TikTokState {
             .get("access-token")
             .and_then(|value| value.to_str().ok());
         if token != Some(self.token.as_str()) || self.switches.token_expired() {
-            return refused(
+            return Answer::refused(
                 self.error(40105, "Access token is incorrect or has been revoked."),
                 Outcome::AuthFailed,
             );
         }
         if self.switches.take_throttle() {
-            return refused(
+            return Answer::refused(
                 self.error(40100, "App reaches the QPS limit."),
                 Outcome::Throttled,
             );
         }
         let request = match self.parse(query) {
             Ok(request) => request,
-            Err(message) => return refused(self.error(40002, &message), Outcome::Rejected),
+            Err(message) => return Answer::refused(self.error(40002, &message), Outcome::Rejected),
         };
         let page = u32::try_from(request.page).unwrap_or(u32::MAX);
-        if self.switches.take_failure(page) {
-            return Answer {
-                response: self.envelope(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    50000,
-                    "Internal service error. Please try again later.",
-                    Empty {},
-                ),
-                outcome: Outcome::ServerError,
-                page: Some(page),
-                rows: 0,
-            };
+        let failure = self.switches.injected_failure(page, || {
+            self.envelope(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50000,
+                "Internal service error. Please try again later.",
+                Empty {},
+            )
+        });
+        if let Some(failure) = failure {
+            return failure;
         }
         let (response, rows) = self.page(&request);
-        Answer {
-            response,
-            outcome: Outcome::Ok,
-            page: Some(page),
-            rows,
-        }
+        Answer::served(response, Some(page), rows)
     }
 
     fn parse<'a>(&'a self, query: &[(String, String)]) -> Result<Request<'a>, String> {
