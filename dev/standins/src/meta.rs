@@ -36,7 +36,6 @@
 //! entity endpoints (campaigns, ad sets, ads), and per-hour quotas (throttling happens only
 //! when switched on). Error texts other than the throttling ones are approximations.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,17 +50,20 @@ use chrono::{Months, NaiveDate};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
-use crate::ad_day::{AdDay, ad_day};
+use crate::ad_accounts::{
+    AdAccounts, AdDayFacts, AdDayRow, AdTotals, IdScheme, ReportPage, SeededAccount,
+    impl_ad_account_spec,
+};
+use crate::ad_day::AdDay;
 use crate::answer::{Answer, serve};
-use crate::config::{StandinConfig, today_at};
+use crate::config::StandinConfig;
 use crate::faults::{Switches, fault_handle};
 use crate::lock;
 use crate::money::money_trimmed;
 use crate::query::{encode_query, first};
 use crate::reply::{json_body, set_header};
 use crate::request_log::{Api, Outcome};
-use crate::seeded::{hash_str, key, mix64};
+use crate::seeded::mix64;
 
 /// The token the stand-in accepts unless the scenario says otherwise.
 pub const DEFAULT_META_TOKEN: &str = "meta-local-token";
@@ -123,6 +125,20 @@ impl MetaAccount {
     }
 }
 
+impl_ad_account_spec!(MetaAccount);
+
+/// Meta's ids are 18 digits under a prefix per kind; 12 ads a campaign, 4 an ad set.
+const IDS: IdScheme = IdScheme {
+    prefixes: [
+        120_200_000_000_000_000,
+        120_210_000_000_000_000,
+        120_220_000_000_000_000,
+    ],
+    ids_per_account: 100_000,
+    ads_per_campaign: 12,
+    ads_per_adset: 4,
+};
+
 /// The throttling errors Meta answers with (HTTP 400, `OAuthException`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaThrottle {
@@ -166,20 +182,15 @@ impl MetaThrottle {
     }
 }
 
-struct Account {
-    spec: MetaAccount,
-    key: u64,
-}
+type Account = SeededAccount<MetaAccount>;
 
 struct MetaState {
     base_url: String,
-    today: Option<NaiveDate>,
-    accounts: Vec<Account>,
+    ads: AdAccounts<MetaAccount>,
     token: String,
     app_secret: Option<String>,
     throttle: Mutex<(MetaThrottle, u32)>,
     usage_pct: AtomicU32,
-    restated: Restatements,
     switches: Switches,
     traces: AtomicU64,
 }
@@ -192,23 +203,13 @@ fault_handle! {
 impl MetaFaults {
     pub(crate) fn new(config: &StandinConfig, base_url: &str) -> Self {
         let scenario = &config.meta;
-        let accounts = scenario
-            .accounts
-            .iter()
-            .map(|spec| Account {
-                key: key(&[config.seed, hash_str("meta"), hash_str(&spec.id)]),
-                spec: spec.clone(),
-            })
-            .collect();
         MetaFaults(Arc::new(MetaState {
             base_url: base_url.to_string(),
-            today: config.today,
-            accounts,
+            ads: AdAccounts::new(config, "meta", &scenario.accounts, &IDS),
             token: scenario.access_token.clone(),
             app_secret: scenario.app_secret.clone(),
             throttle: Mutex::new((scenario.throttle, scenario.regain_access_minutes)),
             usage_pct: AtomicU32::new(3),
-            restated: Restatements::default(),
             switches: Switches::default(),
             traces: AtomicU64::new(0),
         }))
@@ -239,19 +240,12 @@ impl MetaFaults {
     /// purchases (and their value); spend, impressions and clicks stay. Returns how many
     /// times the day has been restated.
     pub fn restate_day(&self, date: NaiveDate) -> u32 {
-        self.0.restated.bump(date)
+        self.0.ads.restate_day(date)
     }
 
     /// The ad ids of an account, in the order rows come.
     pub fn ad_ids(&self, account_id: &str) -> Vec<String> {
-        self.0
-            .account(account_id)
-            .map(|account| {
-                (0..account.spec.ads)
-                    .map(|ad| Ids::of(account.key, ad as u64).ad)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.0.ads.ad_ids(account_id)
     }
 
     /// What a full sync of `since..=until` must store: one entry per served row, with the
@@ -262,32 +256,11 @@ impl MetaFaults {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Vec<AdDayFacts> {
-        let Some(account) = self.0.account(account_id) else {
-            return Vec::new();
-        };
-        let until = until.min(today_at(self.0.today, account.spec.utc_offset_minutes));
-        let versions = self.0.restated.snapshot();
-        let mut rows = Vec::new();
-        for date in since.iter_days().take_while(|date| *date <= until) {
-            let version = versions.get(&date).copied().unwrap_or(0);
-            for ad in 0..account.spec.ads as u64 {
-                let ids = Ids::of(account.key, ad);
-                let day = ad_day(account.key, ad, date, version);
-                rows.push(AdDayFacts {
-                    account_id: account.spec.id.clone(),
-                    campaign_id: ids.campaign,
-                    adset_id: ids.adset,
-                    ad_id: ids.ad,
-                    date,
-                    spend_cents: day.spend_cents,
-                    impressions: day.impressions,
-                    clicks: day.clicks,
-                    purchases: day.purchases,
-                    purchase_value_cents: Some(day.purchase_value_cents),
-                });
-            }
-        }
-        rows
+        self.0
+            .ads
+            .expected_rows(account_id, since, until, |_, row| {
+                Some(row.numbers.purchase_value_cents)
+            })
     }
 
     /// Sums of [`MetaFaults::expected_rows`].
@@ -322,31 +295,6 @@ async fn insights(
         &headers,
         |query| state.answer(&version, &node, query, &headers),
     )
-}
-
-/// The campaign, ad set and ad ids and names of one ad (12 ads a campaign, 4 an ad set).
-struct Ids {
-    campaign: String,
-    adset: String,
-    ad: String,
-}
-
-const CAMPAIGN_PREFIX: u64 = 120_200_000_000_000_000;
-const ADSET_PREFIX: u64 = 120_210_000_000_000_000;
-const AD_PREFIX: u64 = 120_220_000_000_000_000;
-
-fn object_id(prefix: u64, account_key: u64, kind: u64, index: u64) -> String {
-    (prefix + (mix64(account_key ^ kind) % 1_000_000_000) * 100_000 + index).to_string()
-}
-
-impl Ids {
-    fn of(account_key: u64, ad: u64) -> Self {
-        Ids {
-            campaign: object_id(CAMPAIGN_PREFIX, account_key, 1, ad / 12),
-            adset: object_id(ADSET_PREFIX, account_key, 2, ad / 4),
-            ad: object_id(AD_PREFIX, account_key, 3, ad),
-        }
-    }
 }
 
 const OBJECTIVES: [&str; 5] = [
@@ -628,10 +576,6 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
 }
 
 impl MetaState {
-    fn account(&self, id: &str) -> Option<&Account> {
-        self.accounts.iter().find(|account| account.spec.id == id)
-    }
-
     fn trace_id(&self) -> String {
         let n = self.traces.fetch_add(1, Ordering::Relaxed);
         URL_SAFE_NO_PAD.encode(mix64(n ^ 0xFB).to_be_bytes())
@@ -795,7 +739,7 @@ impl MetaState {
                 Outcome::Rejected,
             );
         }
-        let Some(account) = node.strip_prefix("act_").and_then(|id| self.account(id)) else {
+        let Some(account) = node.strip_prefix("act_").and_then(|id| self.ads.find(id)) else {
             return Answer::refused(
                 self.error(
                     StatusCode::BAD_REQUEST,
@@ -821,7 +765,7 @@ impl MetaState {
             self.usage_headers(&mut response, account, 100, regain);
             return Answer::refused(response, Outcome::Throttled);
         }
-        let today = today_at(self.today, account.spec.utc_offset_minutes);
+        let today = self.ads.today(account);
         let request = match self.parse(query, today) {
             Ok(request) => request,
             Err(response) => return Answer::refused(*response, Outcome::Rejected),
@@ -958,94 +902,90 @@ impl MetaState {
         request: &Request,
         today: NaiveDate,
     ) -> (Response, usize) {
-        let ads = account.spec.ads as u64;
-        let last = request.until.min(today);
-        let days = if request.since > last {
-            0
-        } else {
-            (last - request.since).num_days() as u64 + 1
-        };
-        let total = days * ads;
-        let start = request.offset.min(total);
-        let end = (start + request.limit).min(total);
-        let versions: HashMap<NaiveDate, u32> = if end > start {
-            self.restated.snapshot()
-        } else {
-            HashMap::new()
-        };
+        let ReportPage {
+            total,
+            start,
+            end,
+            rows,
+        } = self.ads.page(
+            account,
+            request.since,
+            request.until.min(today),
+            request.offset,
+            request.limit,
+        );
         let fields = request.fields;
         let spec = &account.spec;
-        let data: Vec<Row> = (start..end)
-            .map(|index| {
-                let date = request.since + chrono::Days::new(index / ads);
-                let ad = index % ads;
-                let day = ad_day(
-                    account.key,
-                    ad,
-                    date,
-                    versions.get(&date).copied().unwrap_or(0),
-                );
-                let ids = Ids::of(account.key, ad);
-                let spend = day.spend_cents as f64 / 100.0;
-                let date_text = date.format("%Y-%m-%d").to_string();
-                Row {
-                    account_id: fields.has("account_id").then_some(spec.id.as_str()),
-                    account_name: fields.has("account_name").then_some(spec.name.as_str()),
-                    account_currency: fields
-                        .has("account_currency")
-                        .then_some(spec.currency.as_str()),
-                    campaign_id: fields.has("campaign_id").then_some(ids.campaign),
-                    campaign_name: fields
-                        .has("campaign_name")
-                        .then(|| campaign_name(account.key, ad / 12)),
-                    adset_id: fields.has("adset_id").then_some(ids.adset),
-                    adset_name: fields
-                        .has("adset_name")
-                        .then(|| adset_name(account.key, ad / 4)),
-                    ad_id: fields.has("ad_id").then_some(ids.ad),
-                    ad_name: fields.has("ad_name").then(|| ad_name(account.key, ad)),
-                    spend: fields.has("spend").then(|| money_trimmed(day.spend_cents)),
-                    impressions: fields
-                        .has("impressions")
-                        .then(|| day.impressions.to_string()),
-                    clicks: fields.has("clicks").then(|| day.clicks.to_string()),
-                    reach: fields.has("reach").then(|| day.reach.to_string()),
-                    ctr: fields
-                        .has("ctr")
-                        .then(|| ratio(day.clicks as f64 * 100.0, day.impressions as f64))
-                        .flatten(),
-                    cpc: fields
-                        .has("cpc")
-                        .then(|| ratio(spend, day.clicks as f64))
-                        .flatten(),
-                    cpm: fields
-                        .has("cpm")
-                        .then(|| ratio(spend * 1000.0, day.impressions as f64))
-                        .flatten(),
-                    actions: fields.has("actions").then(|| actions(&day)).flatten(),
-                    action_values: fields
-                        .has("action_values")
-                        .then(|| action_values(&day))
-                        .flatten(),
-                    purchase_roas: fields
-                        .has("purchase_roas")
-                        .then(|| {
-                            (day.purchases > 0).then(|| {
-                                vec![ActionValue {
-                                    action_type: "omni_purchase",
-                                    value: format!(
-                                        "{:.6}",
-                                        day.purchase_value_cents as f64
-                                            / day.spend_cents.max(1) as f64
-                                    ),
-                                }]
+        let data: Vec<Row> = rows
+            .into_iter()
+            .map(
+                |AdDayRow {
+                     date,
+                     ad,
+                     ids,
+                     numbers: day,
+                 }| {
+                    let spend = day.spend_cents as f64 / 100.0;
+                    let date_text = date.format("%Y-%m-%d").to_string();
+                    Row {
+                        account_id: fields.has("account_id").then_some(spec.id.as_str()),
+                        account_name: fields.has("account_name").then_some(spec.name.as_str()),
+                        account_currency: fields
+                            .has("account_currency")
+                            .then_some(spec.currency.as_str()),
+                        campaign_id: fields.has("campaign_id").then_some(ids.campaign),
+                        campaign_name: fields
+                            .has("campaign_name")
+                            .then(|| campaign_name(account.key, IDS.campaign_of(ad))),
+                        adset_id: fields.has("adset_id").then_some(ids.adset),
+                        adset_name: fields
+                            .has("adset_name")
+                            .then(|| adset_name(account.key, IDS.adset_of(ad))),
+                        ad_id: fields.has("ad_id").then_some(ids.ad),
+                        ad_name: fields.has("ad_name").then(|| ad_name(account.key, ad)),
+                        spend: fields.has("spend").then(|| money_trimmed(day.spend_cents)),
+                        impressions: fields
+                            .has("impressions")
+                            .then(|| day.impressions.to_string()),
+                        clicks: fields.has("clicks").then(|| day.clicks.to_string()),
+                        reach: fields.has("reach").then(|| day.reach.to_string()),
+                        ctr: fields
+                            .has("ctr")
+                            .then(|| ratio(day.clicks as f64 * 100.0, day.impressions as f64))
+                            .flatten(),
+                        cpc: fields
+                            .has("cpc")
+                            .then(|| ratio(spend, day.clicks as f64))
+                            .flatten(),
+                        cpm: fields
+                            .has("cpm")
+                            .then(|| ratio(spend * 1000.0, day.impressions as f64))
+                            .flatten(),
+                        actions: fields.has("actions").then(|| actions(&day)).flatten(),
+                        action_values: fields
+                            .has("action_values")
+                            .then(|| action_values(&day))
+                            .flatten(),
+                        purchase_roas: fields
+                            .has("purchase_roas")
+                            .then(|| {
+                                (day.purchases > 0).then(|| {
+                                    vec![ActionValue {
+                                        action_type: "omni_purchase",
+                                        value: format!(
+                                            "{:.6}",
+                                            day.purchase_value_cents as f64
+                                                / day.spend_cents.max(1) as f64
+                                        ),
+                                    }]
+                                })
                             })
-                        })
-                        .flatten(),
-                    date_start: date_text.clone(),
-                    date_stop: date_text,
-                }
-            })
+                            .flatten(),
+                        date_start: date_text.clone(),
+                        date_stop: date_text,
+                    }
+                },
+            )
             .collect();
         let rows = data.len();
         let paging = (end > start).then(|| {

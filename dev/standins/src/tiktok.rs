@@ -40,16 +40,17 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::ad_accounts::{AdDayFacts, AdTotals, Restatements};
-use crate::ad_day::{AdDay, ad_day};
+use crate::ad_accounts::{
+    AdAccounts, AdDayFacts, AdDayRow, AdTotals, IdScheme, SeededAccount, impl_ad_account_spec,
+};
 use crate::answer::{Answer, serve};
-use crate::config::{StandinConfig, today_at};
+use crate::config::StandinConfig;
 use crate::faults::{Switches, fault_handle};
 use crate::money::money;
 use crate::query::first;
 use crate::reply::{json_body, json_response};
 use crate::request_log::{Api, Outcome};
-use crate::seeded::{hash_str, key, mix64};
+use crate::seeded::mix64;
 
 pub const DEFAULT_TIKTOK_TOKEN: &str = "tiktok-local-token";
 pub const DEFAULT_TIKTOK_ADVERTISER: &str = "7012345678901234567";
@@ -96,16 +97,25 @@ impl TikTokAdvertiser {
     }
 }
 
-struct Advertiser {
-    spec: TikTokAdvertiser,
-    key: u64,
-}
+impl_ad_account_spec!(TikTokAdvertiser);
+
+/// TikTok's ids are 19 digits under a prefix per kind; 10 ads a campaign, 5 an ad group.
+const IDS: IdScheme = IdScheme {
+    prefixes: [
+        1_779_000_000_000_000_000,
+        1_779_500_000_000_000_000,
+        1_780_000_000_000_000_000,
+    ],
+    ids_per_account: 1_000_000,
+    ads_per_campaign: 10,
+    ads_per_adset: 5,
+};
+
+type Advertiser = SeededAccount<TikTokAdvertiser>;
 
 struct TikTokState {
-    today: Option<NaiveDate>,
-    advertisers: Vec<Advertiser>,
+    ads: AdAccounts<TikTokAdvertiser>,
     token: String,
-    restated: Restatements,
     switches: Switches,
     requests: AtomicU64,
 }
@@ -117,20 +127,9 @@ fault_handle! {
 
 impl TikTokFaults {
     pub(crate) fn new(config: &StandinConfig) -> Self {
-        let advertisers = config
-            .tiktok
-            .advertisers
-            .iter()
-            .map(|spec| Advertiser {
-                key: key(&[config.seed, hash_str("tiktok"), hash_str(&spec.id)]),
-                spec: spec.clone(),
-            })
-            .collect();
         TikTokFaults(Arc::new(TikTokState {
-            today: config.today,
-            advertisers,
+            ads: AdAccounts::new(config, "tiktok", &config.tiktok.advertisers, &IDS),
             token: config.tiktok.access_token.clone(),
-            restated: Restatements::default(),
             switches: Switches::default(),
             requests: AtomicU64::new(0),
         }))
@@ -139,19 +138,12 @@ impl TikTokFaults {
     /// Restates `date` for every advertiser: one or two more late conversions (and their
     /// value) for each ad; spend, impressions and clicks stay. Returns the restatement count.
     pub fn restate_day(&self, date: NaiveDate) -> u32 {
-        self.0.restated.bump(date)
+        self.0.ads.restate_day(date)
     }
 
     /// The ad ids of an advertiser, in the order rows come.
     pub fn ad_ids(&self, advertiser_id: &str) -> Vec<String> {
-        self.0
-            .advertiser(advertiser_id)
-            .map(|advertiser| {
-                (0..advertiser.spec.ads as u64)
-                    .map(|ad| Ids::of(advertiser.key, ad).ad)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.0.ads.ad_ids(advertiser_id)
     }
 
     /// What a full sync of `since..=until` must store (`purchases` = `conversion`,
@@ -162,33 +154,11 @@ impl TikTokFaults {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Vec<AdDayFacts> {
-        let Some(advertiser) = self.0.advertiser(advertiser_id) else {
-            return Vec::new();
-        };
-        let until = until.min(today_at(self.0.today, advertiser.spec.utc_offset_minutes));
-        let versions = self.0.restated.snapshot();
-        let mut rows = Vec::new();
-        for date in since.iter_days().take_while(|date| *date <= until) {
-            let version = versions.get(&date).copied().unwrap_or(0);
-            for ad in 0..advertiser.spec.ads as u64 {
-                let ids = Ids::of(advertiser.key, ad);
-                let day = ad_day(advertiser.key, ad, date, version);
-                rows.push(AdDayFacts {
-                    account_id: advertiser.spec.id.clone(),
-                    campaign_id: ids.campaign,
-                    adset_id: ids.adgroup,
-                    ad_id: ids.ad,
-                    date,
-                    spend_cents: day.spend_cents,
-                    impressions: day.impressions,
-                    clicks: day.clicks,
-                    purchases: day.purchases,
-                    purchase_value_cents: tracks_payments(advertiser.key, ad)
-                        .then_some(day.purchase_value_cents),
-                });
-            }
-        }
-        rows
+        self.0
+            .ads
+            .expected_rows(advertiser_id, since, until, |advertiser, row| {
+                tracks_payments(advertiser.key, row.ad).then_some(row.numbers.purchase_value_cents)
+            })
     }
 
     /// Sums of [`TikTokFaults::expected_rows`].
@@ -233,30 +203,6 @@ async fn report(
     )
 }
 
-struct Ids {
-    campaign: String,
-    adgroup: String,
-    ad: String,
-}
-
-const CAMPAIGN_PREFIX: u64 = 1_779_000_000_000_000_000;
-const ADGROUP_PREFIX: u64 = 1_779_500_000_000_000_000;
-const AD_PREFIX: u64 = 1_780_000_000_000_000_000;
-
-fn object_id(prefix: u64, advertiser_key: u64, kind: u64, index: u64) -> String {
-    (prefix + (mix64(advertiser_key ^ kind) % 1_000_000_000) * 1_000_000 + index).to_string()
-}
-
-impl Ids {
-    fn of(advertiser_key: u64, ad: u64) -> Self {
-        Ids {
-            campaign: object_id(CAMPAIGN_PREFIX, advertiser_key, 1, ad / 10),
-            adgroup: object_id(ADGROUP_PREFIX, advertiser_key, 2, ad / 5),
-            ad: object_id(AD_PREFIX, advertiser_key, 3, ad),
-        }
-    }
-}
-
 /// The metrics the stand-in knows (attribute metrics included).
 const KNOWN_METRICS: [&str; 20] = [
     "spend",
@@ -299,16 +245,9 @@ fn per(spend_cents: i64, count: u64) -> String {
     }
 }
 
-struct RowContext<'a> {
-    advertiser: &'a Advertiser,
-    ad: u64,
-    ids: &'a Ids,
-    day: &'a AdDay,
-}
-
-fn metric(name: &str, row: &RowContext<'_>) -> String {
-    let day = row.day;
-    let tracked = tracks_payments(row.advertiser.key, row.ad);
+fn metric(name: &str, advertiser: &Advertiser, row: &AdDayRow) -> String {
+    let day = &row.numbers;
+    let tracked = tracks_payments(advertiser.key, row.ad);
     match name {
         "spend" => money(day.spend_cents),
         "impressions" => day.impressions.to_string(),
@@ -332,11 +271,11 @@ fn metric(name: &str, row: &RowContext<'_>) -> String {
         | "complete_payment_roas"
         | "cost_per_complete_payment" => MISSING.into(),
         "campaign_id" => row.ids.campaign.clone(),
-        "campaign_name" => format!("Spark | Conversions #{}", row.ad / 10 + 1),
-        "adgroup_id" => row.ids.adgroup.clone(),
-        "adgroup_name" => format!("Ad group {} – Auto placement", row.ad / 5 + 1),
+        "campaign_name" => format!("Spark | Conversions #{}", IDS.campaign_of(row.ad) + 1),
+        "adgroup_id" => row.ids.adset.clone(),
+        "adgroup_name" => format!("Ad group {} – Auto placement", IDS.adset_of(row.ad) + 1),
         "ad_name" => format!("TikTok creative {:03}", row.ad + 1),
-        "currency" => row.advertiser.spec.currency.clone(),
+        "currency" => advertiser.spec.currency.clone(),
         _ => MISSING.into(),
     }
 }
@@ -405,12 +344,6 @@ fn json_list(value: Option<&str>) -> Option<Vec<String>> {
 }
 
 impl TikTokState {
-    fn advertiser(&self, id: &str) -> Option<&Advertiser> {
-        self.advertisers
-            .iter()
-            .find(|advertiser| advertiser.spec.id == id)
-    }
-
     fn request_id(&self) -> String {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         format!(
@@ -488,7 +421,7 @@ impl TikTokState {
     fn parse<'a>(&'a self, query: &[(String, String)]) -> Result<Request<'a>, String> {
         let advertiser_id = first(query, "advertiser_id")
             .ok_or("advertiser_id: Missing data for required field.")?;
-        let advertiser = self.advertiser(advertiser_id).ok_or_else(|| {
+        let advertiser = self.ads.find(advertiser_id).ok_or_else(|| {
             format!("advertiser_id: no permission to operate advertiser {advertiser_id}")
         })?;
         if first(query, "report_type") != Some("BASIC") {
@@ -562,51 +495,27 @@ impl TikTokState {
 
     fn page(&self, request: &Request<'_>) -> (Response, usize) {
         let advertiser = request.advertiser;
-        let ads = advertiser.spec.ads as u64;
-        let last = request
-            .end
-            .min(today_at(self.today, advertiser.spec.utc_offset_minutes));
-        let days = if request.start > last {
-            0
-        } else {
-            (last - request.start).num_days() as u64 + 1
-        };
-        let total = days * ads;
-        let start = (request.page - 1)
-            .saturating_mul(request.page_size)
-            .min(total);
-        let end = (start + request.page_size).min(total);
-        let versions = if end > start {
-            self.restated.snapshot()
-        } else {
-            Default::default()
-        };
-        let list: Vec<ReportRow> = (start..end)
-            .map(|index| {
-                let date = request.start + chrono::Days::new(index / ads);
-                let ad = index % ads;
-                let day = ad_day(
-                    advertiser.key,
-                    ad,
-                    date,
-                    versions.get(&date).copied().unwrap_or(0),
-                );
-                let ids = Ids::of(advertiser.key, ad);
-                let context = RowContext {
-                    advertiser,
-                    ad,
-                    ids: &ids,
-                    day: &day,
-                };
+        let page = self.ads.page(
+            advertiser,
+            request.start,
+            request.end.min(self.ads.today(advertiser)),
+            (request.page - 1).saturating_mul(request.page_size),
+            request.page_size,
+        );
+        let total = page.total;
+        let list: Vec<ReportRow> = page
+            .rows
+            .iter()
+            .map(|row| {
                 let metrics = request
                     .metrics
                     .iter()
-                    .map(|name| (*name, metric(name, &context)))
+                    .map(|name| (*name, metric(name, advertiser, row)))
                     .collect();
                 ReportRow {
                     dimensions: Dimensions {
-                        ad_id: ids.ad.clone(),
-                        stat_time_day: format!("{} 00:00:00", date.format("%Y-%m-%d")),
+                        ad_id: row.ids.ad.clone(),
+                        stat_time_day: format!("{} 00:00:00", row.date.format("%Y-%m-%d")),
                     },
                     metrics: Metrics(metrics),
                 }
