@@ -16,12 +16,13 @@ use crate::request_log::{Api, LoggedRequest, Outcome, RequestLog};
 
 /// Declares a platform's fault handle: a cheap clone of the platform's shared state that
 /// dereferences to the state's `switches`, so every handle offers the shared faults and
-/// the request log besides its own knobs.
+/// the request log besides its own knobs. The state is open to the platform's module (the
+/// parent of where the handle is declared), which serves and configures it.
 macro_rules! fault_handle {
     ($(#[$attr:meta])* $handle:ident($state:ty)) => {
         $(#[$attr])*
         #[derive(Clone)]
-        pub struct $handle(std::sync::Arc<$state>);
+        pub struct $handle(pub(super) std::sync::Arc<$state>);
 
         impl std::ops::Deref for $handle {
             type Target = $crate::faults::Switches;

@@ -1075,7 +1075,7 @@ fn parse_time(value: &str, offset: FixedOffset) -> Option<i64> {
         .map(|time| time.timestamp())
 }
 
-struct ShopifyState {
+pub(crate) struct ShopifyState {
     base_url: String,
     seed: u64,
     token: String,

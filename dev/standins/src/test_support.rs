@@ -1,10 +1,26 @@
-//! What the tests of every stand-in need: one GET through a router, and the path of an
-//! absolute URL a stand-in handed out (to follow it through the router again).
+//! What the tests of every stand-in need: a configuration whose "today" is pinned (so
+//! data compares across runs), one GET through a router, and the path of an absolute URL
+//! a stand-in handed out (to follow it through the router again).
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use chrono::NaiveDate;
 use tower::ServiceExt;
+
+use crate::StandinConfig;
+
+pub(crate) fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+/// The default configuration, with today pinned to 2026-11-30.
+pub(crate) fn pinned_config() -> StandinConfig {
+    StandinConfig {
+        today: Some(day("2026-11-30")),
+        ..StandinConfig::default()
+    }
+}
 
 /// Status, headers and body of one GET through the router.
 pub(crate) async fn get(

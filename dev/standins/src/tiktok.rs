@@ -113,7 +113,7 @@ const IDS: IdScheme = IdScheme {
 
 type Advertiser = SeededAccount<TikTokAdvertiser>;
 
-struct TikTokState {
+pub(crate) struct TikTokState {
     ads: AdAccounts<TikTokAdvertiser>,
     token: String,
     switches: Switches,
