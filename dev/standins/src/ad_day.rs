@@ -22,6 +22,19 @@ pub(crate) struct AdDay {
     pub purchase_value_cents: i64,
 }
 
+/// The delivery metrics Meta and TikTok both report of an ad-day, under the same names:
+/// an [`AdDay`]'s spend, impressions, clicks and reach, and the rates derived from them
+/// (each platform formats them its own way).
+pub(crate) const DELIVERY_METRICS: [&str; 7] = [
+    "spend",
+    "impressions",
+    "clicks",
+    "reach",
+    "ctr",
+    "cpc",
+    "cpm",
+];
+
 /// Spend patterns by weekday (Mon..Sun): e-commerce spend peaks at the weekend.
 const WEEKDAY: [f64; 7] = [1.0, 0.97, 0.98, 1.0, 1.05, 1.12, 1.1];
 

@@ -3,7 +3,7 @@
 //! platform's endpoint turns the decoded query into an [`Answer`], and the answer is
 //! logged before it is sent.
 
-use axum::http::{HeaderMap, Uri};
+use axum::extract::Request;
 use axum::response::Response;
 
 use crate::faults::Switches;
@@ -48,14 +48,13 @@ pub(crate) fn serve(
     switches: &Switches,
     api: Api,
     path: String,
-    uri: &Uri,
-    headers: &HeaderMap,
+    request: &Request,
     endpoint: impl FnOnce(&[(String, String)]) -> Answer,
 ) -> Response {
-    if let Some(echo) = switches.take_echo(api, uri, headers) {
+    if let Some(echo) = switches.take_echo(api, request.uri(), request.headers()) {
         return echo;
     }
-    let query = parse_query(uri.query());
+    let query = parse_query(request.uri().query());
     let answer = endpoint(&query);
     switches.record(LoggedRequest {
         api,

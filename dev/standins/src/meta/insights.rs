@@ -4,8 +4,8 @@
 //! and `previous`/`next` links that repeat the query and the token.
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::NaiveDate;
@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::Account;
 use super::faults::{MetaFaults, MetaState};
 use super::graph_error::GraphError;
-use super::request::{Request, encode_cursor};
+use super::request::{InsightsQuery, encode_cursor};
 use super::rows::Row;
 use crate::ad_accounts::ReportPage;
 use crate::answer::{Answer, serve};
@@ -31,18 +31,12 @@ pub(crate) fn routes(faults: &MetaFaults) -> Router {
 async fn insights(
     State(faults): State<MetaFaults>,
     Path((version, node)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let state = &faults.0;
-    serve(
-        &state.switches,
-        Api::Meta,
-        format!("/meta/{version}/{node}/insights"),
-        &uri,
-        &headers,
-        |query| state.answer(&version, &node, query, &headers),
-    )
+    let path = format!("/meta/{version}/{node}/insights");
+    serve(&faults.0.switches, Api::Meta, path, &request, |query| {
+        faults.0.answer(&version, &node, query, request.headers())
+    })
 }
 
 #[derive(Serialize)]
@@ -126,7 +120,7 @@ impl MetaState {
         node: &str,
         account: &Account,
         query: &[(String, String)],
-        request: &Request,
+        request: &InsightsQuery,
         today: NaiveDate,
     ) -> (Response, usize) {
         let ReportPage {

@@ -1,8 +1,8 @@
 //! The insights query, checked: what the stand-in models (`level=ad`, `time_increment=1`,
 //! a `time_range`, known `fields`, a `limit` up to 10,000, `after`/`before` cursors) is
-//! turned into a [`Request`]; anything else is refused with the Graph error Meta would
-//! send, or — for what Meta accepts but the stand-in does not model — a code 100 that
-//! says so.
+//! turned into an [`InsightsQuery`]; anything else is refused with the Graph error Meta
+//! would send, or — for what Meta accepts but the stand-in does not model — a code 100
+//! that says so.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -12,10 +12,11 @@ use chrono::{Months, NaiveDate};
 
 use super::faults::MetaState;
 use super::graph_error::GraphError;
+use crate::ad_day::DELIVERY_METRICS;
 use crate::query::first;
 
 /// The query, checked.
-pub(super) struct Request {
+pub(super) struct InsightsQuery {
     pub(super) since: NaiveDate,
     pub(super) until: NaiveDate,
     pub(super) fields: Fields,
@@ -49,8 +50,8 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
         .ok()
 }
 
-/// The fields the stand-in knows; anything else is Meta's error 100.
-const KNOWN_FIELDS: [&str; 21] = [
+/// The fields that name an ad and its day.
+const ENTITY_FIELDS: [&str; 11] = [
     "account_id",
     "account_name",
     "account_currency",
@@ -62,19 +63,21 @@ const KNOWN_FIELDS: [&str; 21] = [
     "ad_name",
     "date_start",
     "date_stop",
-    "spend",
-    "impressions",
-    "clicks",
-    "reach",
-    "ctr",
-    "cpc",
-    "cpm",
-    "actions",
-    "action_values",
-    "purchase_roas",
 ];
 
-/// Which fields were asked for, as a bit set over [`KNOWN_FIELDS`].
+/// The fields that carry purchases.
+const CONVERSION_FIELDS: [&str; 3] = ["actions", "action_values", "purchase_roas"];
+
+/// The fields the stand-in knows, in the order of the bits of [`Fields`]; anything else
+/// is Meta's error 100.
+fn known_fields() -> impl Iterator<Item = &'static str> {
+    ENTITY_FIELDS
+        .into_iter()
+        .chain(DELIVERY_METRICS)
+        .chain(CONVERSION_FIELDS)
+}
+
+/// Which fields were asked for, as a bit set over [`known_fields`].
 #[derive(Clone, Copy)]
 pub(super) struct Fields(u32);
 
@@ -87,7 +90,7 @@ impl Fields {
             .map(str::trim)
             .filter(|name| !name.is_empty())
         {
-            match KNOWN_FIELDS.iter().position(|known| *known == name) {
+            match known_fields().position(|known| known == name) {
                 Some(at) => bits |= 1 << at,
                 None => {
                     return Err(format!(
@@ -100,9 +103,8 @@ impl Fields {
     }
 
     pub(super) fn has(self, name: &str) -> bool {
-        KNOWN_FIELDS
-            .iter()
-            .position(|known| *known == name)
+        known_fields()
+            .position(|known| known == name)
             .is_some_and(|at| self.0 & (1 << at) != 0)
     }
 }
@@ -112,7 +114,7 @@ impl MetaState {
         &self,
         query: &[(String, String)],
         today: NaiveDate,
-    ) -> Result<Request, Box<Response>> {
+    ) -> Result<InsightsQuery, Box<Response>> {
         let invalid = |message: &str| Box::new(self.invalid(message));
         let unsupported = |what: &str| {
             invalid(&format!(
@@ -195,7 +197,7 @@ impl MetaState {
             (None, Some(before)) => before.saturating_sub(limit),
             (None, None) => 0,
         };
-        Ok(Request {
+        Ok(InsightsQuery {
             since,
             until,
             fields,

@@ -4,8 +4,8 @@
 //! headers once through.
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
@@ -37,6 +37,11 @@ fn errors(status: StatusCode, message: &str) -> Response {
     json_body(status, &serde_json::json!({ "errors": message }))
 }
 
+/// Shopify's 400 for a parameter it cannot take.
+fn bad_request(message: &str) -> Answer {
+    Answer::refused(errors(StatusCode::BAD_REQUEST, message), Outcome::Rejected)
+}
+
 /// Shopify's 404, for an unknown shop, order or path alike.
 fn not_found() -> Answer {
     Answer::refused(
@@ -48,13 +53,12 @@ fn not_found() -> Answer {
 async fn list_orders(
     State(faults): State<ShopifyFaults>,
     Path((shop, version)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let path = format!("/shopify/{shop}/admin/api/{version}/orders.json");
     faults
         .0
-        .serve(&shop, &version, path, &uri, &headers, |found, query| {
+        .serve(&shop, &version, path, &request, |found, query| {
             faults.0.list(found, &version, query)
         })
 }
@@ -62,22 +66,18 @@ async fn list_orders(
 async fn one_order(
     State(faults): State<ShopifyFaults>,
     Path((shop, version, file)): Path<(String, String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let path = format!("/shopify/{shop}/admin/api/{version}/orders/{file}");
-    faults.0.serve(
-        &shop,
-        &version,
-        path,
-        &uri,
-        &headers,
-        |found, query| match file.strip_suffix(".json") {
-            Some("count") => faults.0.count(found, query),
-            Some(id) => faults.0.single(found, id, query),
-            None => not_found(),
-        },
-    )
+    faults
+        .0
+        .serve(&shop, &version, path, &request, |found, query| {
+            match file.strip_suffix(".json") {
+                Some("count") => faults.0.count(found, query),
+                Some(id) => faults.0.single(found, id, query),
+                None => not_found(),
+            }
+        })
 }
 
 /// An order as listed: whole, or cut down to `fields`.
@@ -122,15 +122,14 @@ impl ShopifyState {
         shop: &str,
         version: &str,
         path: String,
-        uri: &Uri,
-        headers: &HeaderMap,
+        request: &Request,
         endpoint: impl FnOnce(&Shop, &[(String, String)]) -> Answer,
     ) -> Response {
-        serve(&self.switches, Api::Shopify, path, uri, headers, |query| {
+        serve(&self.switches, Api::Shopify, path, request, |query| {
             let Some(shop) = self.shop(shop) else {
                 return not_found();
             };
-            if let Some(refusal) = self.refuse_token(shop, headers) {
+            if let Some(refusal) = self.refuse_token(shop, request.headers()) {
                 return refusal;
             }
             let call_limit = match self.admit(shop) {
@@ -157,12 +156,7 @@ impl ShopifyState {
     fn list(&self, shop: &Shop, version: &str, query: &[(String, String)]) -> Answer {
         let listing = match self.listing(shop, query) {
             Ok(listing) => listing,
-            Err(message) => {
-                return Answer::refused(
-                    errors(StatusCode::BAD_REQUEST, &message),
-                    Outcome::Rejected,
-                );
-            }
+            Err(message) => return bad_request(&message),
         };
         if let Some(failure) = self.server_error(listing.page) {
             return failure;
@@ -204,12 +198,7 @@ impl ShopifyState {
     fn count(&self, shop: &Shop, query: &[(String, String)]) -> Answer {
         let filter = match self.filter(shop, query) {
             Ok(filter) => filter,
-            Err(message) => {
-                return Answer::refused(
-                    errors(StatusCode::BAD_REQUEST, &message),
-                    Outcome::Rejected,
-                );
-            }
+            Err(message) => return bad_request(&message),
         };
         if let Some(failure) = self.server_error(0) {
             return failure;

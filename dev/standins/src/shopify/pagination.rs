@@ -174,17 +174,8 @@ impl ShopifyState {
         found: &[(i64, u64)],
         more: bool,
     ) -> Vec<String> {
-        let Listing {
-            filter,
-            direction,
-            from,
-            page,
-            limit,
-            fields,
-        } = listing;
-        let (direction, page) = (*direction, *page);
-        let (has_previous, has_next) = match direction {
-            Direction::Next => (from.is_some(), more),
+        let (has_previous, has_next) = match listing.direction {
+            Direction::Next => (listing.from.is_some(), more),
             Direction::Previous => (more, true),
         };
         let link = |direction: Direction, entry: &(i64, u64), page: u32| {
@@ -193,12 +184,12 @@ impl ShopifyState {
                 last_id: entry.1,
                 last_value: entry.0,
                 page,
-                filter: filter.clone(),
+                filter: listing.filter.clone(),
             }
             .encode();
-            let limit = limit.to_string();
+            let limit = listing.limit.to_string();
             let mut pairs = vec![("limit", limit.as_str())];
-            if let Some(fields) = *fields {
+            if let Some(fields) = listing.fields {
                 pairs.push(("fields", fields));
             }
             pairs.push(("page_info", &cursor));
@@ -216,14 +207,14 @@ impl ShopifyState {
                 link(
                     Direction::Previous,
                     first_entry,
-                    page.saturating_sub(1).max(1)
+                    listing.page.saturating_sub(1).max(1)
                 )
             ));
         }
         if let (true, Some(last_entry)) = (has_next, found.last()) {
             links.push(format!(
                 "{}; rel=\"next\"",
-                link(Direction::Next, last_entry, page + 1)
+                link(Direction::Next, last_entry, listing.page + 1)
             ));
         }
         links
@@ -330,7 +321,7 @@ mod tests {
     use chrono::{DateTime, FixedOffset};
 
     use super::super::DEFAULT_SHOP;
-    use super::super::test_support::{TOKEN, cents, config, link, orders_uri, walk};
+    use super::super::test_support::{TOKEN, cents, config, link, orders_uri, second_page, walk};
     use super::parse_time;
     use crate::router;
     use crate::test_support::{get, path_of};
@@ -406,13 +397,7 @@ mod tests {
     #[tokio::test]
     async fn follow_up_pages_take_only_page_info_limit_and_fields() {
         let (router, _) = router(&config(120), "http://standins.test");
-        let (_, headers, _) = get(
-            &router,
-            &orders_uri(&[("status", "any"), ("limit", "50")]),
-            &[TOKEN],
-        )
-        .await;
-        let next = path_of(&link(&headers, "next").unwrap());
+        let next = second_page(&router, "50").await;
         assert!(next.contains("limit=50"));
         assert!(!next.contains("status"));
         let (status, _, body) = get(&router, &format!("{next}&status=any"), &[TOKEN]).await;
@@ -451,13 +436,7 @@ mod tests {
     async fn a_page_fails_once_with_a_500() {
         let (router, handles) = router(&config(100), "http://standins.test");
         handles.shopify.fail_at_page(2);
-        let (_, headers, _) = get(
-            &router,
-            &orders_uri(&[("status", "any"), ("limit", "40")]),
-            &[TOKEN],
-        )
-        .await;
-        let next = path_of(&link(&headers, "next").unwrap());
+        let next = second_page(&router, "40").await;
         let (status, _, _) = get(&router, &next, &[TOKEN]).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         let (status, _, body) = get(&router, &next, &[TOKEN]).await;

@@ -38,6 +38,17 @@ pub(super) fn link(headers: &HeaderMap, rel: &str) -> Option<String> {
     })
 }
 
+/// The path of the second page of a listing of every order, `limit` a page.
+pub(super) async fn second_page(router: &Router, limit: &str) -> String {
+    let (_, headers, _) = get(
+        router,
+        &orders_uri(&[("status", "any"), ("limit", limit)]),
+        &[TOKEN],
+    )
+    .await;
+    path_of(&link(&headers, "next").unwrap())
+}
+
 /// Follows `rel="next"` to the end; returns the orders and how many pages it took.
 pub(super) async fn walk(router: &Router, uri: String) -> (Vec<serde_json::Value>, usize) {
     let mut orders = Vec::new();

@@ -4,8 +4,8 @@
 //! with `page_info`.
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::envelope::Empty;
 use super::faults::{TikTokFaults, TikTokState};
 use super::metrics::{Metrics, metric};
-use super::request::Request;
+use super::request::ReportQuery;
 use crate::answer::{Answer, serve};
 use crate::reply::json_response;
 use crate::request_log::{Api, Outcome};
@@ -30,18 +30,12 @@ pub(crate) fn routes(faults: &TikTokFaults) -> Router {
 async fn report(
     State(faults): State<TikTokFaults>,
     Path(version): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let state = &faults.0;
-    serve(
-        &state.switches,
-        Api::TikTok,
-        format!("/tiktok/open_api/{version}/report/integrated/get/"),
-        &uri,
-        &headers,
-        |query| state.answer(&version, query, &headers),
-    )
+    let path = format!("/tiktok/open_api/{version}/report/integrated/get/");
+    serve(&faults.0.switches, Api::TikTok, path, &request, |query| {
+        faults.0.answer(&version, query, request.headers())
+    })
 }
 
 #[derive(Serialize)]
@@ -116,7 +110,7 @@ impl TikTokState {
         Answer::served(response, Some(page), rows)
     }
 
-    fn page(&self, request: &Request<'_>) -> (Response, usize) {
+    fn page(&self, request: &ReportQuery<'_>) -> (Response, usize) {
         let advertiser = request.advertiser;
         let page = self.ads.page(
             advertiser,

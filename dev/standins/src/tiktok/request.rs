@@ -7,17 +7,12 @@ use chrono::NaiveDate;
 
 use super::faults::TikTokState;
 use super::{Advertiser, MAX_DAYS_PER_REQUEST};
+use crate::ad_day::DELIVERY_METRICS;
 use crate::query::first;
 
-/// The metrics the stand-in knows (attribute metrics included).
-const KNOWN_METRICS: [&str; 20] = [
-    "spend",
-    "impressions",
-    "clicks",
-    "reach",
-    "ctr",
-    "cpc",
-    "cpm",
+/// The metrics the stand-in knows besides the delivery metrics (attribute metrics
+/// included).
+const OTHER_METRICS: [&str; 13] = [
     "conversion",
     "cost_per_conversion",
     "conversion_rate",
@@ -34,7 +29,7 @@ const KNOWN_METRICS: [&str; 20] = [
 ];
 
 /// The query, checked.
-pub(super) struct Request<'a> {
+pub(super) struct ReportQuery<'a> {
     pub(super) advertiser: &'a Advertiser,
     pub(super) metrics: Vec<&'static str>,
     pub(super) start: NaiveDate,
@@ -48,7 +43,10 @@ fn json_list(value: Option<&str>) -> Option<Vec<String>> {
 }
 
 impl TikTokState {
-    pub(super) fn parse<'a>(&'a self, query: &[(String, String)]) -> Result<Request<'a>, String> {
+    pub(super) fn parse<'a>(
+        &'a self,
+        query: &[(String, String)],
+    ) -> Result<ReportQuery<'a>, String> {
         let advertiser_id = first(query, "advertiser_id")
             .ok_or("advertiser_id: Missing data for required field.")?;
         let advertiser = self.ads.find(advertiser_id).ok_or_else(|| {
@@ -73,7 +71,8 @@ impl TikTokState {
         let mut metrics = Vec::with_capacity(requested.len());
         let mut invalid = Vec::new();
         for name in &requested {
-            match KNOWN_METRICS.iter().find(|known| **known == name.as_str()) {
+            let mut known = DELIVERY_METRICS.iter().chain(&OTHER_METRICS);
+            match known.find(|known| **known == name.as_str()) {
                 Some(known) => metrics.push(*known),
                 None => invalid.push(format!("'{name}'")),
             }
@@ -113,7 +112,7 @@ impl TikTokState {
         if page_size > 1000 {
             return Err("page_size: Must be between 1 and 1000.".into());
         }
-        Ok(Request {
+        Ok(ReportQuery {
             advertiser,
             metrics,
             start,
