@@ -29,11 +29,13 @@
 //! string), every endpoint the ETL agents do not call, and exact reproduction of error
 //! *messages* we could not verify (each module says which ones are approximations).
 //!
-//! How the crate fits together: each platform module serves its API from a fault handle
-//! (its state behind an `Arc`) that dereferences to the [`Switches`] of `faults`, where the
-//! shared faults and the request log live. The data comes from `seeded` (deterministic
-//! draws), `ad_day` and `ad_accounts` (what Meta and TikTok report) and Shopify's own
-//! order model; `query` and `reply` are the wire's edges; `server` mounts and runs it all.
+//! How the crate fits together: everything served is a function of `config`. Each
+//! platform module serves its API from a fault handle (its state behind an `Arc`) that
+//! dereferences to the [`Switches`] of `faults`: the shared faults, and the `request_log`
+//! behind them. Every request takes the same way through `answer` (echo, endpoint, log).
+//! The data comes from `seeded` (deterministic draws), `ad_day` and `ad_accounts` (what
+//! Meta and TikTok report) and Shopify's own order model; `query`, `reply` and `money` are
+//! the wire's edges; `server` mounts and runs it all.
 
 pub mod meta;
 pub mod shopify;
