@@ -13,7 +13,10 @@ use shared::settings::Env;
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     let container = Container::init().await?;
-    let deps = Arc::new(EtlDeps::new(&container, Config::from_env(&Env::process())?)?);
+    let deps = Arc::new(EtlDeps::new(
+        &container,
+        Config::from_env(&Env::process())?,
+    )?);
     shared::lambda::serve_consumer_and_schedule(etl::consumer(deps.clone()), etl::on_tick(deps))
         .await
 }

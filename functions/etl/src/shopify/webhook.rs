@@ -38,15 +38,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::db::{Budget, DbContext, DbError, Pool};
+use shared::http::ApiError;
 use shared::messages::MetricsRecompute;
 use shared::queue::outbox::Outbox;
 use shared::queue::{Message, QueueError, Transport};
@@ -56,7 +56,9 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::delivery::{self, Delivery, Payload, PayloadError};
-use super::{API_VERSION, Source, apply_refund, id, upsert_orders};
+use super::store::apply_refund;
+use super::wire::id;
+use super::{API_VERSION, Source, upsert_orders};
 use crate::tokens::{self, StoredToken, TokenError};
 use crate::{Credentials, Endpoints, ExtractError, Platform, fetch_json};
 
@@ -85,7 +87,6 @@ pub struct WebhookDeps {
     /// Where the shops' Admin APIs are (`shopify_base_url`).
     pub endpoints: Endpoints,
 }
-
 
 /// What became of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -505,72 +506,56 @@ async fn quarantine(
     Ok(WebhookOutcome::Quarantined)
 }
 
-fn refusal(status: StatusCode, reason: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({
-            "error": shared::text::clip(reason, MAX_REASON_BYTES),
-            "retryable": false,
-        })),
-    )
-        .into_response()
+/// What Shopify hears of each failure: any non-2xx is a failed delivery to it, 401 is what its
+/// docs ask for a bad signature, and the reasons are clipped, as they may quote input.
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        let refusal = |status: StatusCode, reason: &str| {
+            ApiError::new(status, shared::text::clip(reason, MAX_REASON_BYTES))
+        };
+        match &error {
+            WebhookError::Signature(_) => refusal(StatusCode::UNAUTHORIZED, &error.to_string()),
+            WebhookError::Refused(reason) => {
+                tracing::warn!(reason, "Shopify delivery refused");
+                refusal(StatusCode::UNAUTHORIZED, reason)
+            }
+            WebhookError::Malformed(reason) => refusal(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed webhook: {reason}"),
+            ),
+            _ => match error.retry_class() {
+                RetryClass::Transient { retry_after } => {
+                    tracing::warn!(%error, "Shopify webhook not recorded now; Shopify will redeliver");
+                    let seconds = retry_after.unwrap_or(RETRY_AFTER).as_secs().clamp(1, 3_600);
+                    ApiError::unavailable("the webhook could not be recorded now; retry later")
+                        .retry_after(u32::try_from(seconds).unwrap_or(5))
+                }
+                RetryClass::Permanent => {
+                    tracing::error!(%error, "Shopify webhook not recorded");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the webhook could not be recorded",
+                    )
+                }
+            },
+        }
+    }
 }
 
 async fn receive(
     State(deps): State<Arc<WebhookDeps>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let error = match ingest_webhook(&deps, &headers, &body).await {
-        Ok(outcome) => {
-            return (
-                StatusCode::OK,
-                axum::Json(json!({ "received": true, "outcome": outcome })),
-            )
-                .into_response();
-        }
-        Err(error) => error,
-    };
-    match &error {
-        // Shopify treats any non-2xx as a failed delivery; 401 is what its docs ask for.
-        WebhookError::Signature(_) => refusal(StatusCode::UNAUTHORIZED, &error.to_string()),
-        WebhookError::Refused(reason) => {
-            tracing::warn!(reason, "Shopify delivery refused");
-            refusal(StatusCode::UNAUTHORIZED, reason)
-        }
-        WebhookError::Malformed(reason) => refusal(
-            StatusCode::BAD_REQUEST,
-            &format!("malformed webhook: {reason}"),
-        ),
-        _ => match error.retry_class() {
-            RetryClass::Transient { retry_after } => {
-                tracing::warn!(%error, "Shopify webhook not recorded now; Shopify will redeliver");
-                let seconds = retry_after.unwrap_or(RETRY_AFTER).as_secs().clamp(1, 3_600);
-                shared::http::ApiError::unavailable("the webhook could not be recorded now; retry later")
-                    .retry_after(u32::try_from(seconds).unwrap_or(5))
-                    .into_response()
-            }
-            RetryClass::Permanent => {
-                tracing::error!(%error, "Shopify webhook not recorded");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    axum::Json(json!({ "error": "the webhook could not be recorded" })),
-                )
-                    .into_response()
-            }
-        },
-    }
+) -> Result<Json<Value>, ApiError> {
+    let outcome = ingest_webhook(&deps, &headers, &body).await?;
+    Ok(Json(json!({ "received": true, "outcome": outcome })))
 }
 
 /// `POST /webhooks/shopify`, for the ETL Lambda's HTTP side and the local stack.
 pub fn router(deps: Arc<WebhookDeps>) -> Router {
     let runs = shared::runs::RunLog::new(deps.pool.clone(), shared::agents::Agent::ShopifyWebhook);
-    runs.layer(
-        Router::new()
-            .route("/webhooks/shopify", post(receive))
-            .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
-            .with_state(deps),
-    )
+    let routes = Router::new().route("/webhooks/shopify", post(receive));
+    runs.layer(shared::http::limit_body(routes, MAX_WEBHOOK_BYTES).with_state(deps))
 }
 
 #[cfg(test)]

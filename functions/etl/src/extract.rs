@@ -1,0 +1,106 @@
+//! Calls to the platforms, bounded: a whole-request timeout, no redirects, answers capped at
+//! [`crate::MAX_RESPONSE_BYTES`], retries only for what may pass, and every error text
+//! redacted before it is kept.
+
+use secrecy::ExposeSecret;
+
+use crate::{
+    Credentials, EtlDeps, ExtractError, MAX_RESPONSE_BYTES, Page, Platform, meta, shopify, tiktok,
+    transport_error,
+};
+
+/// Fetches one page of ad rows, classifying the platform's error answers. A Meta page's
+/// `next` is made safe to follow ([`meta::next_page`]).
+pub(crate) async fn fetch(
+    deps: &EtlDeps,
+    platform: Platform,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<Page, ExtractError> {
+    let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
+    match platform {
+        Platform::Meta => {
+            let mut page = meta::parse_page(&json)?;
+            page.next = page
+                .next
+                .map(|next| {
+                    meta::next_page(
+                        &next,
+                        &deps.endpoints.meta_base_url,
+                        credentials.proof.as_deref(),
+                    )
+                })
+                .transpose()?;
+            Ok(page)
+        }
+        Platform::Tiktok => tiktok::parse_page(&json, url),
+        Platform::Shopify => Err(ExtractError::Malformed(
+            "Shopify pages carry orders, not ad rows".into(),
+        )),
+    }
+}
+
+/// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
+/// platform's error answer classified. Errors never quote the credentials.
+pub(crate) async fn fetch_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    request_json(http, platform, url, credentials)
+        .await
+        .map_err(|error| error.redacted(&credentials.secrets()))
+}
+
+async fn request_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    let token = credentials.token.expose_secret();
+    let request = match platform {
+        // The proof is already in `url`; the token never is.
+        Platform::Meta => http.get(url).bearer_auth(token),
+        Platform::Tiktok => http.get(url).header("Access-Token", token),
+        Platform::Shopify => http.get(url).header("X-Shopify-Access-Token", token),
+    };
+    let response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = capped_text(response).await?;
+    if !status.is_success() {
+        return Err(match platform {
+            Platform::Meta => meta::classify(status, &headers, &body),
+            Platform::Tiktok => tiktok::classify(status, &headers, &body),
+            Platform::Shopify => shopify::classify(status, &headers, &body),
+        });
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
+    Ok((headers, json))
+}
+
+/// The body as text, refusing one larger than [`MAX_RESPONSE_BYTES`] without holding it.
+async fn capped_text(mut response: reqwest::Response) -> Result<String, ExtractError> {
+    let too_large = |length: u64| {
+        ExtractError::Malformed(format!(
+            "an answer of {length} bytes or more exceeds the {MAX_RESPONSE_BYTES} bytes a page may have"
+        ))
+    };
+    if let Some(length) = response.content_length()
+        && length > MAX_RESPONSE_BYTES as u64
+    {
+        return Err(too_large(length));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        let length = body.len().saturating_add(chunk.len());
+        if length > MAX_RESPONSE_BYTES {
+            return Err(too_large(length as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
