@@ -9,12 +9,11 @@
 //! counts as acceptance, so adoption stays right when either source is missing an event.
 //! Events naming an unknown or malformed id are ignored rather than failing the report.
 
+use crate::db::{DbContext, DbError};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
-use crate::db::{DbContext, DbError};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
-
 
 /// Shown and accepted suggestions of one kind (or of all kinds, as `"all"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -65,7 +65,10 @@ impl Agent {
 
     /// The agent named `name`, if there is one.
     pub fn named(name: &str) -> Option<Agent> {
-        Agent::ALL.iter().copied().find(|agent| agent.name() == name)
+        Agent::ALL
+            .iter()
+            .copied()
+            .find(|agent| agent.name() == name)
     }
 
     /// Whether its work is recorded in the run log (the status page only reads it).

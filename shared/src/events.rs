@@ -326,4 +326,3 @@ pub async fn announce(
     }
     Ok(outbox.enqueue(transaction, &messages).await?)
 }
-

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::db::DbError;
 use crate::jwt::{AccessClaims, JwtVerifier};
+use crate::retry::{RetryClass, Retryable};
 
 /// How long a request may take before it is answered 503 (API Gateway gives up at 29 s).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(25);
@@ -83,6 +84,29 @@ impl ApiError {
     /// Our failure, and it may pass: 503 with `Retry-After`.
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, reason).retry_after(RETRY_AFTER_SECS)
+    }
+
+    /// Our failure to record `what`, as its sender should hear it: 503 with `Retry-After`
+    /// when it may pass (the other side's own wait when it named one, within an hour), 500
+    /// when it will not. Either way the failure is logged here, once.
+    pub fn failed_to_record(what: &str, error: &(impl Retryable + std::fmt::Display)) -> Self {
+        match error.retry_class() {
+            RetryClass::Transient { retry_after } => {
+                tracing::warn!(%error, what, "not recorded for now; the sender will retry");
+                let seconds = retry_after.map_or(u64::from(RETRY_AFTER_SECS), |wait| {
+                    wait.as_secs().clamp(1, 3_600)
+                });
+                Self::unavailable(format!("{what} could not be recorded now; retry later"))
+                    .retry_after(u32::try_from(seconds).unwrap_or(RETRY_AFTER_SECS))
+            }
+            RetryClass::Permanent => {
+                tracing::error!(%error, what, "not recorded");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{what} could not be recorded; retry later"),
+                )
+            }
+        }
     }
 
     pub fn retry_after(mut self, seconds: u32) -> Self {
@@ -192,7 +216,11 @@ pub struct SupabaseUser {
 
 impl SupabaseUser {
     /// Verifies `token` as of `now`.
-    pub fn verify(verifier: &JwtVerifier, token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Self, ApiError> {
+    pub fn verify(
+        verifier: &JwtVerifier,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Self, ApiError> {
         let claims = verifier
             .verify(token, now)
             .map_err(|error| ApiError::unauthorized(error.to_string()))?;
@@ -216,7 +244,10 @@ impl<D: VerifiesMembers + Send + Sync> FromRequestParts<Arc<D>> for SupabaseUser
 
 /// `router` refusing bodies over `max_bytes` with 413 and a reason: at once when the size is
 /// announced (`Content-Length`), and when a streamed body reaches the limit.
-pub fn limit_body<S: Clone + Send + Sync + 'static>(router: Router<S>, max_bytes: usize) -> Router<S> {
+pub fn limit_body<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    max_bytes: usize,
+) -> Router<S> {
     router
         .layer(DefaultBodyLimit::max(max_bytes))
         .layer(axum::middleware::from_fn(
@@ -303,7 +334,9 @@ mod tests {
     use tower::ServiceExt;
 
     async fn body_of(response: Response) -> Value {
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -342,9 +375,20 @@ mod tests {
         };
         let missing = ask(None).await.unwrap();
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-        assert!(body_of(missing).await["error"].as_str().unwrap().contains("Bearer"));
-        assert_eq!(ask(Some("Basic abc")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(ask(Some("Bearer ")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            body_of(missing).await["error"]
+                .as_str()
+                .unwrap()
+                .contains("Bearer")
+        );
+        assert_eq!(
+            ask(Some("Basic abc")).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ask(Some("Bearer ")).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
         let ok = ask(Some("Bearer t0ken")).await.unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
         let bytes = axum::body::to_bytes(ok.into_body(), 64).await.unwrap();
@@ -354,7 +398,10 @@ mod tests {
     #[tokio::test]
     async fn bodies_over_the_limit_are_refused_with_a_reason_announced_or_streamed() {
         let router: Router = limit_body(
-            Router::new().route("/", post(|body: axum::body::Bytes| async move { body.len().to_string() })),
+            Router::new().route(
+                "/",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            ),
             16,
         );
         let announced = router
@@ -368,7 +415,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(announced.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(body_of(announced).await["error"].as_str().unwrap().contains("16 bytes"));
+        assert!(
+            body_of(announced).await["error"]
+                .as_str()
+                .unwrap()
+                .contains("16 bytes")
+        );
 
         let chunks = futures::stream::iter(vec![
             Ok::<_, std::io::Error>(vec![b'x'; 10]),
@@ -408,19 +460,27 @@ mod tests {
             "https://app.example.com"
         );
         let other = from("https://evil.example").await.unwrap();
-        assert!(other.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(
+            other
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_and_a_slow_one_503() {
         let router = edge_with_deadline(
             Router::new()
-                .route("/panic", post(|| async {
-                    if std::hint::black_box(true) {
-                        panic!("boom");
-                    }
-                    "unreachable"
-                }))
+                .route(
+                    "/panic",
+                    post(|| async {
+                        if std::hint::black_box(true) {
+                            panic!("boom");
+                        }
+                        "unreachable"
+                    }),
+                )
                 .route(
                     "/slow",
                     post(|| async {
@@ -435,7 +495,10 @@ mod tests {
                 .clone()
                 .oneshot(Request::post(path).body(Body::empty()).unwrap())
         };
-        assert_eq!(call("/panic").await.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            call("/panic").await.unwrap().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         let slow = call("/slow").await.unwrap();
         assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(slow.headers()[header::RETRY_AFTER], "5");

@@ -114,7 +114,10 @@ impl JwtVerifier {
 
     /// The verifier `config` describes.
     pub fn from_config(config: &JwtConfig) -> Self {
-        Self::new(config.secret.expose_secret().as_bytes(), &config.supabase_url)
+        Self::new(
+            config.secret.expose_secret().as_bytes(),
+            &config.supabase_url,
+        )
     }
 
     /// The `iss` this verifier expects.

@@ -260,8 +260,7 @@ impl RunLog {
     /// [edge](crate::http::edge) that turns a panic into a 500 and an overrun into a
     /// 503 — so those are recorded as the failures they are.
     pub fn layer(self, router: axum::Router) -> axum::Router {
-        crate::http::edge(router)
-            .layer(axum::middleware::from_fn_with_state(self, record_request))
+        crate::http::edge(router).layer(axum::middleware::from_fn_with_state(self, record_request))
     }
 }
 

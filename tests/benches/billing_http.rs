@@ -133,7 +133,8 @@ async fn direct_run(generated: &Generated, concurrency: usize, pool_size: usize)
     let db = prepared_db().await;
     let pool = db.pool(pool_size);
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
-    let container = shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system());
+    let container =
+        shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system());
     let config = billing::config::Config {
         webhook_secrets: vec![SECRET.into()],
     };

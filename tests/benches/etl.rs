@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform};
 use integration_tests::test_db::TestDb;
+use shared::queue::postgres::PostgresTransport;
 use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use standins::{StandinConfig, Standins};
-use shared::queue::postgres::PostgresTransport;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 

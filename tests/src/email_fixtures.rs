@@ -55,7 +55,9 @@ pub async fn user(
 
 /// The `email` agent as its Lambda builds it, sending through `provider`, with fast retries.
 pub fn sender(pool: &Pool, provider: Arc<dyn email::provider::EmailProvider>) -> SenderDeps {
-    let transport = Arc::new(shared::queue::postgres::PostgresTransport::new(pool.clone()));
+    let transport = Arc::new(shared::queue::postgres::PostgresTransport::new(
+        pool.clone(),
+    ));
     let container =
         shared::lambda::Container::new(pool.clone(), transport, shared::clock::Clock::system());
     let config = email::send::Config {

@@ -107,7 +107,9 @@ impl TestDb {
     /// queue, and `clock`. Agents under test are built from it with their own constructors.
     pub fn container(&self, size: usize, clock: shared::clock::Clock) -> shared::lambda::Container {
         let pool = self.pool(size);
-        let transport = std::sync::Arc::new(shared::queue::postgres::PostgresTransport::new(pool.clone()));
+        let transport = std::sync::Arc::new(shared::queue::postgres::PostgresTransport::new(
+            pool.clone(),
+        ));
         shared::lambda::Container::new(pool, transport, clock)
     }
 }

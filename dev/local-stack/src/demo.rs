@@ -19,8 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::db::{DbContext, Pool};
-use shared::queue::outbox::Outbox;
 use shared::lambda::schedule::Tick;
+use shared::queue::outbox::Outbox;
 use shared::schedule::{
     EMAIL_SWEEP, ETL_META, ETL_SHOPIFY, ETL_TIKTOK, OUTBOX_RELAY, SUGGESTIONS_RETRAIN, Schedule,
 };

@@ -28,17 +28,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use shared::db::{Pool, migrations};
 use serde::de::DeserializeOwned;
 use shared::agents::Agent;
 use shared::crypto::Keys;
+use shared::db::{Pool, migrations};
 use shared::entry::{Consumer, HandlerError, OnTick};
 use shared::lambda::Container;
 use shared::lambda::schedule::Tick;
+use shared::queue::Transport;
 use shared::queue::catalog::{self, QueueDef};
 use shared::queue::outbox::Outbox;
 use shared::queue::postgres::PostgresTransport;
-use shared::queue::Transport;
 use shared::schedule::SCHEDULES;
 use shared::settings::{DatabaseSettings, Env, exposed};
 use tokio::task::JoinSet;
@@ -98,7 +98,10 @@ impl AgentConfigs {
             shopify_webhook: either(etl::WebhookConfig::from_env(env), local.shopify_webhook),
             metrics_api: either(metrics::api::Config::from_env(env), local.metrics_api),
             status: either(status::Config::from_env(env), local.status),
-            suggestions_api: either(suggestions::api::Config::from_env(env), local.suggestions_api),
+            suggestions_api: either(
+                suggestions::api::Config::from_env(env),
+                local.suggestions_api,
+            ),
             email_api: either(email::api::Config::from_env(env), local.email_api),
             email_sweep: either(email::sweep::Config::from_env(env), local.email_sweep),
         }
@@ -280,7 +283,11 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let background = Container::new(pool.clone(), transport.clone(), clock.clone());
     // An HTTP agent's own container: its own small pool, the shared queue and clock.
     let http_container = |size: usize| -> anyhow::Result<Container> {
-        Ok(Container::new(pool_of(size)?, transport.clone(), clock.clone()))
+        Ok(Container::new(
+            pool_of(size)?,
+            transport.clone(),
+            clock.clone(),
+        ))
     };
 
     // Bound before the routes are built: the emails' unsubscribe links and, in demo mode,
@@ -297,7 +304,8 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let standins = options
         .demo
         .then(|| standins::router(&standin_config, &origin));
-    let (mut etl_config, mut shopify_config) = (configs.etl.clone(), configs.shopify_webhook.clone());
+    let (mut etl_config, mut shopify_config) =
+        (configs.etl.clone(), configs.shopify_webhook.clone());
     if standins.is_some() {
         let endpoints = etl::Endpoints {
             meta_base_url: format!("{origin}/meta"),
@@ -362,9 +370,15 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let sender = Arc::new(email::send::SenderDeps::new(&background, email_sender));
     let schedules = Arc::new(Schedules {
         by_agent: vec![
-            (Agent::Relay, relay::on_tick(Arc::new(relay::RelayDeps::new(&background)))),
+            (
+                Agent::Relay,
+                relay::on_tick(Arc::new(relay::RelayDeps::new(&background))),
+            ),
             (Agent::Etl, etl::on_tick(etl.clone())),
-            (Agent::SuggestionsRetrain, suggestions::on_tick(suggestions.clone())),
+            (
+                Agent::SuggestionsRetrain,
+                suggestions::on_tick(suggestions.clone()),
+            ),
             (
                 Agent::EmailSweep,
                 email::sweep::on_tick(Arc::new(email::sweep::SweepDeps::new(
@@ -411,15 +425,16 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
                 queue,
                 metrics::consumer(Arc::new(metrics::MetricsDeps::new(&background))),
             ),
-            Agent::Suggestions => {
-                consume.spawn(&mut tasks, queue, suggestions::consumer(suggestions.clone()))
-            }
-            Agent::Email => consume.spawn(
+            Agent::Suggestions => consume.spawn(
                 &mut tasks,
                 queue,
-                email::send::consumer(sender.clone()),
+                suggestions::consumer(suggestions.clone()),
             ),
-            other => anyhow::bail!("queue {} is consumed by {other}, which the local stack does not host", queue.name),
+            Agent::Email => consume.spawn(&mut tasks, queue, email::send::consumer(sender.clone())),
+            other => anyhow::bail!(
+                "queue {} is consumed by {other}, which the local stack does not host",
+                queue.name
+            ),
         }
     }
 

@@ -82,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
     println!("growth-agents local stack is ready");
     println!(
         "  open      {url}/status (token {}; also GET /status.json with Authorization: Bearer)",
-        shown(agents.status.token.expose_secret(), status::LOCAL_TOKEN, "STATUS_TOKEN")
+        shown(
+            agents.status.token.expose_secret(),
+            status::LOCAL_TOKEN,
+            "STATUS_TOKEN"
+        )
     );
     println!("  data      {}", stack.data);
     let names: Vec<&str> = Agent::ALL.iter().map(|agent| agent.name()).collect();

@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use shared::agents::Agent;
@@ -157,14 +157,7 @@ pub(crate) fn in_sdk_shape(error: ApiError) -> ApiError {
 /// Our failure: 503 with `Retry-After` when it may pass, 500 when it will not.
 impl From<AnalyticsError> for ApiError {
     fn from(error: AnalyticsError) -> Self {
-        let answer = if error.retry_class().is_transient() {
-            tracing::warn!(%error, "events not stored; the sender is asked to retry");
-            ApiError::unavailable("events could not be stored; retry later")
-        } else {
-            tracing::error!(%error, "events not stored");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        };
-        in_sdk_shape(answer)
+        in_sdk_shape(ApiError::failed_to_record("the events", &error))
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn import(
     let workspace = tokens::import_workspace(&deps.pool, &deps.keys, &credentials)
         .await
         .map_err(AnalyticsError::from)?
-        .map_err(|reason| refused(&reason))?;
+        .map_err(refused)?;
     ingest(&deps, body, &headers, &query, Some(workspace)).await
 }
 
@@ -202,7 +202,8 @@ async fn ingest(
     };
     let mut imported = 0usize;
     for (workspace, events) in grouped {
-        let accepted = store_events(deps, workspace, Source::Mixpanel, events, &mut rejected).await?;
+        let accepted =
+            store_events(deps, workspace, Source::Mixpanel, events, &mut rejected).await?;
         imported = imported.saturating_add(accepted);
     }
     let (listed, count) = reported(rejected);

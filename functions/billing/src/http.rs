@@ -6,16 +6,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use shared::agents::Agent;
 use shared::http::ApiError;
-use shared::retry::Retryable;
 use shared::runs::RunLog;
 
-use crate::{BillingDeps, BillingError, MAX_BODY_BYTES, RETRY_AFTER_SECS, ingest};
+use crate::{BillingDeps, BillingError, MAX_BODY_BYTES, ingest};
 
 impl From<BillingError> for ApiError {
     fn from(error: BillingError) -> Self {
@@ -23,18 +22,7 @@ impl From<BillingError> for ApiError {
             BillingError::Malformed(reason) => {
                 ApiError::bad_request(format!("malformed event: {reason}"))
             }
-            error if error.retry_class().is_transient() => {
-                tracing::warn!(%error, "Stripe event not recorded for now; Stripe will redeliver");
-                ApiError::unavailable("the event could not be recorded now; retry later")
-                    .retry_after(RETRY_AFTER_SECS)
-            }
-            error => {
-                tracing::error!(%error, "Stripe event not recorded; Stripe will redeliver");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the event could not be recorded; retry later",
-                )
-            }
+            error => ApiError::failed_to_record("the event", &error),
         }
     }
 }

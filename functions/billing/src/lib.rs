@@ -63,9 +63,6 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// a btree index entry).
 pub const MAX_ID_BYTES: usize = 255;
 
-/// What a 503 asks Stripe to wait before redelivering.
-pub(crate) const RETRY_AFTER_SECS: u32 = 5;
-
 /// What the billing agent needs.
 pub struct BillingDeps {
     pub pool: Pool,

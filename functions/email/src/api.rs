@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use shared::agents::Agent;
@@ -28,7 +29,6 @@ use shared::http::ApiError;
 use shared::lambda::Container;
 use shared::queue::outbox::Outbox;
 use shared::retry::Retryable;
-use secrecy::SecretString;
 use shared::settings::{Env, SettingsError, exposed};
 use shared::webhook::SvixHeaders;
 
@@ -130,19 +130,7 @@ async fn receive_resend(
         Err(EmailError::Malformed(reason)) => {
             Err(ApiError::bad_request(format!("malformed event: {reason}")))
         }
-        Err(error) if error.retry_class().is_transient() => {
-            tracing::warn!(%error, svix_id, "email event not recorded for now; Svix will redeliver");
-            Err(ApiError::unavailable(
-                "the event could not be recorded now; retry later",
-            ))
-        }
-        Err(error) => {
-            tracing::error!(%error, svix_id, "email event not recorded; Svix will redeliver");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the event could not be recorded; retry later",
-            ))
-        }
+        Err(error) => Err(ApiError::failed_to_record("the event", &error)),
     }
 }
 

@@ -136,4 +136,3 @@ pub fn provider_from_env(env: &Env<'_>) -> Result<Arc<dyn EmailProvider>, Settin
         }),
     }
 }
-

@@ -85,7 +85,10 @@ async fn get_metrics(
     }
     let parse_date = |value: Option<&str>| value.and_then(|d| d.parse::<NaiveDate>().ok());
     let parsed = (
-        query.workspace.as_deref().and_then(|w| w.parse::<Uuid>().ok()),
+        query
+            .workspace
+            .as_deref()
+            .and_then(|w| w.parse::<Uuid>().ok()),
         parse_date(query.from.as_deref()),
         parse_date(query.to.as_deref()),
     );

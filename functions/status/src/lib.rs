@@ -28,15 +28,15 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use serde::{Deserialize, Serialize};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use shared::agents::Agent;
 use shared::db::{DbContext, Pool, migrations};
 use shared::http::ApiError;
 use shared::jwt::{JwtConfig, JwtVerifier};
 use shared::lambda::Container;
-use shared::settings::{Env, SettingsError};
 use shared::queue::{QueueDepth, Transport, catalog};
+use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use integration_tests::test_db::TestDb;
-use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
-use standins::{StandinConfig, Standins};
 use serde_json::{Value, json};
 use shared::clock::Clock;
+use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
+use standins::{StandinConfig, Standins};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::types::Type;
 use uuid::Uuid;

@@ -523,21 +523,7 @@ impl From<WebhookError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 &format!("malformed webhook: {reason}"),
             ),
-            _ => match error.retry_class() {
-                RetryClass::Transient { retry_after } => {
-                    tracing::warn!(%error, "Shopify webhook not recorded now; Shopify will redeliver");
-                    let seconds = retry_after.unwrap_or(RETRY_AFTER).as_secs().clamp(1, 3_600);
-                    ApiError::unavailable("the webhook could not be recorded now; retry later")
-                        .retry_after(u32::try_from(seconds).unwrap_or(5))
-                }
-                RetryClass::Permanent => {
-                    tracing::error!(%error, "Shopify webhook not recorded");
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the webhook could not be recorded",
-                    )
-                }
-            },
+            _ => ApiError::failed_to_record("the webhook", &error),
         }
     }
 }

@@ -530,7 +530,10 @@ fn api_router(pool: &Pool) -> axum::Router {
         webhook_secrets: vec!["whsec_b2xkLXNlY3JldA==".into(), WEBHOOK_SECRET.into()],
         product: "Growth Agents".into(),
     };
-    email::api::router(Arc::new(email::api::ApiDeps::new(&container_of(pool), config)))
+    email::api::router(Arc::new(email::api::ApiDeps::new(
+        &container_of(pool),
+        config,
+    )))
 }
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, String) {

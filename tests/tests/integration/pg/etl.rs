@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
-use shared::lambda::Container;
 use integration_tests::test_db::TestDb;
+use secrecy::ExposeSecret;
+use shared::lambda::Container;
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{Transport, catalog};
+use shared::retry::RetryPolicy;
 use standins::meta::{
     DEFAULT_META_ACCOUNT, DEFAULT_META_APP_SECRET, DEFAULT_META_TOKEN, appsecret_proof,
 };
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use standins::{Outcome, StandinConfig, Standins};
-use secrecy::ExposeSecret;
-use shared::queue::postgres::PostgresTransport;
-use shared::queue::{Transport, catalog};
-use shared::retry::RetryPolicy;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 

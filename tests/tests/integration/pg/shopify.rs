@@ -13,16 +13,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus, WebhookDeps};
-use shared::lambda::Container;
 use integration_tests::test_db::TestDb;
+use serde_json::Value;
+use shared::lambda::Container;
+use shared::queue::postgres::PostgresTransport;
+use shared::queue::{Transport, catalog};
+use shared::retry::RetryPolicy;
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::{
     Outcome, ShopSpec, ShopifyFaults, ShopifyTopic, StandinConfig, Standins, WebhookDelivery,
 };
-use serde_json::Value;
-use shared::queue::postgres::PostgresTransport;
-use shared::queue::{Transport, catalog};
-use shared::retry::RetryPolicy;
 use tokio_postgres::types::Type;
 use tower::ServiceExt;
 use uuid::Uuid;

@@ -410,7 +410,10 @@ async fn the_whole_report_is_served_from_a_pool_of_one_connection() {
         .iter()
         .find(|kpi| kpi["key"] == "suggestion_adoption")
         .unwrap_or_else(|| panic!("no adoption KPI: {json}"));
-    assert_eq!(adoption["state"], "no_data", "nothing shown yet: {adoption}");
+    assert_eq!(
+        adoption["state"], "no_data",
+        "nothing shown yet: {adoption}"
+    );
     assert!(json["email_campaigns_30d"].is_array(), "{json}");
     assert!(
         took < std::time::Duration::from_secs(5),

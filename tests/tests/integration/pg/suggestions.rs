@@ -188,9 +188,8 @@ mod feedback_api {
             cors_origins: Vec::new(),
         };
         let container = db.container(2, shared::clock::Clock::system());
-        let router = suggestions::api::router(Arc::new(suggestions::api::ApiDeps::new(
-            &container, config,
-        )));
+        let router =
+            suggestions::api::router(Arc::new(suggestions::api::ApiDeps::new(&container, config)));
         Fixture {
             db,
             router,
