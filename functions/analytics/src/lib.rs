@@ -194,6 +194,24 @@ impl From<Unreadable> for ApiError {
 
 pub(crate) const NOT_UTF8: &str = "the body is not UTF-8 text";
 
+/// The workspace of each project token of `kind` among `named`; 401 when events name tokens
+/// and none of them is known (a wrong or revoked token, not one bad event).
+pub(crate) async fn project_workspaces(
+    deps: &AnalyticsDeps,
+    named: &[&str],
+    kind: TokenKind,
+) -> Result<BTreeMap<String, Uuid>, ApiError> {
+    let workspaces = tokens::workspaces_of(&deps.pool, named, kind)
+        .await
+        .map_err(AnalyticsError::from)?;
+    match named.first() {
+        Some(token) if workspaces.is_empty() => Err(in_sdk_shape(ApiError::unauthorized(
+            format!("unknown project token {}", events::quote(token)),
+        ))),
+        _ => Ok(workspaces),
+    }
+}
+
 /// Decodes, splits and reads a capture or Mixpanel body: the body-level token (PostHog) and
 /// the events read. The body and its decoded text are dropped on return, before anything is
 /// stored, so a request never holds its text and the storing of its events at once.

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::events::{self, Backdate, Event, Read, Rejected, Source, TRACK_BACKDATE, quote};
 use crate::tokens::{self, IMPORT_REFUSED, ImportCredentials, TokenKind};
 use crate::{
-    AnalyticsDeps, AnalyticsError, envelope, in_sdk_shape, read_body, reported, store_events,
+    AnalyticsDeps, AnalyticsError, envelope, in_sdk_shape, project_workspaces, read_body, reported, store_events,
 };
 
 /// `POST /track`.
@@ -115,17 +115,7 @@ async fn by_project_token(
         .filter_map(|(_, event)| event.token.clone())
         .collect();
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
-    let workspaces = tokens::workspaces_of(&deps.pool, &named, TokenKind::MixpanelProject)
-        .await
-        .map_err(AnalyticsError::from)?;
-    if workspaces.is_empty()
-        && let Some(token) = named.first()
-    {
-        return Err(in_sdk_shape(ApiError::unauthorized(format!(
-            "unknown project token {}",
-            quote(token)
-        ))));
-    }
+    let workspaces = project_workspaces(deps, &named, TokenKind::MixpanelProject).await?;
     let mut grouped: BTreeMap<Uuid, Vec<(usize, Event)>> = BTreeMap::new();
     for (index, event) in accepted {
         match event.token.as_ref().map(|token| workspaces.get(token)) {

@@ -30,7 +30,7 @@ use crate::events::{
 use crate::json::{self, Budget};
 use crate::tokens::{self, TokenKind};
 use crate::{
-    AnalyticsDeps, AnalyticsError, MAX_PARSED_BYTES, NOT_UTF8, envelope, in_sdk_shape, read_body,
+    AnalyticsDeps, AnalyticsError, MAX_PARSED_BYTES, NOT_UTF8, envelope, in_sdk_shape, project_workspaces, read_body,
     reported, store_events,
 };
 
@@ -61,17 +61,7 @@ pub async fn capture(
         }
     }
     let named: Vec<&str> = by_token.keys().map(String::as_str).collect();
-    let workspaces = tokens::workspaces_of(&deps.pool, &named, TokenKind::PosthogProject)
-        .await
-        .map_err(AnalyticsError::from)?;
-    if workspaces.is_empty()
-        && let Some(token) = named.first()
-    {
-        return Err(in_sdk_shape(ApiError::unauthorized(format!(
-            "unknown project token {}",
-            quote(token)
-        ))));
-    }
+    let workspaces = project_workspaces(&deps, &named, TokenKind::PosthogProject).await?;
     let mut by_workspace: BTreeMap<Uuid, Vec<(usize, Event)>> = BTreeMap::new();
     for (token, events) in by_token {
         match workspaces.get(&token) {
