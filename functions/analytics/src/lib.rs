@@ -205,9 +205,10 @@ pub(crate) async fn project_workspaces(
         .await
         .map_err(AnalyticsError::from)?;
     match named.first() {
-        Some(token) if workspaces.is_empty() => Err(in_sdk_shape(ApiError::unauthorized(
-            format!("unknown project token {}", events::quote(token)),
-        ))),
+        Some(token) if workspaces.is_empty() => Err(in_sdk_shape(ApiError::unauthorized(format!(
+            "unknown project token {}",
+            events::quote(token)
+        )))),
         _ => Ok(workspaces),
     }
 }

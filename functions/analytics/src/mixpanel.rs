@@ -26,7 +26,8 @@ use uuid::Uuid;
 use crate::events::{self, Backdate, Event, Read, Rejected, Source, TRACK_BACKDATE, quote};
 use crate::tokens::{self, IMPORT_REFUSED, ImportCredentials, TokenKind};
 use crate::{
-    AnalyticsDeps, AnalyticsError, envelope, in_sdk_shape, project_workspaces, read_body, reported, store_events,
+    AnalyticsDeps, AnalyticsError, envelope, in_sdk_shape, project_workspaces, read_body, reported,
+    store_events,
 };
 
 /// `POST /track`.

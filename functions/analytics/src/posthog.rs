@@ -30,8 +30,8 @@ use crate::events::{
 use crate::json::{self, Budget};
 use crate::tokens::{self, TokenKind};
 use crate::{
-    AnalyticsDeps, AnalyticsError, MAX_PARSED_BYTES, NOT_UTF8, envelope, in_sdk_shape, project_workspaces, read_body,
-    reported, store_events,
+    AnalyticsDeps, AnalyticsError, MAX_PARSED_BYTES, NOT_UTF8, envelope, in_sdk_shape,
+    project_workspaces, read_body, reported, store_events,
 };
 
 const NO_TOKEN: &str = "no project token (api_key, token or properties.token)";

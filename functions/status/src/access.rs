@@ -14,6 +14,7 @@
 //! window has passed. The throttle lives in the process's memory (per Lambda container);
 //! API Gateway's throttling bounds the rest.
 
+use shared::http::{BearerToken, SupabaseUser};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,20 +63,15 @@ impl Access {
     /// Whether `presented` is a valid access token of an admin.
     fn is_admin_jwt(&self, presented: &str, now: DateTime<Utc>) -> bool {
         self.jwt.as_ref().is_some_and(|verifier| {
-            verifier
-                .verify(presented, now)
-                .is_ok_and(|claims| claims.app_role.as_deref() == Some("admin"))
+            SupabaseUser::verify(verifier, presented, now)
+                .is_ok_and(|user| user.claims.app_role.as_deref() == Some("admin"))
         })
     }
 
     /// Whether the request carries a credential that opens the page.
     pub fn allows(&self, headers: &HeaderMap, now: DateTime<Utc>) -> bool {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if let Some(presented) = bearer {
-            return self.is_token(presented) || self.is_admin_jwt(presented, now);
+        if let Some(BearerToken(presented)) = BearerToken::from_headers(headers) {
+            return self.is_token(&presented) || self.is_admin_jwt(&presented, now);
         }
         cookie(headers, COOKIE).is_some_and(|session| self.is_session(&session, now))
     }
@@ -233,13 +229,13 @@ mod tests {
         assert!(!access.allows(&HeaderMap::new(), now()));
         let admin = |secret: &[u8], exp: i64, iss: &str| {
             jwt(
-                json!({"sub": "u", "exp": exp, "aud": "authenticated", "iss": iss, "app_metadata": {"role": "admin"}}),
+                json!({"sub": "9d3e61b0-2a7c-4c55-8f14-c0dede3000aa", "exp": exp, "aud": "authenticated", "iss": iss, "app_metadata": {"role": "admin"}}),
                 secret,
             )
         };
         assert!(access.allows(&bearer(&admin(b"jwt-secret", exp, &iss)), now()));
         let member = jwt(
-            json!({"sub": "u", "exp": exp, "aud": "authenticated", "iss": iss, "role": "authenticated"}),
+            json!({"sub": "9d3e61b0-2a7c-4c55-8f14-c0dede3000ab", "exp": exp, "aud": "authenticated", "iss": iss, "role": "authenticated"}),
             b"jwt-secret",
         );
         assert!(
