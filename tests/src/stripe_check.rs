@@ -110,15 +110,38 @@ struct Table {
     rows: BTreeMap<String, Columns>,
 }
 
-fn tables(expected: &ExpectedState) -> Vec<Table> {
-    const LAST: &str =
-        "last_event_id, extract(epoch FROM last_event_created)::int8 AS last_event_created";
-    let mut tables = Vec::new();
+impl Table {
+    /// A table whose rows also record which event wrote them (`last_event_id`, `_created`).
+    fn written_by_events<T>(
+        name: &'static str,
+        select: &str,
+        objects: &BTreeMap<String, T>,
+        columns: impl Fn(&T) -> (Columns, &LastEvent),
+    ) -> Table {
+        const LAST: &str =
+            "last_event_id, extract(epoch FROM last_event_created)::int8 AS last_event_created";
+        let rows = objects
+            .iter()
+            .map(|(id, object)| {
+                let (mut columns, last) = columns(object);
+                columns.extend(last_event_columns(last));
+                (id.clone(), columns)
+            })
+            .collect();
+        Table {
+            name,
+            select: format!("{select}, {LAST}"),
+            rows,
+        }
+    }
+}
 
-    let rows = expected
-        .customers
-        .iter()
-        .map(|(id, c)| {
+fn tables(expected: &ExpectedState) -> Vec<Table> {
+    let customers = Table::written_by_events(
+        "customers",
+        "email, name, workspace_id::text AS workspace_id, deleted",
+        &expected.customers,
+        |c| {
             let lenient = |value: Val| {
                 if c.deleted_as_stub && value != Val::Null {
                     vec![value, Val::Null]
@@ -126,7 +149,7 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                     vec![value]
                 }
             };
-            let mut columns: Columns = vec![
+            let columns = vec![
                 ("email", lenient(c.email.as_ref().into())),
                 ("name", lenient(c.name.as_ref().into())),
                 (
@@ -135,40 +158,29 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                 ),
                 ("deleted", is(c.deleted)),
             ];
-            columns.extend(last_event_columns(&c.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "customers",
-        select: "email, name, workspace_id::text AS workspace_id, deleted".into(),
-        rows,
-    });
-
-    let rows = expected
-        .products
-        .iter()
-        .map(|(id, p)| {
-            let mut columns: Columns = vec![
+            (columns, &c.last_event)
+        },
+    );
+    let products = Table::written_by_events(
+        "products",
+        "name, active, deleted",
+        &expected.products,
+        |p| {
+            let columns = vec![
                 ("name", is(&p.name)),
                 ("active", is(p.active)),
                 ("deleted", is(p.deleted)),
             ];
-            columns.extend(last_event_columns(&p.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "products",
-        select: "name, active, deleted".into(),
-        rows,
-    });
-
-    let rows = expected
-        .prices
-        .iter()
-        .map(|(id, p)| {
-            let mut columns: Columns = vec![
+            (columns, &p.last_event)
+        },
+    );
+    let prices = Table::written_by_events(
+        "prices",
+        "product, active, unit_amount, currency, recurring_interval, \
+         recurring_interval_count::int8 AS recurring_interval_count, deleted",
+        &expected.prices,
+        |p| {
+            let columns = vec![
                 ("product", is(&p.product)),
                 ("active", is(p.active)),
                 ("unit_amount", is(p.unit_amount)),
@@ -177,23 +189,18 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                 ("recurring_interval_count", is(p.recurring_interval_count)),
                 ("deleted", is(p.deleted)),
             ];
-            columns.extend(last_event_columns(&p.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "prices",
-        select: "product, active, unit_amount, currency, recurring_interval, \
-                 recurring_interval_count::int8 AS recurring_interval_count, deleted"
-            .into(),
-        rows,
-    });
-
-    let rows = expected
-        .subscriptions
-        .iter()
-        .map(|(id, s)| {
-            let mut columns: Columns = vec![
+            (columns, &p.last_event)
+        },
+    );
+    let subscriptions = Table::written_by_events(
+        "subscriptions",
+        "customer, status, cancel_at_period_end, \
+         extract(epoch FROM current_period_end)::int8 AS current_period_end, \
+         extract(epoch FROM canceled_at)::int8 AS canceled_at, \
+         extract(epoch FROM ended_at)::int8 AS ended_at, deleted",
+        &expected.subscriptions,
+        |s| {
+            let columns = vec![
                 ("customer", is(&s.customer)),
                 ("status", is(&s.status)),
                 ("cancel_at_period_end", is(s.cancel_at_period_end)),
@@ -202,44 +209,33 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                 ("ended_at", is(s.ended_at)),
                 ("deleted", is(s.deleted)),
             ];
-            columns.extend(last_event_columns(&s.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "subscriptions",
-        select: "customer, status, cancel_at_period_end, \
-                 extract(epoch FROM current_period_end)::int8 AS current_period_end, \
-                 extract(epoch FROM canceled_at)::int8 AS canceled_at, \
-                 extract(epoch FROM ended_at)::int8 AS ended_at, deleted"
-            .into(),
-        rows,
-    });
-
-    let rows = expected
-        .subscription_items
-        .iter()
-        .map(|(id, i)| {
-            let columns: Columns = vec![
-                ("subscription", is(&i.subscription)),
-                ("price", is(&i.price)),
-                ("quantity", is(i.quantity)),
-                ("deleted", is(i.deleted)),
-            ];
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
+            (columns, &s.last_event)
+        },
+    );
+    // The items are written with their subscription and record no event of their own.
+    let subscription_items = Table {
         name: "subscription_items",
         select: "subscription, price, quantity, deleted".into(),
-        rows,
-    });
-
-    let rows = expected
-        .invoices
-        .iter()
-        .map(|(id, i)| {
-            let mut columns: Columns = vec![
+        rows: expected
+            .subscription_items
+            .iter()
+            .map(|(id, i)| {
+                let columns = vec![
+                    ("subscription", is(&i.subscription)),
+                    ("price", is(&i.price)),
+                    ("quantity", is(i.quantity)),
+                    ("deleted", is(i.deleted)),
+                ];
+                (id.clone(), columns)
+            })
+            .collect(),
+    };
+    let invoices = Table::written_by_events(
+        "invoices",
+        "customer, subscription, status, amount_due, amount_paid, currency",
+        &expected.invoices,
+        |i| {
+            let columns = vec![
                 ("customer", is(&i.customer)),
                 ("subscription", is(i.subscription.as_ref())),
                 ("status", is(&i.status)),
@@ -247,25 +243,19 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                 ("amount_paid", is(i.amount_paid)),
                 ("currency", is(&i.currency)),
             ];
-            columns.extend(last_event_columns(&i.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "invoices",
-        select: "customer, subscription, status, amount_due, amount_paid, currency".into(),
-        rows,
-    });
-
-    let rows = expected
-        .charges
-        .iter()
-        .map(|(id, c)| {
+            (columns, &i.last_event)
+        },
+    );
+    let charges = Table::written_by_events(
+        "charges",
+        "customer, invoice, status, amount, amount_refunded, refunded",
+        &expected.charges,
+        |c| {
             let mut invoice = is(c.invoice.as_ref());
             if !c.invoice_in_final_shape && c.invoice.is_some() {
                 invoice.push(Val::Null);
             }
-            let mut columns: Columns = vec![
+            let columns = vec![
                 ("customer", is(&c.customer)),
                 ("invoice", invoice),
                 ("status", is(&c.status)),
@@ -273,61 +263,46 @@ fn tables(expected: &ExpectedState) -> Vec<Table> {
                 ("amount_refunded", is(c.amount_refunded)),
                 ("refunded", is(c.refunded)),
             ];
-            columns.extend(last_event_columns(&c.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "charges",
-        select: "customer, invoice, status, amount, amount_refunded, refunded".into(),
-        rows,
-    });
-
-    let rows = expected
-        .disputes
-        .iter()
-        .map(|(id, d)| {
-            let mut columns: Columns = vec![
+            (columns, &c.last_event)
+        },
+    );
+    let disputes = Table::written_by_events(
+        "disputes",
+        "charge, amount, status",
+        &expected.disputes,
+        |d| {
+            let columns = vec![
                 ("charge", is(&d.charge)),
                 ("amount", is(d.amount)),
                 ("status", is(&d.status)),
             ];
-            columns.extend(last_event_columns(&d.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "disputes",
-        select: "charge, amount, status".into(),
-        rows,
-    });
-
-    let rows = expected
-        .checkout_sessions
-        .iter()
-        .map(|(id, s)| {
-            let mut columns: Columns = vec![
+            (columns, &d.last_event)
+        },
+    );
+    let checkout_sessions = Table::written_by_events(
+        "checkout_sessions",
+        "customer, subscription, payment_status",
+        &expected.checkout_sessions,
+        |s| {
+            let columns = vec![
                 ("customer", is(&s.customer)),
                 ("subscription", is(&s.subscription)),
                 ("payment_status", is(&s.payment_status)),
             ];
-            columns.extend(last_event_columns(&s.last_event));
-            (id.clone(), columns)
-        })
-        .collect();
-    tables.push(Table {
-        name: "checkout_sessions",
-        select: "customer, subscription, payment_status".into(),
-        rows,
-    });
-
-    for table in &mut tables {
-        if table.name != "subscription_items" {
-            // Every table but the items records which event wrote the row.
-            table.select = format!("{}, {LAST}", table.select);
-        }
-    }
-    tables
+            (columns, &s.last_event)
+        },
+    );
+    vec![
+        customers,
+        products,
+        prices,
+        subscriptions,
+        subscription_items,
+        invoices,
+        charges,
+        disputes,
+        checkout_sessions,
+    ]
 }
 
 /// Reads one column of any type the checker selects.
