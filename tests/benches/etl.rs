@@ -17,7 +17,6 @@ use standins::meta::{DEFAULT_META_ACCOUNT, DEFAULT_META_TOKEN};
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use standins::{StandinConfig, Standins};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 const TODAY: &str = "2026-11-30";
@@ -35,23 +34,15 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
         Platform::Shopify => (DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN),
     };
     let client = db.client().await;
-    let workspace: Uuid = client
-        .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ('bench') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let connection: Uuid = client
-        .query_typed_one(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, $2, $3, $4, 'USD') RETURNING id",
-            &[(&workspace, Type::UUID), (&platform.as_str(), Type::TEXT), (&account, Type::TEXT), (&token, Type::TEXT)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let workspace: Uuid = integration_tests::fixtures::workspace(&client, "bench").await;
+    let connection: Uuid = integration_tests::fixtures::connection(
+        &client,
+        workspace,
+        platform.as_str(),
+        account,
+        token,
+    )
+    .await;
     let transport = Arc::new(PostgresTransport::new(pool.clone()));
     let container = shared::lambda::Container::new(pool, transport, shared::clock::Clock::system());
     let config = etl::Config {

@@ -5,6 +5,7 @@
 //! * [`test_db`] — one fresh, migrated database per test, created from `DATABASE_URL`.
 //! * [`moto`] — SQS queues on the moto server the test command starts (`MOTO_ENDPOINT`).
 //! * [`resend_standin`] — Resend's `POST /emails` on a local port, with idempotency and scripted failures.
+//! * [`fixtures`] — the workspace and connection rows most tests start from, and fast retries.
 //! * [`email_fixtures`] — workspaces, signed-up users and a quick-retrying sender for the email tests.
 //! * [`contract`] — the queue contract: the behaviour both transports must show, written
 //!   once against the [`shared::queue::Transport`] trait and run against each.
@@ -16,6 +17,7 @@ pub mod attack;
 pub mod bench_http;
 pub mod contract;
 pub mod email_fixtures;
+pub mod fixtures;
 pub mod moto;
 pub mod resend_standin;
 pub mod stripe_check;

@@ -58,17 +58,14 @@ fn stripe_event(clock: &Clock, id: &str, kind: &str, object: Value) -> String {
 
 async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Clock) {
     let pool = db.pool(2);
-    let connection: Uuid = db
-        .client()
-        .await
-        .query_typed_one(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, 'meta', $2, $3, 'USD') RETURNING id",
-            &[(&workspace, Type::UUID), (&DEFAULT_META_ACCOUNT, Type::TEXT), (&DEFAULT_META_TOKEN, Type::TEXT)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let connection: Uuid = integration_tests::fixtures::connection(
+        &db.client().await,
+        workspace,
+        "meta",
+        DEFAULT_META_ACCOUNT,
+        DEFAULT_META_TOKEN,
+    )
+    .await;
     let transport = Arc::new(shared::queue::postgres::PostgresTransport::new(
         pool.clone(),
     ));

@@ -558,14 +558,7 @@ impl Analytics {
     async fn other_workspace(&self) -> uuid::Uuid {
         let keys = integration_tests::test_keys();
         let client = self.db.client().await;
-        let id: uuid::Uuid = client
-            .query_typed_one(
-                "INSERT INTO workspaces (name) VALUES ('other') RETURNING id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let id: uuid::Uuid = integration_tests::fixtures::workspace(&client, "other").await;
         for (token, kind) in [
             ("mp_other".to_string(), "mixpanel_project"),
             (keys.hash("other-api-secret"), "mixpanel_api_secret"),

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use etl::{Endpoints, EtlDeps, EtlRun, Platform, RunStatus};
+use integration_tests::fixtures::fast_retries;
 use integration_tests::test_db::TestDb;
 use secrecy::ExposeSecret;
 use shared::lambda::Container;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
-use shared::retry::RetryPolicy;
 use standins::meta::{
     DEFAULT_META_ACCOUNT, DEFAULT_META_APP_SECRET, DEFAULT_META_TOKEN, appsecret_proof,
 };
@@ -37,36 +37,19 @@ fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
 
-fn fast_retries(max_retries: usize) -> RetryPolicy {
-    RetryPolicy {
-        max_retries,
-        first_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        ..RetryPolicy::default()
-    }
-}
-
 async fn etl() -> Etl {
     let db = TestDb::new().await;
     let pool = db.pool(4);
     let client = db.client().await;
-    let workspace: Uuid = client
-        .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ('acme') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let connection: Uuid = client
-        .query_typed_one(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, 'meta', $2, $3, 'USD') RETURNING id",
-            &[(&workspace, Type::UUID), (&DEFAULT_META_ACCOUNT, Type::TEXT), (&DEFAULT_META_TOKEN, Type::TEXT)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let workspace: Uuid = integration_tests::fixtures::workspace(&client, "acme").await;
+    let connection: Uuid = integration_tests::fixtures::connection(
+        &client,
+        workspace,
+        "meta",
+        DEFAULT_META_ACCOUNT,
+        DEFAULT_META_TOKEN,
+    )
+    .await;
     let mut config = StandinConfig {
         today: Some(day(TODAY)),
         ..StandinConfig::default()

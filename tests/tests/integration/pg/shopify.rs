@@ -18,7 +18,6 @@ use serde_json::Value;
 use shared::lambda::Container;
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
-use shared::retry::RetryPolicy;
 use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::{
     Outcome, ShopSpec, ShopifyFaults, ShopifyTopic, StandinConfig, Standins, WebhookDelivery,
@@ -59,39 +58,24 @@ async fn shop() -> Shop {
     let db = TestDb::new().await;
     let pool = db.pool(4);
     let client = db.client().await;
-    let workspace: Uuid = client
-        .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ('acme') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let connection: Uuid = client
-        .query_typed_one(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, 'shopify', $2, $3, 'USD') RETURNING id",
-            &[(&workspace, Type::UUID), (&DEFAULT_SHOP, Type::TEXT), (&DEFAULT_SHOPIFY_TOKEN, Type::TEXT)],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let other_workspace: Uuid = client
-        .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ('other') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    client
-        .execute_typed(
-            "INSERT INTO connections (workspace_id, platform, external_account_id, access_token, currency)
-             VALUES ($1, 'shopify', $2, $3, 'USD')",
-            &[(&other_workspace, Type::UUID), (&OTHER_SHOP, Type::TEXT), (&OTHER_TOKEN, Type::TEXT)],
-        )
-        .await
-        .unwrap();
+    let workspace: Uuid = integration_tests::fixtures::workspace(&client, "acme").await;
+    let connection: Uuid = integration_tests::fixtures::connection(
+        &client,
+        workspace,
+        "shopify",
+        DEFAULT_SHOP,
+        DEFAULT_SHOPIFY_TOKEN,
+    )
+    .await;
+    let other_workspace: Uuid = integration_tests::fixtures::workspace(&client, "other").await;
+    integration_tests::fixtures::connection(
+        &client,
+        other_workspace,
+        "shopify",
+        OTHER_SHOP,
+        OTHER_TOKEN,
+    )
+    .await;
     let mut config = StandinConfig {
         today: Some(day(TODAY)),
         ..StandinConfig::default()
@@ -114,12 +98,7 @@ async fn shop() -> Shop {
         meta_app_secret: None,
     };
     let deps = EtlDeps {
-        retry: RetryPolicy {
-            max_retries: 3,
-            first_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            ..RetryPolicy::default()
-        },
+        retry: integration_tests::fixtures::fast_retries(3),
         ..EtlDeps::new(&container, config).unwrap()
     };
     let webhook_config = etl::WebhookConfig {

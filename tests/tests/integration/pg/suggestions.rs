@@ -10,14 +10,7 @@ use uuid::Uuid;
 async fn a_refresh_stores_each_open_suggestion_once() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let workspace: Uuid = client
-        .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ('w') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let workspace: Uuid = integration_tests::fixtures::workspace(&client, "w").await;
     // Two campaigns over the last days: one losing money, one at ROAS 3; one ad in the losing
     // campaign spent 70 with no conversion.
     client
@@ -143,22 +136,8 @@ mod feedback_api {
         let db = TestDb::new().await;
         let client = db.client().await;
         let (member, stranger) = (Uuid::new_v4(), Uuid::new_v4());
-        let workspace: Uuid = client
-            .query_typed_one(
-                "INSERT INTO workspaces (name) VALUES ('w') RETURNING id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let other: Uuid = client
-            .query_typed_one(
-                "INSERT INTO workspaces (name) VALUES ('o') RETURNING id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let workspace: Uuid = integration_tests::fixtures::workspace(&client, "w").await;
+        let other: Uuid = integration_tests::fixtures::workspace(&client, "o").await;
         client
             .execute_typed(
                 "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2), ($3, $4)",
@@ -653,14 +632,7 @@ mod simulation {
         let db = TestDb::new().await;
         let pool = db.pool(2);
         let client = db.client().await;
-        let workspace: Uuid = client
-            .query_typed_one(
-                "INSERT INTO workspaces (name) VALUES ('sim') RETURNING id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let workspace: Uuid = integration_tests::fixtures::workspace(&client, "sim").await;
         let user = Uuid::new_v4();
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let (mut counted, mut learned_accepted, mut random_accepted) = (0, 0, 0);
