@@ -26,6 +26,14 @@ pub async fn workspace(client: &tokio_postgres::Client, timezone: &str) -> Uuid 
         .get(0)
 }
 
+/// The most common start: a UTC workspace and Ada, who signed up there on 2026-11-30 at
+/// 10:00 UTC. Returns (workspace, user).
+pub async fn workspace_with_ada(client: &tokio_postgres::Client) -> (Uuid, Uuid) {
+    let workspace = workspace(client, "UTC").await;
+    let ada = user(client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    (workspace, ada)
+}
+
 /// A user who signed up at `signed_up_at`, in `timezone` (NULL: the workspace's).
 pub async fn user(
     client: &tokio_postgres::Client,

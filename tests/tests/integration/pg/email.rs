@@ -13,7 +13,9 @@ use email::campaigns::{Campaign, Rules};
 use email::provider::Resend;
 use email::send::{EmailQueueMessage, SendCampaignEmail, SendOutcome, SenderDeps};
 use email::unsubscribe::TokenSigner;
-use integration_tests::email_fixtures::{BASE_URL, UNSUBSCRIBE_SECRET, sender, user, workspace};
+use integration_tests::email_fixtures::{
+    BASE_URL, UNSUBSCRIBE_SECRET, sender, user, workspace, workspace_with_ada,
+};
 use integration_tests::resend_standin::{API_KEY, ResendStandIn};
 use integration_tests::test_db::TestDb;
 use serde_json::{Value, json};
@@ -258,8 +260,7 @@ async fn send_row(
 async fn concurrent_consumers_and_redeliveries_send_one_email() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let (workspace, user) = workspace_with_ada(&client).await;
     let standin = ResendStandIn::start().await;
     standin.delay(Duration::from_millis(300));
     let deps = Arc::new(sender(&db.pool(10), resend(&standin)));
@@ -322,8 +323,7 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
 async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let (workspace, user) = workspace_with_ada(&client).await;
     let standin = ResendStandIn::start().await;
     let deps = sender(&db.pool(2), resend(&standin));
     let message = request(workspace, user, Campaign::D1);
@@ -1332,8 +1332,7 @@ async fn tampered_unsubscribe_tokens_are_refused_with_a_reason_and_change_nothin
 
     let db = TestDb::new().await;
     let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let (_, user) = workspace_with_ada(&client).await;
     let router = api_router(&db.pool(2));
     let token = TokenSigner::new(vec![UNSUBSCRIBE_SECRET.into()]).token(user);
     let flipped = |bit: usize| {
@@ -1364,8 +1363,7 @@ async fn tampered_unsubscribe_tokens_are_refused_with_a_reason_and_change_nothin
 async fn a_queue_message_due_at_the_end_of_time_is_handled_not_a_panic() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let user = user(&client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
+    let (workspace, user) = workspace_with_ada(&client).await;
     let standin = ResendStandIn::start().await;
     let deps = sender(&db.pool(2), resend(&standin));
     let body = json!({"workspace_id": workspace, "user_id": user, "campaign": "d1",
