@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use integration_tests::test_db::TestDb;
-use shared::queue::outbox::Outbox;
+use shared::queue::outbox::{Outbox, Pending};
 use shared::queue::postgres::PostgresTransport;
 use shared::queue::{OutgoingMessage, QueueDepth, QueueError, ReceivedMessage, Transport, catalog};
 
@@ -47,6 +47,28 @@ impl Fixture {
     fn relay(&self) -> relay::RelayDeps {
         relay::RelayDeps::new(&self.db.container(1, shared::clock::Clock::system()))
     }
+
+    /// Enqueues `messages` in a transaction that commits, as a writer announcing a change.
+    async fn committed(&self, messages: &[OutgoingMessage]) -> Pending {
+        self.enqueue_in_transaction(messages, true).await
+    }
+
+    /// Enqueues `messages` in a transaction that rolls back: the change never happened.
+    async fn rolled_back(&self, messages: &[OutgoingMessage]) -> Pending {
+        self.enqueue_in_transaction(messages, false).await
+    }
+
+    async fn enqueue_in_transaction(&self, messages: &[OutgoingMessage], commit: bool) -> Pending {
+        let mut client = self.db.client().await;
+        let transaction = client.transaction().await.unwrap();
+        let pending = self.outbox.enqueue(&transaction, messages).await.unwrap();
+        if commit {
+            transaction.commit().await.unwrap();
+        } else {
+            transaction.rollback().await.unwrap();
+        }
+        pending
+    }
 }
 
 async fn fixture() -> Fixture {
@@ -64,14 +86,7 @@ async fn fixture() -> Fixture {
 #[tokio::test]
 async fn a_rolled_back_transaction_sends_nothing() {
     let f = fixture().await;
-    let mut client = f.db.client().await;
-    let transaction = client.transaction().await.unwrap();
-    let pending = f
-        .outbox
-        .enqueue(&transaction, &[message("a")])
-        .await
-        .unwrap();
-    transaction.rollback().await.unwrap();
+    let pending = f.rolled_back(&[message("a")]).await;
     assert_eq!(f.outbox.dispatch(&pending).await.unwrap(), 0);
     assert_eq!(f.outbox.relay(Duration::ZERO, 100).await.unwrap(), 0);
     assert_eq!(queued(&f.transport).await, 0);
@@ -80,14 +95,7 @@ async fn a_rolled_back_transaction_sends_nothing() {
 #[tokio::test]
 async fn committed_messages_are_dispatched_once() {
     let f = fixture().await;
-    let mut client = f.db.client().await;
-    let transaction = client.transaction().await.unwrap();
-    let pending = f
-        .outbox
-        .enqueue(&transaction, &[message("a"), message("b")])
-        .await
-        .unwrap();
-    transaction.commit().await.unwrap();
+    let pending = f.committed(&[message("a"), message("b")]).await;
     assert_eq!(f.outbox.dispatch(&pending).await.unwrap(), 2);
     assert_eq!(queued(&f.transport).await, 2);
     assert_eq!(outbox_rows(&f.db).await, 0);
@@ -101,14 +109,7 @@ async fn committed_messages_are_dispatched_once() {
 #[tokio::test]
 async fn the_relay_sends_what_a_crash_left_behind() {
     let f = fixture().await;
-    let mut client = f.db.client().await;
-    let transaction = client.transaction().await.unwrap();
-    let _never_dispatched = f
-        .outbox
-        .enqueue(&transaction, &[message("a")])
-        .await
-        .unwrap();
-    transaction.commit().await.unwrap();
+    let _never_dispatched = f.committed(&[message("a")]).await;
     // The writer "crashed" before dispatching. A young row is left to its writer…
     assert_eq!(
         f.outbox.relay(Duration::from_secs(30), 100).await.unwrap(),
@@ -123,14 +124,7 @@ async fn the_relay_sends_what_a_crash_left_behind() {
 #[tokio::test]
 async fn a_dispatch_and_a_relay_racing_deliver_one_message() {
     let f = fixture().await;
-    let mut client = f.db.client().await;
-    let transaction = client.transaction().await.unwrap();
-    let pending = f
-        .outbox
-        .enqueue(&transaction, &[message("a")])
-        .await
-        .unwrap();
-    transaction.commit().await.unwrap();
+    let pending = f.committed(&[message("a")]).await;
     let (dispatched, relayed) = tokio::join!(
         f.outbox.dispatch(&pending),
         f.outbox.relay(Duration::ZERO, 100)
@@ -180,14 +174,8 @@ impl Transport for DownTransport {
 async fn a_failed_dispatch_keeps_the_rows_for_the_relay() {
     let f = fixture().await;
     let down = Outbox::relaying(f.db.pool(2), Arc::new(DownTransport));
-    let mut client = f.db.client().await;
-    let transaction = client.transaction().await.unwrap();
-    let pending = f
-        .outbox
-        .enqueue(&transaction, &[message("a")])
-        .await
-        .unwrap();
-    transaction.commit().await.unwrap();
+    let client = f.db.client().await;
+    let pending = f.committed(&[message("a")]).await;
     assert!(down.dispatch(&pending).await.is_err());
     let row = client
         .query_typed_one("SELECT attempts, last_error FROM outbox", &[])
