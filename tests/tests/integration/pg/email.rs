@@ -4,11 +4,12 @@
 //! Svix-signed webhook.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
+use email::EmailError;
 use email::campaigns::{Campaign, Rules};
 use email::provider::Resend;
 use email::send::{EmailQueueMessage, SendCampaignEmail, SendOutcome, SenderDeps};
@@ -23,7 +24,7 @@ use shared::db::Pool;
 use shared::queue::Transport;
 use shared::queue::catalog::EMAIL;
 use shared::queue::postgres::PostgresTransport;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -45,6 +46,101 @@ fn request(workspace: Uuid, user: Uuid, campaign: Campaign) -> SendCampaignEmail
     }
 }
 
+/// The first column of the one row `sql` selects (it panics on none or more).
+async fn one<T: for<'row> FromSql<'row>>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    args: &[(&(dyn ToSql + Sync), Type)],
+) -> T {
+    client.query_typed_one(sql, args).await.unwrap().get(0)
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    one(client, sql, &[]).await
+}
+
+/// Checks that `sql` selects exactly `expected`, two text columns a row, in that order.
+async fn assert_pairs(client: &tokio_postgres::Client, sql: &str, expected: &[(&str, &str)]) {
+    let rows = client.query_typed(sql, &[]).await.unwrap();
+    let found: Vec<(&str, &str)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    assert_eq!(found, expected, "{sql}");
+}
+
+async fn distinct_id(client: &tokio_postgres::Client, user: Uuid) -> String {
+    let sql = "SELECT distinct_id FROM users WHERE id = $1";
+    one(client, sql, &[(&user, Type::UUID)]).await
+}
+
+/// The email agent handling `message` now, as a queue delivery would.
+async fn deliver(
+    deps: &SenderDeps,
+    message: &SendCampaignEmail,
+) -> Result<SendOutcome, EmailError> {
+    email::send::send_campaign(deps, message, Utc::now()).await
+}
+
+/// What most tests start from: a fresh database with a UTC workspace, and the email agent on
+/// a pool of `pool_size` sending through a Resend stand-in.
+struct Sending {
+    db: TestDb,
+    client: tokio_postgres::Client,
+    workspace: Uuid,
+    pool: Pool,
+    standin: ResendStandIn,
+    deps: SenderDeps,
+}
+
+async fn sending(pool_size: usize) -> Sending {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let workspace = workspace(&client, "UTC").await;
+    let pool = db.pool(pool_size);
+    let standin = ResendStandIn::start().await;
+    let deps = sender(&pool, resend(&standin));
+    Sending {
+        db,
+        client,
+        workspace,
+        pool,
+        standin,
+        deps,
+    }
+}
+
+impl Sending {
+    /// A user of the workspace who signed up on 2026-11-30 at 10:00 UTC.
+    async fn user(&self, name: &str) -> Uuid {
+        user(
+            &self.client,
+            self.workspace,
+            name,
+            "2026-11-30T10:00:00Z",
+            None,
+        )
+        .await
+    }
+
+    /// Sends `campaign` to `user` now and returns the outcome; an error fails the test.
+    async fn send(&self, user: Uuid, campaign: Campaign) -> SendOutcome {
+        let message = request(self.workspace, user, campaign);
+        deliver(&self.deps, &message).await.unwrap()
+    }
+
+    /// Sends D1 to a new user through the stand-in; returns (user, Resend email id).
+    async fn sent_email(&self, name: &str) -> (Uuid, String) {
+        let user = self.user(name).await;
+        match self.send(user, Campaign::D1).await {
+            SendOutcome::Sent {
+                provider_message_id: Some(id),
+            } => {
+                assert_eq!(self.standin.accepted().last().unwrap().id, id);
+                (user, id)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// (distinct id, campaign) of every message the sweep queued.
 async fn queued(
     transport: &PostgresTransport,
@@ -61,15 +157,7 @@ async fn queued(
         }
         for message in batch {
             let send: SendCampaignEmail = serde_json::from_str(&message.body).unwrap();
-            let distinct: String = client
-                .query_typed_one(
-                    "SELECT distinct_id FROM users WHERE id = $1",
-                    &[(&send.user_id, Type::UUID)],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            found.push((distinct, send.campaign));
+            found.push((distinct_id(client, send.user_id).await, send.campaign));
         }
     }
     found.sort();
@@ -84,19 +172,30 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
     let tokyo_workspace = workspace(&client, "Asia/Tokyo").await;
     // The sweep runs at 09:02 UTC on 1 December; campaigns go out from 09:00 local time.
     let now = at("2026-12-01T09:02:00Z");
-    user(&client, utc, "d1-morning", "2026-11-30T10:00:00Z", None).await;
-    user(&client, utc, "d1-last-minute", "2026-11-30T23:59:00Z", None).await;
-    user(&client, utc, "d1-tomorrow", "2026-12-01T00:01:00Z", None).await;
-    // 01:00 on 1 December in Tokyo: its day 1 is tomorrow, though it is 30 Nov in UTC.
-    user(
-        &client,
-        utc,
-        "tokyo-not-yet",
-        "2026-11-30T16:00:00Z",
-        Some("Asia/Tokyo"),
-    )
-    .await;
-    // The same through the workspace's timezone.
+    // (distinct id, signed up at, the user's own timezone), in the UTC workspace.
+    for (name, signed_up_at, timezone) in [
+        ("d1-morning", "2026-11-30T10:00:00Z", None),
+        ("d1-last-minute", "2026-11-30T23:59:00Z", None),
+        ("d1-tomorrow", "2026-12-01T00:01:00Z", None),
+        // 01:00 on 1 December in Tokyo: its day 1 is tomorrow, though it is 30 Nov in UTC.
+        ("tokyo-not-yet", "2026-11-30T16:00:00Z", Some("Asia/Tokyo")),
+        // 17:00 on 29 Nov in New York: due since 09:00 EST on 30 Nov (14:00 UTC), until 14:00
+        // UTC today, though in UTC its window closed at 09:00.
+        ("new-york", "2026-11-29T22:00:00Z", Some("America/New_York")),
+        ("d1-expired", "2026-11-29T10:00:00Z", None),
+        ("d1-sent", "2026-11-30T11:00:00Z", None),
+        ("d1-unsubscribed", "2026-11-30T11:00:00Z", None),
+        ("d1-bounced", "2026-11-30T11:00:00Z", None),
+        ("d1-no-address", "2026-11-30T11:00:00Z", None),
+        ("bad-timezone", "2026-11-30T11:00:00Z", Some("Mars/Olympus")),
+        ("d7-due", "2026-11-24T12:00:00Z", None),
+        ("d7-active", "2026-11-24T12:00:00Z", None),
+        ("d7-opened-only", "2026-11-24T12:00:00Z", None),
+        ("d30-due", "2026-11-01T08:00:00Z", None),
+    ] {
+        user(&client, utc, name, signed_up_at, timezone).await;
+    }
+    // Like tokyo-not-yet, through the workspace's timezone.
     user(
         &client,
         tokyo_workspace,
@@ -105,47 +204,15 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
         None,
     )
     .await;
-    // 17:00 on 29 Nov in New York: due since 09:00 EST on 30 Nov (14:00 UTC), until 14:00
-    // UTC today, though in UTC its window closed at 09:00.
-    user(
-        &client,
-        utc,
-        "new-york",
-        "2026-11-29T22:00:00Z",
-        Some("America/New_York"),
-    )
-    .await;
-    user(&client, utc, "d1-expired", "2026-11-29T10:00:00Z", None).await;
-    let sent = user(&client, utc, "d1-sent", "2026-11-30T11:00:00Z", None).await;
-    let unsubscribed = user(
-        &client,
-        utc,
-        "d1-unsubscribed",
-        "2026-11-30T11:00:00Z",
-        None,
-    )
-    .await;
-    user(&client, utc, "d1-bounced", "2026-11-30T11:00:00Z", None).await;
-    let no_address = user(&client, utc, "d1-no-address", "2026-11-30T11:00:00Z", None).await;
-    user(
-        &client,
-        utc,
-        "bad-timezone",
-        "2026-11-30T11:00:00Z",
-        Some("Mars/Olympus"),
-    )
-    .await;
-    user(&client, utc, "d7-due", "2026-11-24T12:00:00Z", None).await;
-    user(&client, utc, "d7-active", "2026-11-24T12:00:00Z", None).await;
-    user(&client, utc, "d7-opened-only", "2026-11-24T12:00:00Z", None).await;
-    user(&client, utc, "d30-due", "2026-11-01T08:00:00Z", None).await;
+    // The reasons not to send, attached to the users by distinct id.
     client
         .batch_execute(&format!(
             "INSERT INTO email_sends (workspace_id, user_id, campaign, status, due_at)
-                 VALUES ('{utc}', '{sent}', 'd1', 'sent', now());
-             INSERT INTO email_unsubscribes (user_id, method) VALUES ('{unsubscribed}', 'link');
+                 SELECT workspace_id, id, 'd1', 'sent', now() FROM users WHERE distinct_id = 'd1-sent';
+             INSERT INTO email_unsubscribes (user_id, method)
+                 SELECT id, 'link' FROM users WHERE distinct_id = 'd1-unsubscribed';
              INSERT INTO email_suppressions (address, reason) VALUES ('d1-bounced@example.com', 'bounced');
-             UPDATE users SET email = NULL WHERE id = '{no_address}';
+             UPDATE users SET email = NULL WHERE distinct_id = 'd1-no-address';
              INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp) VALUES
                  (gen_random_uuid(), '{utc}', 'posthog', 'd7-active', 'pageview', '2026-12-01T07:00:00Z'),
                  (gen_random_uuid(), '{utc}', 'email', 'd7-opened-only', 'email_opened', '2026-12-01T07:00:00Z'),
@@ -182,55 +249,37 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
     // Boundaries: one minute before the send hour nobody in UTC is due D1; the New York user
     // still is until 14:00 UTC and not after; Tokyo's day comes at 00:00 UTC on 2 December.
     let d1 = rules.get(Campaign::D1);
-    let due_at = |now: &str| {
-        let pool = pool.clone();
-        let now = at(now);
-        async move {
-            let (due, _) = email::sweep::due_users(&pool, Campaign::D1, d1, now)
-                .await
-                .unwrap();
-            let mut ids: Vec<Uuid> = due.iter().map(|send| send.user_id).collect();
-            ids.sort();
-            let mut names = Vec::new();
-            for id in ids {
-                let client = pool.get().await.unwrap();
-                names.push(
-                    client
-                        .query_typed_one(
-                            "SELECT distinct_id FROM users WHERE id = $1",
-                            &[(&id, Type::UUID)],
-                        )
-                        .await
-                        .unwrap()
-                        .get::<_, String>(0),
-                );
-            }
-            names.sort();
-            names
+    for (now, expected) in [
+        ("2026-12-01T08:59:00Z", vec!["d1-expired", "new-york"]),
+        (
+            "2026-12-01T13:59:00Z",
+            vec!["bad-timezone", "d1-last-minute", "d1-morning", "new-york"],
+        ),
+        (
+            "2026-12-01T14:00:00Z",
+            vec!["bad-timezone", "d1-last-minute", "d1-morning"],
+        ),
+        (
+            "2026-12-02T00:00:00Z",
+            vec![
+                "bad-timezone",
+                "d1-last-minute",
+                "d1-morning",
+                "tokyo-not-yet",
+                "tokyo-workspace",
+            ],
+        ),
+    ] {
+        let (due, _) = email::sweep::due_users(&pool, Campaign::D1, d1, at(now))
+            .await
+            .unwrap();
+        let mut names = Vec::new();
+        for send in due {
+            names.push(distinct_id(&client, send.user_id).await);
         }
-    };
-    assert_eq!(
-        due_at("2026-12-01T08:59:00Z").await,
-        vec!["d1-expired", "new-york"]
-    );
-    assert_eq!(
-        due_at("2026-12-01T13:59:00Z").await,
-        vec!["bad-timezone", "d1-last-minute", "d1-morning", "new-york"]
-    );
-    assert_eq!(
-        due_at("2026-12-01T14:00:00Z").await,
-        vec!["bad-timezone", "d1-last-minute", "d1-morning"]
-    );
-    assert_eq!(
-        due_at("2026-12-02T00:00:00Z").await,
-        vec![
-            "bad-timezone",
-            "d1-last-minute",
-            "d1-morning",
-            "tokyo-not-yet",
-            "tokyo-workspace"
-        ]
-    );
+        names.sort();
+        assert_eq!(names, expected, "due for D1 at {now}");
+    }
 
     // A disabled campaign is not swept.
     let mut without_d30 = Rules::default();
@@ -258,45 +307,39 @@ async fn send_row(
 
 #[tokio::test]
 async fn concurrent_consumers_and_redeliveries_send_one_email() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let (workspace, user) = workspace_with_ada(&client).await;
-    let standin = ResendStandIn::start().await;
-    standin.delay(Duration::from_millis(300));
-    let deps = Arc::new(sender(&db.pool(10), resend(&standin)));
-    let message = request(workspace, user, Campaign::D1);
+    let t = sending(10).await;
+    let user = t.user("ada").await;
+    t.standin.delay(Duration::from_millis(300));
+    let message = request(t.workspace, user, Campaign::D1);
+    let deps = Arc::new(t.deps);
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (deps, message) = (deps.clone(), message.clone());
-        consumers
-            .spawn(async move { email::send::send_campaign(&deps, &message, Utc::now()).await });
+        consumers.spawn(async move { deliver(&deps, &message).await });
     }
     let (mut sent, mut elsewhere) = (0, 0);
     while let Some(result) = consumers.join_next().await {
         match result.unwrap() {
             Ok(SendOutcome::Sent { .. }) => sent += 1,
-            Err(email::EmailError::ClaimedElsewhere) => elsewhere += 1,
+            Err(EmailError::ClaimedElsewhere) => elsewhere += 1,
             Ok(SendOutcome::AlreadyDone { .. }) => elsewhere += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((sent, elsewhere), (1, 7));
-    assert_eq!(standin.requests(), 1, "one provider call");
+    assert_eq!(t.standin.requests(), 1, "one provider call");
     // A redelivery after success sends nothing.
-    let again = email::send::send_campaign(&deps, &message, Utc::now())
-        .await
-        .unwrap();
     assert_eq!(
-        again,
+        deliver(&deps, &message).await.unwrap(),
         SendOutcome::AlreadyDone {
             status: "sent".into()
         }
     );
-    assert_eq!(standin.requests(), 1);
+    assert_eq!(t.standin.requests(), 1);
 
-    let accepted = standin.accepted();
+    let accepted = t.standin.accepted();
     assert_eq!(accepted.len(), 1);
-    let (status, attempts, message_id, _) = send_row(&client, user, Campaign::D1).await;
+    let (status, attempts, message_id, _) = send_row(&t.client, user, Campaign::D1).await;
     assert_eq!((status.as_str(), attempts), ("sent", 1));
     assert_eq!(message_id.as_deref(), Some(accepted[0].id.as_str()));
     let body = &accepted[0].body;
@@ -305,14 +348,12 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
     assert!(body["text"].as_str().unwrap().contains("Hi Ada,"));
     assert!(body["html"].as_str().unwrap().contains("<p>Hi Ada,</p>"));
     assert_eq!(body["tags"][0], json!({"name": "campaign", "value": "d1"}));
-    let send_id: Uuid = client
-        .query_typed_one(
-            "SELECT id FROM email_sends WHERE user_id = $1",
-            &[(&user, Type::UUID)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let send_id: Uuid = one(
+        &t.client,
+        "SELECT id FROM email_sends WHERE user_id = $1",
+        &[(&user, Type::UUID)],
+    )
+    .await;
     assert_eq!(
         accepted[0].idempotency_key.as_deref(),
         Some(format!("email-send/{send_id}").as_str())
@@ -321,19 +362,14 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
 
 #[tokio::test]
 async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let (workspace, user) = workspace_with_ada(&client).await;
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&db.pool(2), resend(&standin));
-    let message = request(workspace, user, Campaign::D1);
-    email::send::send_campaign(&deps, &message, Utc::now())
-        .await
-        .unwrap();
-    let first_id = standin.accepted()[0].id.clone();
+    let t = sending(2).await;
+    let user = t.user("ada").await;
+    let message = request(t.workspace, user, Campaign::D1);
+    deliver(&t.deps, &message).await.unwrap();
+    let first_id = t.standin.accepted()[0].id.clone();
     // As if the consumer had died after Resend accepted the email and before recording it;
     // meanwhile the workspace's numbers changed, which must not change the payload.
-    client
+    t.client
         .batch_execute(&format!(
             "UPDATE email_sends SET status = 'claimed', provider_message_id = NULL, sent_at = NULL,
                     claimed_at = now() - interval '1 hour' WHERE user_id = '{user}';
@@ -341,89 +377,70 @@ async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
                     orders, gross_revenue, refunds, net_revenue, new_customers, subscription_revenue, mrr, new_mrr,
                     expansion_mrr, contraction_mrr, churned_mrr, reactivation_mrr, active_subscriptions, revenue,
                     events, dau, wau, mau, signups)
-             VALUES ('{workspace}', current_date, 'USD', 10, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 5, 1, 1, 1, 1);"
+             VALUES ('{}', current_date, 'USD', 10, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 5, 1, 1, 1, 1);",
+            t.workspace
         ))
         .await
         .unwrap();
-    let outcome = email::send::send_campaign(&deps, &message, Utc::now())
-        .await
-        .unwrap();
     assert_eq!(
-        outcome,
+        deliver(&t.deps, &message).await.unwrap(),
         SendOutcome::Sent {
             provider_message_id: Some(first_id.clone())
         }
     );
-    assert_eq!(standin.requests(), 2, "the takeover asked again");
+    assert_eq!(t.standin.requests(), 2, "the takeover asked again");
     assert_eq!(
-        standin.accepted().len(),
+        t.standin.accepted().len(),
         1,
         "and Resend answered with the first email"
     );
-    let (status, attempts, message_id, _) = send_row(&client, user, Campaign::D1).await;
+    let (status, attempts, message_id, _) = send_row(&t.client, user, Campaign::D1).await;
     assert_eq!(
         (status.as_str(), attempts, message_id),
         ("sent", 2, Some(first_id))
     );
 
     // A fresh claim (a consumer still working) is not taken over.
-    client
+    t.client
         .batch_execute(&format!(
             "UPDATE email_sends SET status = 'claimed', claimed_at = now() WHERE user_id = '{user}'"
         ))
         .await
         .unwrap();
-    let busy = email::send::send_campaign(&deps, &message, Utc::now()).await;
+    let busy = deliver(&t.deps, &message).await;
     assert!(
-        matches!(busy, Err(email::EmailError::ClaimedElsewhere)),
+        matches!(busy, Err(EmailError::ClaimedElsewhere)),
         "{busy:?}"
     );
 }
 
 #[tokio::test]
 async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let flaky_user = user(&client, workspace, "flaky", "2026-11-30T10:00:00Z", None).await;
-    let down_user = user(&client, workspace, "down", "2026-11-30T10:00:00Z", None).await;
-    let invalid_user = user(&client, workspace, "invalid", "2026-11-30T10:00:00Z", None).await;
-    client
+    let t = sending(3).await;
+    let flaky_user = t.user("flaky").await;
+    let down_user = t.user("down").await;
+    let invalid_user = t.user("invalid").await;
+    t.client
         .batch_execute(&format!(
             "UPDATE users SET email = 'invalid@localhost' WHERE id = '{invalid_user}'"
         ))
         .await
         .unwrap();
-    let pool = db.pool(3);
 
     // Two transient failures (a 503, then a 429 with Retry-After), then success: one email.
-    let standin = ResendStandIn::start().await;
-    standin.fail_next(&[(503, None), (429, Some(0))]);
-    let deps = sender(&pool, resend(&standin));
-    let outcome = email::send::send_campaign(
-        &deps,
-        &request(workspace, flaky_user, Campaign::D1),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    t.standin.fail_next(&[(503, None), (429, Some(0))]);
+    let outcome = t.send(flaky_user, Campaign::D1).await;
     assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
-    assert_eq!((standin.requests(), standin.accepted().len()), (3, 1));
+    assert_eq!((t.standin.requests(), t.standin.accepted().len()), (3, 1));
 
     // A permanent refusal is recorded and not retried.
-    let outcome = email::send::send_campaign(
-        &deps,
-        &request(workspace, invalid_user, Campaign::D1),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let outcome = t.send(invalid_user, Campaign::D1).await;
     assert!(
         matches!(outcome, SendOutcome::Rejected { .. }),
         "{outcome:?}"
     );
-    assert_eq!(standin.requests(), 4);
-    let (status, _, _, error) = send_row(&client, invalid_user, Campaign::D1).await;
+    assert_eq!(t.standin.requests(), 4);
+    let (status, _, _, error) = send_row(&t.client, invalid_user, Campaign::D1).await;
     assert_eq!(status, "rejected");
     assert!(error.unwrap().contains("validation_error"));
 
@@ -431,13 +448,11 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
     // queue's three deliveries the message is a dead letter, and the send is recorded failed.
     let down = ResendStandIn::start().await;
     down.fail_always(503);
-    let deps = Arc::new(sender(&pool, resend(&down)));
-    let transport = PostgresTransport::new(pool.clone());
+    let deps = Arc::new(sender(&t.pool, resend(&down)));
+    let transport = PostgresTransport::new(t.pool.clone());
+    let message = request(t.workspace, down_user, Campaign::D1);
     transport
-        .send(&[
-            shared::queue::Message::to_outgoing(&request(workspace, down_user, Campaign::D1))
-                .unwrap(),
-        ])
+        .send(&[shared::queue::Message::to_outgoing(&message).unwrap()])
         .await
         .unwrap();
     let handler = |message: EmailQueueMessage| {
@@ -461,7 +476,7 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
         4 * EMAIL.max_receives as usize,
         "1 call + 3 retries per delivery"
     );
-    let (status, attempts, _, error) = send_row(&client, down_user, Campaign::D1).await;
+    let (status, attempts, _, error) = send_row(&t.client, down_user, Campaign::D1).await;
     assert_eq!((status.as_str(), attempts), ("failed", 3));
     assert!(error.unwrap().contains("503"));
     let mut dead = 0;
@@ -485,11 +500,7 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
 }
 
 async fn unsubscribes(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_typed_one("SELECT count(*) FROM email_unsubscribes", &[])
-        .await
-        .unwrap()
-        .get(0)
+    count(client, "SELECT count(*) FROM email_unsubscribes").await
 }
 
 fn svix_request(svix_id: &str, body: &Value, secret: &str, timestamp: i64) -> Request<Body> {
@@ -518,6 +529,14 @@ fn resend_event(kind: &str, email_id: &str, extra: Value) -> Value {
     json!({ "type": kind, "created_at": Utc::now().to_rfc3339(), "data": data })
 }
 
+/// The mailbox provider's one-click unsubscribe (RFC 8058) to the link at `path`.
+fn one_click(path: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("List-Unsubscribe=One-Click"))
+        .unwrap()
+}
+
 /// A container on `pool`, the Postgres queue and the system clock.
 fn container_of(pool: &Pool) -> shared::lambda::Container {
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
@@ -537,113 +556,53 @@ fn api_router(pool: &Pool) -> axum::Router {
 }
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, String) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// Sends D1 to a new user through the stand-in; returns (user, Resend email id).
-async fn sent_email(
-    client: &tokio_postgres::Client,
-    deps: &SenderDeps,
-    standin: &ResendStandIn,
-    workspace: Uuid,
-    name: &str,
-) -> (Uuid, String) {
-    let user = user(client, workspace, name, "2026-11-30T10:00:00Z", None).await;
-    match email::send::send_campaign(deps, &request(workspace, user, Campaign::D1), Utc::now())
-        .await
-        .unwrap()
-    {
-        SendOutcome::Sent {
-            provider_message_id: Some(id),
-        } => {
-            assert_eq!(standin.accepted().last().unwrap().id, id);
-            (user, id)
-        }
-        other => panic!("{other:?}"),
-    }
+    let (head, body) = router.clone().oneshot(request).await.unwrap().into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (head.status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
 async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let pool = db.pool(3);
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&pool, resend(&standin));
+    let t = sending(3).await;
     let mut sends = Vec::new();
     for name in ["ada", "grace", "alan", "edsger"] {
-        sends.push(sent_email(&client, &deps, &standin, workspace, name).await);
+        sends.push(t.sent_email(name).await);
     }
-    let router = api_router(&pool);
+    let router = api_router(&t.pool);
     let now = Utc::now().timestamp();
 
-    // Signature checks: forged, stale, missing headers — 400 and nothing stored.
+    // Forged, stale, missing headers, or signed but not an event: 400 with the reason, and
+    // nothing stored.
     let delivered = resend_event("email.delivered", &sends[0].1, json!({}));
-    let (status, body) = call(
-        &router,
-        svix_request("msg_1", &delivered, "whsec_d3Jvbmc=", now),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("signature"), "{body}");
-    let (status, _) = call(
-        &router,
-        svix_request("msg_1", &delivered, WEBHOOK_SECRET, now - 301),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let forged = svix_request("msg_1", &delivered, "whsec_d3Jvbmc=", now);
+    let stale = svix_request("msg_1", &delivered, WEBHOOK_SECRET, now - 301);
     let unsigned = Request::post("/webhooks/resend")
         .body(Body::from(delivered.to_string()))
         .unwrap();
-    assert_eq!(call(&router, unsigned).await.0, StatusCode::BAD_REQUEST);
-    let stored: i64 = client
-        .query_typed_one("SELECT count(*) FROM email_events", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 0);
-
-    // Signed but not an event: 400 with the reason.
-    let (status, body) = call(
-        &router,
-        svix_request(
-            "msg_bad",
-            &json!({"type": "email.opened"}),
-            WEBHOOK_SECRET,
-            now,
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("created_at"), "{body}");
+    let not_an_event = json!({"type": "email.opened"});
+    let not_an_event = svix_request("msg_bad", &not_an_event, WEBHOOK_SECRET, now);
+    for (case, request, reason) in [
+        ("forged", forged, "signature"),
+        ("stale", stale, "signature"),
+        ("unsigned", unsigned, "signature"),
+        ("not an event", not_an_event, "created_at"),
+    ] {
+        let (status, body) = call(&router, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {body}");
+        assert!(body.contains(reason), "{case}: {body}");
+    }
+    assert_eq!(
+        count(&t.client, "SELECT count(*) FROM email_events").await,
+        0
+    );
 
     // Applied once; the redelivery (same svix-id) is a duplicate.
-    let (status, body) = call(
-        &router,
-        svix_request("msg_1", &delivered, WEBHOOK_SECRET, now),
-    )
-    .await;
-    assert_eq!(
-        (status, body.contains("\"applied\"")),
-        (StatusCode::OK, true),
-        "{body}"
-    );
-    let (status, body) = call(
-        &router,
-        svix_request("msg_1", &delivered, WEBHOOK_SECRET, now),
-    )
-    .await;
-    assert_eq!(
-        (status, body.contains("\"duplicate\"")),
-        (StatusCode::OK, true),
-        "{body}"
-    );
+    for outcome in ["applied", "duplicate"] {
+        let request = svix_request("msg_1", &delivered, WEBHOOK_SECRET, now);
+        let (status, body) = call(&router, request).await;
+        assert_eq!(status, StatusCode::OK, "{outcome}: {body}");
+        assert!(body.contains(&format!("\"{outcome}\"")), "{body}");
+    }
 
     let events = [
         ("msg_2", "email.delivered", 1, json!({})),
@@ -680,34 +639,29 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     assert!(body.contains("\"stored\""), "{body}");
 
     // Each applied event is an analytics event of the user, once.
-    let rows = client
-        .query_typed(
-            "SELECT distinct_id, event, properties->>'campaign' FROM events WHERE source = 'email' ORDER BY event, distinct_id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let found: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-    assert_eq!(
-        found,
-        vec![
-            ("edsger".into(), "email_bounced".into()),
-            ("ada".into(), "email_clicked".into()),
-            ("alan".into(), "email_complained".into()),
-            ("ada".into(), "email_delivered".into()),
-            ("alan".into(), "email_delivered".into()),
-            ("grace".into(), "email_delivered".into()),
-            ("edsger".into(), "email_delivery_delayed".into()),
-            ("ada".into(), "email_opened".into()),
-            ("grace".into(), "email_opened".into()),
-        ]
-    );
-    assert!(
-        rows.iter()
-            .all(|row| row.get::<_, Option<String>>(2).as_deref() == Some("d1"))
-    );
+    let analytics = "SELECT distinct_id, event FROM events WHERE source = 'email'
+                      ORDER BY event, distinct_id";
+    assert_pairs(
+        &t.client,
+        analytics,
+        &[
+            ("edsger", "email_bounced"),
+            ("ada", "email_clicked"),
+            ("alan", "email_complained"),
+            ("ada", "email_delivered"),
+            ("alan", "email_delivered"),
+            ("grace", "email_delivered"),
+            ("edsger", "email_delivery_delayed"),
+            ("ada", "email_opened"),
+            ("grace", "email_opened"),
+        ],
+    )
+    .await;
+    let other_campaign = "SELECT count(*) FROM events WHERE source = 'email'
+                          AND properties->>'campaign' IS DISTINCT FROM 'd1'";
+    assert_eq!(count(&t.client, other_campaign).await, 0, "each names D1");
     // …and the metrics agent is asked to recompute.
-    let metrics_depth = PostgresTransport::new(pool.clone())
+    let metrics_depth = PostgresTransport::new(t.pool.clone())
         .depth("metrics.fifo")
         .await
         .unwrap();
@@ -716,58 +670,36 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     // The metrics agent counts them as events of the day, not as active users.
     let today = Utc::now().date_naive();
     metrics::handle(
-        &metrics::MetricsDeps::new(&container_of(&pool)),
-        &shared::messages::MetricsRecompute::new(workspace, today, "test", Utc::now()),
+        &metrics::MetricsDeps::new(&container_of(&t.pool)),
+        &shared::messages::MetricsRecompute::new(t.workspace, today, "test", Utc::now()),
     )
     .await
     .unwrap();
-    let day = client
-        .query_typed_one(
-            "SELECT events, dau, mau FROM daily_metrics WHERE workspace_id = $1 AND date = $2",
-            &[(&workspace, Type::UUID), (&today, Type::DATE)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            day.get::<_, i64>(0),
-            day.get::<_, i64>(1),
-            day.get::<_, i64>(2)
-        ),
-        (9, 0, 0)
-    );
+    let day: Vec<i64> = one(
+        &t.client,
+        "SELECT ARRAY[events, dau, mau] FROM daily_metrics WHERE workspace_id = $1 AND date = $2",
+        &[(&t.workspace, Type::UUID), (&today, Type::DATE)],
+    )
+    .await;
+    assert_eq!(day, [9, 0, 0], "events, dau, mau");
 
     // The bounce and the complaint suppress their addresses; the complaint unsubscribes.
-    let suppressed = client
-        .query_typed(
-            "SELECT address, reason FROM email_suppressions ORDER BY address",
-            &[],
-        )
-        .await
-        .unwrap();
-    let suppressed: Vec<(String, String)> = suppressed
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    assert_eq!(
-        suppressed,
-        vec![
-            ("alan@example.com".into(), "complained".into()),
-            ("edsger@example.com".into(), "bounced".into()),
-        ]
-    );
-    let method: String = client
-        .query_typed_one(
-            "SELECT method FROM email_unsubscribes WHERE user_id = $1",
-            &[(&sends[2].0, Type::UUID)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let suppressed = "SELECT address, reason FROM email_suppressions ORDER BY address";
+    let expected = [
+        ("alan@example.com", "complained"),
+        ("edsger@example.com", "bounced"),
+    ];
+    assert_pairs(&t.client, suppressed, &expected).await;
+    let method: String = one(
+        &t.client,
+        "SELECT method FROM email_unsubscribes WHERE user_id = $1",
+        &[(&sends[2].0, Type::UUID)],
+    )
+    .await;
     assert_eq!(method, "complaint");
 
     // Rates: 4 sent, 3 delivered, 1 bounced -> 75 %; 2 of 3 delivered opened; 1 clicked.
-    let rates = email::stats::campaign_rates(&client, 30).await.unwrap();
+    let rates = email::stats::campaign_rates(&t.client, 30).await.unwrap();
     let d1 = &rates[0];
     assert_eq!(
         (
@@ -794,7 +726,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     // The status page shows them.
     let status = status::report(
         &status::StatusDeps::new(
-            &container_of(&pool),
+            &container_of(&t.pool),
             status::Config {
                 token: "t".to_string().into(),
                 jwt: None,
@@ -809,73 +741,43 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
         json!(0.75)
     );
 
-    // Suppressed and complaining users are not sent their next campaign.
-    let alan_d7 = email::send::send_campaign(
-        &deps,
-        &request(workspace, sends[2].0, Campaign::D7),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(alan_d7, SendOutcome::Skipped { .. }),
-        "{alan_d7:?}"
-    );
-    let edsger_d7 = email::send::send_campaign(
-        &deps,
-        &request(workspace, sends[3].0, Campaign::D7),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        edsger_d7,
-        SendOutcome::Skipped {
-            reason: "address suppressed after a bounce or complaint".into()
-        }
-    );
-    assert_eq!(standin.requests(), 4, "no email to them");
+    // Suppressed and complaining users are not sent their next campaign; a complaint is
+    // also an unsubscribe, which is the reason given first.
+    for (user, reason) in [
+        (sends[2].0, "unsubscribed"),
+        (sends[3].0, "address suppressed after a bounce or complaint"),
+    ] {
+        assert_eq!(
+            t.send(user, Campaign::D7).await,
+            SendOutcome::Skipped {
+                reason: reason.into()
+            }
+        );
+    }
+    assert_eq!(t.standin.requests(), 4, "no email to them");
 }
 
 #[tokio::test]
 async fn a_soft_bounce_does_not_suppress() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let pool = db.pool(2);
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&pool, resend(&standin));
-    let (_, email_id) = sent_email(&client, &deps, &standin, workspace, "ada").await;
-    let router = api_router(&pool);
+    let t = sending(2).await;
+    let (_, email_id) = t.sent_email("ada").await;
     let bounce = resend_event(
         "email.bounced",
         &email_id,
         json!({"bounce": {"type": "Transient", "subType": "MailboxFull"}}),
     );
-    let (status, _) = call(
-        &router,
-        svix_request("msg_soft", &bounce, WEBHOOK_SECRET, Utc::now().timestamp()),
-    )
-    .await;
+    let request = svix_request("msg_soft", &bounce, WEBHOOK_SECRET, Utc::now().timestamp());
+    let (status, _) = call(&api_router(&t.pool), request).await;
     assert_eq!(status, StatusCode::OK);
-    let suppressed: i64 = client
-        .query_typed_one("SELECT count(*) FROM email_suppressions", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let suppressed = count(&t.client, "SELECT count(*) FROM email_suppressions").await;
     assert_eq!(suppressed, 0);
 }
 
 #[tokio::test]
 async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let pool = db.pool(2);
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&pool, resend(&standin));
-    let (user, _) = sent_email(&client, &deps, &standin, workspace, "ada").await;
-    let headers = standin.accepted()[0].body["headers"].clone();
+    let t = sending(2).await;
+    let (user, _) = t.sent_email("ada").await;
+    let headers = t.standin.accepted()[0].body["headers"].clone();
     assert_eq!(
         headers["List-Unsubscribe-Post"],
         "List-Unsubscribe=One-Click"
@@ -892,84 +794,61 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
         !path.contains(&user.to_string()) && !path.contains(&user.simple().to_string()),
         "opaque: {path}"
     );
-    let router = api_router(&pool);
+    let router = api_router(&t.pool);
 
     // Opening the link (or a scanner fetching it) only shows the confirmation.
     let (status, page) = call(&router, Request::get(path).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("<form method=\"post\""), "{page}");
-    assert_eq!(unsubscribes(&client).await, 0);
+    assert_eq!(unsubscribes(&t.client).await, 0);
 
-    // The mailbox provider's one-click POST, twice.
-    let one_click = || {
-        Request::post(path)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from("List-Unsubscribe=One-Click"))
-            .unwrap()
-    };
-    let (status, page) = call(&router, one_click()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("unsubscribed"), "{page}");
-    let (status, page) = call(&router, one_click()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("already"), "{page}");
-    assert_eq!(unsubscribes(&client).await, 1);
-    let method: String = client
-        .query_typed_one("SELECT method FROM email_unsubscribes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    // The mailbox provider's one-click POST, twice: the second finds it done.
+    for (attempt, answer) in [("first", "unsubscribed"), ("second", "already")] {
+        let (status, page) = call(&router, one_click(path)).await;
+        assert_eq!(status, StatusCode::OK, "{attempt}");
+        assert!(page.contains(answer), "{attempt}: {page}");
+    }
+    assert_eq!(unsubscribes(&t.client).await, 1);
+    let method: String = one(&t.client, "SELECT method FROM email_unsubscribes", &[]).await;
     assert_eq!(method, "one_click");
 
-    // Damaged or missing tokens are refused with the reason.
-    let tampered = format!("{}x", path);
-    let (status, page) = call(
-        &router,
-        Request::post(tampered.as_str())
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(page.contains("damaged"), "{page}");
+    // Damaged, forged or missing tokens are refused with the reason.
+    let tampered = format!("{path}x");
     let forged = TokenSigner::new(vec!["not-our-secret".into()]).token(user);
-    let (status, page) = call(
-        &router,
-        Request::get(format!("/email/unsubscribe?token={forged}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(page.contains("not issued by us"), "{page}");
-    let (status, _) = call(
-        &router,
-        Request::post("/email/unsubscribe")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for (case, request, reason) in [
+        ("damaged", Request::post(tampered.as_str()), "damaged"),
+        (
+            "forged",
+            Request::get(format!("/email/unsubscribe?token={forged}")),
+            "not issued by us",
+        ),
+        (
+            "missing",
+            Request::post("/email/unsubscribe"),
+            "has no token",
+        ),
+    ] {
+        let (status, page) = call(&router, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
+        assert!(page.contains(reason), "{case}: {page}");
+    }
 
     // Their next campaign is skipped, and the sweep no longer picks them.
-    let d7 = email::send::send_campaign(&deps, &request(workspace, user, Campaign::D7), Utc::now())
-        .await
-        .unwrap();
     assert_eq!(
-        d7,
+        t.send(user, Campaign::D7).await,
         SendOutcome::Skipped {
             reason: "unsubscribed".into()
         }
     );
-    assert_eq!(standin.requests(), 1);
-    client
+    assert_eq!(t.standin.requests(), 1);
+    t.client
         .batch_execute(&format!(
             "UPDATE users SET signed_up_at = '2026-11-24T12:00:00Z' WHERE id = '{user}'"
         ))
         .await
         .unwrap();
     let (due, _) = email::sweep::due_users(
-        &pool,
+        &t.pool,
         Campaign::D7,
         Rules::default().get(Campaign::D7),
         at("2026-12-01T09:02:00Z"),
@@ -981,25 +860,18 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
 
 #[tokio::test]
 async fn a_message_long_past_due_is_skipped_not_sent() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let user = user(&client, workspace, "ada", "2026-11-20T10:00:00Z", None).await;
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&db.pool(2), resend(&standin));
-    let mut late = request(workspace, user, Campaign::D1);
+    let t = sending(2).await;
+    let user = user(&t.client, t.workspace, "ada", "2026-11-20T10:00:00Z", None).await;
+    let mut late = request(t.workspace, user, Campaign::D1);
     late.due_at = Utc::now() - chrono::Duration::days(9);
-    let outcome = email::send::send_campaign(&deps, &late, Utc::now())
-        .await
-        .unwrap();
     assert_eq!(
-        outcome,
+        deliver(&t.deps, &late).await.unwrap(),
         SendOutcome::Skipped {
             reason: "more than 48 hours past due".into()
         }
     );
-    assert_eq!(standin.requests(), 0);
-    assert_eq!(send_row(&client, user, Campaign::D1).await.0, "skipped");
+    assert_eq!(t.standin.requests(), 0);
+    assert_eq!(send_row(&t.client, user, Campaign::D1).await.0, "skipped");
 }
 
 #[tokio::test]
@@ -1056,11 +928,7 @@ async fn previews_render_a_users_email_with_their_workspace_numbers() {
         .unwrap()
         .is_none()
     );
-    let sent: i64 = client
-        .query_typed_one("SELECT count(*) FROM email_sends", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let sent = count(&client, "SELECT count(*) FROM email_sends").await;
     assert_eq!(sent, 0, "a preview records nothing");
 }
 
@@ -1112,20 +980,11 @@ async fn resend_answers_are_classified() {
     assert_eq!(standin.accepted().len(), 1);
 }
 
-async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client.query_typed_one(sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test]
 async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledged() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let pool = db.pool(3);
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&pool, resend(&standin));
-    let (_, email_id) = sent_email(&client, &deps, &standin, workspace, "ada").await;
-    let router = api_router(&pool);
+    let t = sending(3).await;
+    let (_, email_id) = t.sent_email("ada").await;
+    let router = api_router(&t.pool);
     let now = Utc::now().timestamp();
 
     // `\u0000` in a field Resend echoes back (the subject we sent, as the recipient's
@@ -1148,7 +1007,7 @@ async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledge
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("quarantined"), "{body}");
-    let kept = db.quarantined().await;
+    let kept = t.db.quarantined().await;
     assert_eq!(kept.len(), 2, "a redelivery is kept once");
     assert_eq!(
         (kept[0].0.as_str(), kept[0].1.as_str()),
@@ -1162,9 +1021,12 @@ async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledge
     );
     assert_eq!(kept[1].1, "msg_ancient");
     assert!(kept[1].2.contains("out of range"), "{}", kept[1].2);
-    assert_eq!(count(&client, "SELECT count(*) FROM email_events").await, 0);
     assert_eq!(
-        count(&client, "SELECT count(*) FROM email_sends WHERE delivered_at IS NOT NULL OR opened_at IS NOT NULL").await,
+        count(&t.client, "SELECT count(*) FROM email_events").await,
+        0
+    );
+    assert_eq!(
+        count(&t.client, "SELECT count(*) FROM email_sends WHERE delivered_at IS NOT NULL OR opened_at IS NOT NULL").await,
         0
     );
 
@@ -1207,15 +1069,16 @@ async fn resend_deliveries_that_cannot_be_stored_are_quarantined_and_acknowledge
             "duplicate"
         ]
     );
-    let subject: String = client
-        .query_typed_one("SELECT payload->'data'->>'subject' FROM email_events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let subject: String = one(
+        &t.client,
+        "SELECT payload->'data'->>'subject' FROM email_events",
+        &[],
+    )
+    .await;
     assert_eq!(subject, "🦀 Hi Ada");
     assert_eq!(
         count(
-            &client,
+            &t.client,
             "SELECT count(*) FROM events WHERE source = 'email'"
         )
         .await,
@@ -1244,85 +1107,67 @@ async fn an_oversized_resend_delivery_is_refused_with_413() {
 
 #[tokio::test]
 async fn held_locks_answer_503_with_retry_after_within_the_budget() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let workspace = workspace(&client, "UTC").await;
-    let pool = db.pool(3);
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&pool, resend(&standin));
-    let (user, email_id) = sent_email(&client, &deps, &standin, workspace, "ada").await;
-    let router = api_router(&pool);
+    let t = sending(3).await;
+    let (user, email_id) = t.sent_email("ada").await;
+    let router = api_router(&t.pool);
     let budget = Duration::from_secs(10);
 
     // A stuck transaction elsewhere holds the send row and the user row.
-    let mut holder = db.client().await;
+    let mut holder = t.db.client().await;
     let holding = holder.transaction().await.unwrap();
-    holding
-        .batch_execute(&format!(
-            "SELECT 1 FROM email_sends FOR UPDATE; SELECT 1 FROM users WHERE id = '{user}' FOR UPDATE"
-        ))
-        .await
-        .unwrap();
+    for lock in [
+        "SELECT 1 FROM email_sends WHERE user_id = $1 FOR UPDATE",
+        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+    ] {
+        holding
+            .execute_typed(lock, &[(&user, Type::UUID)])
+            .await
+            .unwrap();
+    }
 
+    // The two writers of those rows: (what, its request, what it answers once it gets
+    // through). Each call builds the requests afresh, as a sender's retry would.
     let delivered = resend_event("email.delivered", &email_id, json!({}));
-    let started = std::time::Instant::now();
-    let response = router
-        .clone()
-        .oneshot(svix_request(
-            "msg_locked",
-            &delivered,
-            WEBHOOK_SECRET,
-            Utc::now().timestamp(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()["retry-after"], "5");
-    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
-
     let path = format!(
         "/email/unsubscribe?token={}",
-        deps.composer.signer.token(user)
+        t.deps.composer.signer.token(user)
     );
-    let started = std::time::Instant::now();
-    let response = router
-        .clone()
-        .oneshot(
-            Request::post(path.as_str())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from("List-Unsubscribe=One-Click"))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()["retry-after"], "5");
-    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
-    assert_eq!(unsubscribes(&client).await, 0);
+    let writers = || {
+        let timestamp = Utc::now().timestamp();
+        [
+            (
+                "webhook",
+                svix_request("msg_locked", &delivered, WEBHOOK_SECRET, timestamp),
+                "applied",
+            ),
+            ("one-click unsubscribe", one_click(&path), "unsubscribed"),
+        ]
+    };
+    for (writer, request, _) in writers() {
+        let started = Instant::now();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{writer}"
+        );
+        assert_eq!(response.headers()["retry-after"], "5", "{writer}");
+        assert!(
+            started.elapsed() < budget,
+            "{writer}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(unsubscribes(&t.client).await, 0);
 
     // Once the lock is gone, the senders' retries go through.
     holding.rollback().await.unwrap();
-    let (status, body) = call(
-        &router,
-        svix_request(
-            "msg_locked",
-            &delivered,
-            WEBHOOK_SECRET,
-            Utc::now().timestamp(),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains("applied"), "{body}");
-    let (status, _) = call(
-        &router,
-        Request::post(path.as_str())
-            .body(Body::from("List-Unsubscribe=One-Click"))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(unsubscribes(&client).await, 1);
+    for (writer, request, answer) in writers() {
+        let (status, body) = call(&router, request).await;
+        assert_eq!(status, StatusCode::OK, "{writer}: {body}");
+        assert!(body.contains(answer), "{writer}: {body}");
+    }
+    assert_eq!(unsubscribes(&t.client).await, 1);
 }
 
 #[tokio::test]
@@ -1361,14 +1206,11 @@ async fn tampered_unsubscribe_tokens_are_refused_with_a_reason_and_change_nothin
 
 #[tokio::test]
 async fn a_queue_message_due_at_the_end_of_time_is_handled_not_a_panic() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let (workspace, user) = workspace_with_ada(&client).await;
-    let standin = ResendStandIn::start().await;
-    let deps = sender(&db.pool(2), resend(&standin));
-    let body = json!({"workspace_id": workspace, "user_id": user, "campaign": "d1",
+    let t = sending(2).await;
+    let user = t.user("ada").await;
+    let body = json!({"workspace_id": t.workspace, "user_id": user, "campaign": "d1",
         "due_at": DateTime::<Utc>::MAX_UTC});
     let message: EmailQueueMessage = serde_json::from_value(body).unwrap();
-    email::send::handle(&deps, message).await.unwrap();
-    assert_eq!(standin.requests(), 1, "not past due: sent once");
+    email::send::handle(&t.deps, message).await.unwrap();
+    assert_eq!(t.standin.requests(), 1, "not past due: sent once");
 }
