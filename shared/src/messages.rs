@@ -101,6 +101,28 @@ impl Message for UserSignedUp {
     }
 }
 
+/// "This member signed up": a Supabase Auth user was created. Written to the outbox by the
+/// trigger on `auth.users` (migration `members`), in the transaction that creates the user;
+/// it starts the member's D1/D7/D30 clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSignedUp {
+    pub member_id: Uuid,
+    pub signed_up_at: DateTime<Utc>,
+}
+
+impl Message for MemberSignedUp {
+    const QUEUE: &'static QueueDef = &catalog::EMAIL;
+
+    /// The group and deduplication id the trigger writes; a member signs up once.
+    fn group_id(&self) -> String {
+        format!("member:{}", self.member_id)
+    }
+
+    fn dedup_id(&self) -> String {
+        format!("member-signup:{}", self.member_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

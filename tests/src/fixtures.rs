@@ -1,4 +1,4 @@
-//! The rows most tests start from — a workspace, a platform connection — and a retry
+//! The rows most tests start from — a workspace, a member, a platform connection — and a retry
 //! policy quick enough for tests. They live here once, so a change to these tables or to
 //! the retry defaults is one edit, not one per test file.
 
@@ -18,6 +18,36 @@ pub async fn workspace(client: &impl GenericClient, name: &str) -> Uuid {
         .await
         .expect("insert workspace")
         .get(0)
+}
+
+/// A member as Supabase Auth creates one when a person signs up and confirms `email`,
+/// returning their user id (the `sub` of their access tokens).
+pub async fn auth_user(client: &impl GenericClient, email: &str) -> Uuid {
+    client
+        .query_typed_one(
+            "INSERT INTO auth.users (id, aud, role, email, email_confirmed_at, created_at, updated_at)
+             VALUES (gen_random_uuid(), 'authenticated', 'authenticated', $1, now(), now(), now())
+             RETURNING id",
+            &[(&email, Type::TEXT)],
+        )
+        .await
+        .expect("insert auth user")
+        .get(0)
+}
+
+/// `user` joins `workspace` as `role` (`owner`, `admin`, `member`).
+pub async fn membership(client: &impl GenericClient, workspace: Uuid, user: Uuid, role: &str) {
+    client
+        .execute_typed(
+            "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, $3)",
+            &[
+                (&workspace, Type::UUID),
+                (&user, Type::UUID),
+                (&role, Type::TEXT),
+            ],
+        )
+        .await
+        .expect("insert membership");
 }
 
 /// A connection of `workspace` to `account` on `platform` (`meta`, `tiktok`, `shopify`),

@@ -50,7 +50,8 @@ pub async fn raw_connect(url: &str) -> tokio_postgres::Client {
 }
 
 impl TestDb {
-    /// Creates an empty database (no migrations).
+    /// Creates a database as a new Supabase project has it: no migrations, but the `auth`
+    /// schema and API roles Supabase provides (created here, as PostgreSQL has none).
     pub async fn empty() -> Self {
         let admin = admin_url();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -60,7 +61,11 @@ impl TestDb {
             .await
             .expect("CREATE DATABASE");
         let url = with_database(&admin, &name);
-        Self { name, url }
+        let db = Self { name, url };
+        local_stack::supabase_auth::install_where_missing(&db.client().await)
+            .await
+            .expect("create the Supabase auth schema");
+        db
     }
 
     /// Creates a database with every migration applied.

@@ -47,6 +47,8 @@ pub const DEMO_PEOPLE: &[(&str, &str, &str)] = &[
 
 /// The workspace member whose JWT judges suggestions in the demo.
 pub const DEMO_MEMBER: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_00aa);
+/// Their confirmed address, where their lifecycle emails go.
+pub const DEMO_MEMBER_EMAIL: &str = "owner@demo.growth-agents.local";
 
 /// Namespace of the demo's event ids.
 const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_0001);
@@ -128,9 +130,19 @@ pub async fn seed(
         let stored = etl::tokens::store(&**client, keys, row.get(0), token).await;
         anyhow::Context::context(stored, "store a demo access token")?;
     }
+    // The demo member signs up as Supabase Auth records a confirmed signup.
     client
         .execute_typed(
-            "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'admin')
+            "INSERT INTO auth.users (id, aud, role, email, email_confirmed_at, created_at, updated_at)
+             VALUES ($1, 'authenticated', 'authenticated', $2, now(), now(), now())
+             ON CONFLICT DO NOTHING",
+            &[(&DEMO_MEMBER, Type::UUID), (&DEMO_MEMBER_EMAIL, Type::TEXT)],
+        )
+        .await
+        .context("sign the demo member up")?;
+    client
+        .execute_typed(
+            "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'owner')
              ON CONFLICT DO NOTHING",
             &[(&workspace, Type::UUID), (&DEMO_MEMBER, Type::UUID)],
         )

@@ -6,7 +6,8 @@
 //!   handlers the Lambdas call.
 //! * Queues: the Postgres transport, with a consumer per queue whose agent is hosted here.
 //! * Database: `DATABASE_URL` if given, else a private throwaway cluster
-//!   ([`throwaway_postgres`]); migrations are applied at start either way.
+//!   ([`throwaway_postgres`]); on plain PostgreSQL the part of Supabase's `auth` schema the
+//!   product relies on is created first ([`supabase_auth`]), then migrations are applied.
 //! * Email: sent to a folder ([`email::provider::Mailbox`]) instead of Resend.
 //! * Agents: each is built by its own constructor from its `Config::local()` (or the
 //!   environment, see the binary) and the same container parts a Lambda has; the stack only
@@ -20,6 +21,7 @@
 //! shuts everything down gracefully (the binary calls it on Ctrl-C).
 
 pub mod demo;
+pub mod supabase_auth;
 pub mod throwaway_postgres;
 
 use std::net::SocketAddr;
@@ -253,6 +255,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     let pool = pool_of(8)?;
     {
         let mut client = pool.get().await.context("connect to the database")?;
+        supabase_auth::install_where_missing(&client).await?;
         migrations::apply(&mut client)
             .await
             .context("apply migrations")?;

@@ -29,7 +29,7 @@ use shared::agents::Agent;
 use shared::db::{Budget, DbContext, Pool};
 use shared::entry::Consumer;
 use shared::lambda::Container;
-use shared::messages::UserSignedUp;
+use shared::messages::{MemberSignedUp, UserSignedUp};
 use shared::queue::{Message, QueueDef, catalog};
 use shared::retry::{RetryPolicy, retry};
 use shared::runs::RunLog;
@@ -77,6 +77,9 @@ pub enum EmailQueueMessage {
     /// From the analytics agent. The sweep reads signups from `users`, so there is nothing
     /// to do but acknowledge it.
     SignedUp(UserSignedUp),
+    /// From the trigger on `auth.users`. The sweep reads members from `auth.users`, so this
+    /// too is only acknowledged.
+    MemberSignedUp(MemberSignedUp),
 }
 
 /// A message older than this past its due time is not sent: a "welcome, yesterday you
@@ -433,6 +436,13 @@ pub async fn handle(deps: &SenderDeps, message: EmailQueueMessage) -> Result<(),
             );
             Ok(())
         }
+        EmailQueueMessage::MemberSignedUp(signup) => {
+            tracing::debug!(
+                member = %signup.member_id,
+                "member signup noted; the hourly sweep sends its campaigns when due"
+            );
+            Ok(())
+        }
     }
 }
 
@@ -688,6 +698,12 @@ mod tests {
             serde_json::from_str::<EmailQueueMessage>(&body).unwrap(),
             EmailQueueMessage::SignedUp(signup)
         );
+        // As the trigger on auth.users writes it.
+        let member = r#"{"member_id": "00000000-0000-0000-0000-000000000003", "signed_up_at": "2026-12-07T20:11:27.024569+00:00"}"#;
+        assert!(matches!(
+            serde_json::from_str::<EmailQueueMessage>(member).unwrap(),
+            EmailQueueMessage::MemberSignedUp(signup) if signup.member_id == Uuid::from_u128(3)
+        ));
         assert!(serde_json::from_str::<EmailQueueMessage>(r#"{"user_id":"x"}"#).is_err());
         let outgoing = send.to_outgoing().unwrap();
         assert_eq!(outgoing.group_id, Uuid::from_u128(2).to_string());

@@ -54,7 +54,7 @@ async fn every_table_has_row_level_security() {
     let unprotected: Vec<String> = client
         .query_typed(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'supabase_migrations')
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'supabase_migrations', 'auth')
                 AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity",
             &[],
         )

@@ -13,6 +13,7 @@ mod outbox;
 mod pool;
 mod queue_contract;
 mod retry;
+mod rls;
 mod shopify;
 mod status;
 mod suggestions;

@@ -135,21 +135,13 @@ mod feedback_api {
     async fn fixture() -> Fixture {
         let db = TestDb::new().await;
         let client = db.client().await;
-        let (member, stranger) = (Uuid::new_v4(), Uuid::new_v4());
+        use integration_tests::fixtures::{auth_user, membership};
         let workspace: Uuid = integration_tests::fixtures::workspace(&client, "w").await;
         let other: Uuid = integration_tests::fixtures::workspace(&client, "o").await;
-        client
-            .execute_typed(
-                "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2), ($3, $4)",
-                &[
-                    (&workspace, Type::UUID),
-                    (&member, Type::UUID),
-                    (&other, Type::UUID),
-                    (&stranger, Type::UUID),
-                ],
-            )
-            .await
-            .unwrap();
+        let member = auth_user(&client, "member@example.com").await;
+        let stranger = auth_user(&client, "stranger@example.com").await;
+        membership(&client, workspace, member, "member").await;
+        membership(&client, other, stranger, "member").await;
         let suggestion: Uuid = client
             .query_typed_one(
                 "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
