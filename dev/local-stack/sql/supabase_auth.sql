@@ -53,6 +53,24 @@ CREATE TABLE IF NOT EXISTS auth.users (
     is_anonymous          boolean NOT NULL DEFAULT false
 );
 
+-- One row per way a user signs in (email, OAuth providers); password sign-in needs it.
+CREATE TABLE IF NOT EXISTS auth.identities (
+    provider_id      text NOT NULL,
+    user_id          uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    identity_data    jsonb NOT NULL,
+    provider         text NOT NULL,
+    last_sign_in_at  timestamptz,
+    created_at       timestamptz,
+    updated_at       timestamptz,
+    email            text GENERATED ALWAYS AS (lower(identity_data ->> 'email')) STORED,
+    id               uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    UNIQUE (provider_id, provider)
+);
+
+-- Supabase installs extensions in their own schema.
+CREATE SCHEMA IF NOT EXISTS extensions;
+CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions;
+
 -- PostgREST puts the verified token's claims in `request.jwt.claims` (older versions in
 -- `request.jwt.claim.<name>`); these read either, as Supabase's do.
 CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid

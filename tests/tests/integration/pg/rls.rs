@@ -318,3 +318,25 @@ async fn a_members_signup_is_in_the_outbox_in_the_same_transaction() {
         serde_json::from_str(&rows[0].get::<_, String>(2)).expect("the message type reads it");
     assert_eq!(body.member_id, kept);
 }
+
+#[tokio::test]
+async fn the_supabase_seed_gives_a_local_member_their_workspace() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let seed = include_str!("../../../../supabase/seed.sql");
+    // `supabase db reset` may run it on a database that has it already.
+    for _ in 0..2 {
+        client.batch_execute(seed).await.expect("the seed applies");
+    }
+    let owner: Uuid = client
+        .query_one(
+            "SELECT id FROM auth.users WHERE email = 'owner@example.com'
+                AND encrypted_password = extensions.crypt('local-password', encrypted_password)",
+            &[],
+        )
+        .await
+        .expect("the seeded member signs in with the documented password")
+        .get(0);
+    let seen = workspaces_seen(&mut client, &Caller::Member(owner), "workspaces", "id").await;
+    assert_eq!(seen.map(|ids| ids.len()), Ok(1), "their one workspace");
+}
