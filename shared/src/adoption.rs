@@ -4,8 +4,9 @@
 //! page has no use for).
 //!
 //! Two sources agree on it. The frontend sends `suggestion_shown` and `suggestion_accepted`
-//! through PostHog with the suggestion's id in `properties.suggestion_id`; the feedback API
-//! records verdicts. A verdict implies the suggestion was shown, and an `accepted` verdict
+//! through PostHog with the product's own project token — so they land in the product's
+//! workspace (`workspaces.is_product`), keyed by member, never in a tenant's counts — with
+//! the suggestion's id in `properties.suggestion_id`; the feedback API records verdicts. A verdict implies the suggestion was shown, and an `accepted` verdict
 //! counts as acceptance, so adoption stays right when either source is missing an event.
 //! Events naming an unknown or malformed id are ignored rather than failing the report.
 
@@ -42,7 +43,7 @@ pub async fn adoption(
                         CASE WHEN properties->>'suggestion_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
                              THEN (properties->>'suggestion_id')::uuid END AS suggestion_id
                    FROM events
-                  WHERE ($1::uuid IS NULL OR workspace_id = $1)
+                  WHERE workspace_id = (SELECT w.id FROM workspaces w WHERE w.is_product)
                     AND event IN ('suggestion_shown', 'suggestion_accepted')
              ), judged AS (
                  SELECT s.id, s.kind,

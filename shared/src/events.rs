@@ -22,7 +22,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::db::{DbContext, DbError};
-use crate::messages::{MetricsRecompute, UserSignedUp};
+use crate::messages::MetricsRecompute;
 use crate::queue::outbox::{Outbox, Pending};
 use crate::queue::{Message, QueueError};
 use crate::retry::{RetryClass, Retryable};
@@ -117,7 +117,7 @@ pub struct Stored {
 struct Person {
     email: Option<String>,
     name: Option<String>,
-    /// An IANA name, for the email agent's "day 1 in their timezone".
+    /// An IANA name, as the tenant's analytics sent it.
     timezone: Option<String>,
     signed_up_at: Option<DateTime<Utc>>,
 }
@@ -189,7 +189,9 @@ pub struct Written {
     inserted: usize,
     /// UTC days that got new events.
     days: BTreeSet<NaiveDate>,
-    signups: Vec<UserSignedUp>,
+    /// People whose first signup this batch recorded. They count in the tenant's metrics;
+    /// they are a tenant's audience, not our members, so no email follows.
+    signups: usize,
 }
 
 impl Written {
@@ -197,14 +199,14 @@ impl Written {
         self.considered = self.considered.saturating_add(other.considered);
         self.inserted = self.inserted.saturating_add(other.inserted);
         self.days.extend(other.days);
-        self.signups.extend(other.signups);
+        self.signups = self.signups.saturating_add(other.signups);
     }
 
     pub fn stored(&self, refused: Vec<(usize, String)>) -> Stored {
         Stored {
             inserted: self.inserted,
             duplicates: self.considered.saturating_sub(self.inserted),
-            signups: self.signups.len(),
+            signups: self.signups,
             refused,
         }
     }
@@ -250,7 +252,7 @@ pub async fn write(
     let days: BTreeSet<NaiveDate> = inserted_days.iter().map(|row| row.get(0)).collect();
 
     let people = person_updates(&events);
-    let mut signups = Vec::new();
+    let mut signups = 0usize;
     if !people.is_empty() {
         let who: Vec<&str> = people.keys().copied().collect();
         let emails: Vec<Option<&str>> = people.values().map(|p| p.email.as_deref()).collect();
@@ -285,20 +287,14 @@ pub async fn write(
             )
             .await
             .context("update users")?;
-        for row in rows {
-            let (distinct_id, now_signed, before): (
-                String,
-                Option<DateTime<Utc>>,
-                Option<DateTime<Utc>>,
-            ) = (row.get(0), row.get(1), row.get(2));
-            if let (Some(signed_up_at), None) = (now_signed, before) {
-                signups.push(UserSignedUp {
-                    workspace_id: workspace,
-                    distinct_id,
-                    signed_up_at,
-                });
-            }
-        }
+        // A first signup: the person had no signup time before this batch.
+        signups = rows
+            .iter()
+            .filter(|row| {
+                row.get::<_, Option<DateTime<Utc>>>(1).is_some()
+                    && row.get::<_, Option<DateTime<Utc>>>(2).is_none()
+            })
+            .count();
     }
     Ok(Written {
         considered: events.len(),
@@ -309,7 +305,7 @@ pub async fn write(
 }
 
 /// Enqueues what [`write`] tells the other agents: one recompute per day that got new
-/// events, one notice per first signup.
+/// events.
 pub async fn announce(
     transaction: &Transaction<'_>,
     outbox: &Outbox,
@@ -320,9 +316,6 @@ pub async fn announce(
     let mut messages = Vec::new();
     for day in &written.days {
         messages.push(MetricsRecompute::new(workspace, *day, "analytics", now).to_outgoing()?);
-    }
-    for signup in &written.signups {
-        messages.push(signup.to_outgoing()?);
     }
     Ok(outbox.enqueue(transaction, &messages).await?)
 }

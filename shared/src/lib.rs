@@ -17,6 +17,8 @@
 //!   and two transports behind one trait: SQS FIFO in AWS, a Postgres queue locally.
 //! * [`http`] — the HTTP edge: [`http::ApiError`], the bearer and Supabase-user extractors,
 //!   body limit, CORS, and the layer that turns a panic into a 500 and an overrun into a 503.
+//! * [`membership`] — who may read a workspace through the member APIs: its members (by
+//!   their access token) or a server with the API's service token.
 //! * [`entry`] — an agent's queue consumer and schedule handler, instrumented by the run log.
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
@@ -46,6 +48,7 @@ pub mod http;
 pub mod jwt;
 pub mod lambda;
 pub mod lease;
+pub mod membership;
 pub mod messages;
 pub mod quarantine;
 pub mod queue;

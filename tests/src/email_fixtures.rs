@@ -1,5 +1,6 @@
-//! People and senders for the email agent's tests: a workspace, users who signed up at a given
-//! time, and a sender whose retries are quick.
+//! People and senders for the email agent's tests: a workspace, members who signed up at a
+//! given time (Supabase Auth users with a confirmed address, in the workspace), and a sender
+//! whose retries are quick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,35 +27,53 @@ pub async fn workspace(client: &tokio_postgres::Client, timezone: &str) -> Uuid 
         .get(0)
 }
 
-/// The most common start: a UTC workspace and Ada, who signed up there on 2026-11-30 at
-/// 10:00 UTC. Returns (workspace, user).
+/// The most common start: a UTC workspace and Ada, who signed up and joined it on
+/// 2026-11-30 at 10:00 UTC. Returns (workspace, member).
 pub async fn workspace_with_ada(client: &tokio_postgres::Client) -> (Uuid, Uuid) {
     let workspace = workspace(client, "UTC").await;
     let ada = user(client, workspace, "ada", "2026-11-30T10:00:00Z", None).await;
     (workspace, ada)
 }
 
-/// A user who signed up at `signed_up_at`, in `timezone` (NULL: the workspace's).
+/// A member who signed up at `signed_up_at` as `{handle}@example.com` (confirmed), with
+/// `timezone` in their profile (NULL: the workspace's), and joined `workspace`; returns
+/// their user id.
 pub async fn user(
     client: &tokio_postgres::Client,
     workspace: Uuid,
-    distinct_id: &str,
+    handle: &str,
     signed_up_at: &str,
     timezone: Option<&str>,
 ) -> Uuid {
-    let email = format!("{distinct_id}@example.com");
+    let email = format!("{handle}@example.com");
     let signed_up_at: DateTime<Utc> = signed_up_at.parse().expect("an RFC 3339 time");
+    let member: Uuid = client
+        .query_typed_one(
+            "INSERT INTO auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data,
+                                     created_at, updated_at)
+             VALUES (gen_random_uuid(), 'authenticated', 'authenticated', $1, $2,
+                     jsonb_strip_nulls(jsonb_build_object('name', 'Ada Lovelace', 'timezone', $3::text)),
+                     $2, $2)
+             RETURNING id",
+            &[
+                (&email, Type::TEXT),
+                (&signed_up_at, Type::TIMESTAMPTZ),
+                (&timezone, Type::TEXT),
+            ],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    crate::fixtures::membership(client, workspace, member, "owner").await;
+    member
+}
+
+/// The handle a member was created with (`user`'s `handle`).
+pub async fn handle(client: &tokio_postgres::Client, member: Uuid) -> String {
     client
         .query_typed_one(
-            "INSERT INTO users (workspace_id, distinct_id, email, name, timezone, signed_up_at)
-             VALUES ($1, $2, $3, 'Ada Lovelace', $4, $5) RETURNING id",
-            &[
-                (&workspace, Type::UUID),
-                (&distinct_id, Type::TEXT),
-                (&email, Type::TEXT),
-                (&timezone, Type::TEXT),
-                (&signed_up_at, Type::TIMESTAMPTZ),
-            ],
+            "SELECT split_part(email, '@', 1) FROM auth.users WHERE id = $1",
+            &[(&member, Type::UUID)],
         )
         .await
         .unwrap()

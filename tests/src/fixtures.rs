@@ -20,6 +20,18 @@ pub async fn workspace(client: &impl GenericClient, name: &str) -> Uuid {
         .get(0)
 }
 
+/// The product's own analytics workspace (members' actions and email outcomes land there).
+pub async fn product_workspace(client: &impl GenericClient) -> Uuid {
+    client
+        .query_typed_one(
+            "INSERT INTO workspaces (name, is_product) VALUES ('Product analytics', true) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("insert the product workspace")
+        .get(0)
+}
+
 /// A member as Supabase Auth creates one when a person signs up and confirms `email`,
 /// returning their user id (the `sub` of their access tokens).
 pub async fn auth_user(client: &impl GenericClient, email: &str) -> Uuid {

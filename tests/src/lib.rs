@@ -36,7 +36,7 @@ pub fn stack_agents(stripe_secret: &str, metrics_token: &str) -> local_stack::Ag
             ..etl::WebhookConfig::local()
         },
         metrics_api: metrics::api::Config {
-            token: metrics_token.to_string().into(),
+            token: Some(metrics_token.to_string().into()),
             ..metrics::api::Config::local()
         },
         ..local_stack::AgentConfigs::local()

@@ -34,7 +34,8 @@ use standins::shopify::{DEFAULT_SHOP, DEFAULT_SHOPIFY_TOKEN};
 use standins::tiktok::{DEFAULT_TIKTOK_ADVERTISER, DEFAULT_TIKTOK_TOKEN};
 use standins::{Handles, ShopifyTopic};
 
-/// Who signs up in the demo.
+/// The members who sign up for the product in the demo, joining the demo workspace; each is
+/// due their D1 email.
 pub const DEMO_PEOPLE: &[(&str, &str, &str)] = &[
     ("demo-ada", "Ada Lovelace", "ada@demo.growth-agents.local"),
     (
@@ -61,8 +62,17 @@ const BURST: Duration = Duration::from_secs(240);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
     pub workspace: Uuid,
+    /// Signups of the workspace's audience: they count in its metrics and get no email.
     pub signups: usize,
 }
+
+/// The workspace's audience: visitors of the tenant's shop who sign up there. Their
+/// addresses arrive in analytics events, so nothing is ever sent to them.
+pub const DEMO_AUDIENCE: &[(&str, &str)] = &[
+    ("visitor-1", "visitor-1@shop.demo.growth-agents.local"),
+    ("visitor-2", "visitor-2@shop.demo.growth-agents.local"),
+    ("visitor-3", "visitor-3@shop.demo.growth-agents.local"),
+];
 
 /// Everything the driver talks to.
 pub struct Demo {
@@ -76,7 +86,6 @@ pub struct Demo {
     pub stripe_secret: String,
     pub shopify_secret: String,
     pub resend_secret: String,
-    pub metrics_token: String,
     pub jwt_secret: String,
     /// The `iss` of the project's access tokens.
     pub jwt_issuer: String,
@@ -98,7 +107,7 @@ pub async fn seed(
         .query_typed_one(
             "SELECT COALESCE(
                  (SELECT workspace_id FROM workspace_tokens WHERE token = $1),
-                 (SELECT id FROM workspaces ORDER BY created_at, id LIMIT 1))",
+                 (SELECT id FROM workspaces WHERE NOT is_product ORDER BY created_at, id LIMIT 1))",
             &[(&LOCAL_POSTHOG_TOKEN, Type::TEXT)],
         )
         .await
@@ -148,16 +157,42 @@ pub async fn seed(
         )
         .await
         .context("add the demo member")?;
-    drop(client);
+    // The members sign up through Supabase Auth (here: its row as Auth writes it, whose
+    // trigger announces the signup) about a day ago, and join the workspace.
     let signed_up_at = d1_due_signup(campaigns, now);
-    let events: Vec<analytics::events::Event> = DEMO_PEOPLE
+    for (handle, name, address) in DEMO_PEOPLE {
+        let member = Uuid::new_v5(&DEMO_NAMESPACE, handle.as_bytes());
+        client
+            .execute_typed(
+                "WITH member AS (
+                     INSERT INTO auth.users (id, aud, role, email, email_confirmed_at,
+                                             raw_user_meta_data, created_at, updated_at)
+                     VALUES ($1, 'authenticated', 'authenticated', $2, $4,
+                             jsonb_build_object('name', $3::text), $4, $4)
+                     ON CONFLICT DO NOTHING
+                     RETURNING id)
+                 INSERT INTO workspace_members (workspace_id, user_id, role)
+                 SELECT $5, id, 'member' FROM member",
+                &[
+                    (&member, Type::UUID),
+                    (address, Type::TEXT),
+                    (name, Type::TEXT),
+                    (&signed_up_at, Type::TIMESTAMPTZ),
+                    (&workspace, Type::UUID),
+                ],
+            )
+            .await
+            .context("sign a demo member up")?;
+    }
+    drop(client);
+    let events: Vec<analytics::events::Event> = DEMO_AUDIENCE
         .iter()
-        .map(|(distinct_id, name, address)| analytics::events::Event {
+        .map(|(distinct_id, address)| analytics::events::Event {
             id: Uuid::new_v5(&DEMO_NAMESPACE, distinct_id.as_bytes()),
             distinct_id: (*distinct_id).to_string(),
             name: "signed_up".into(),
             timestamp: signed_up_at,
-            properties: json!({ "$set": { "email": address, "name": name } }),
+            properties: json!({ "$set": { "email": address } }),
             token: None,
         })
         .collect();
@@ -542,7 +577,11 @@ impl Demo {
             .unwrap_or(false)
     }
 
+    /// Reads the workspace's metrics as the frontend does: as the demo member.
     async fn read_metrics(&self, http: &reqwest::Client) {
+        let Some(token) = self.member_token() else {
+            return;
+        };
         let today = self.clock.now().date_naive();
         let read = http
             .get(format!(
@@ -551,7 +590,7 @@ impl Demo {
                 self.workspace,
                 today - chrono::Duration::days(29)
             ))
-            .bearer_auth(&self.metrics_token)
+            .bearer_auth(token)
             .send()
             .await;
         warn_on_error("read metrics", read);

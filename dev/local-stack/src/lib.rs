@@ -55,6 +55,9 @@ pub const LOCAL_MIXPANEL_TOKEN: &str = "mp_local";
 pub const LOCAL_POSTHOG_WEBHOOK_SECRET: &str = "local-posthog-secret";
 /// The Mixpanel project's API secret, for `/import` (the Basic-auth user name).
 pub const LOCAL_MIXPANEL_API_SECRET: &str = "local-mixpanel-secret";
+/// The project token of the product's own analytics: the frontend sends members' actions
+/// (suggestions shown, accepted…) with it, keyed by member id.
+pub const LOCAL_PRODUCT_POSTHOG_TOKEN: &str = "phc_product_local";
 
 /// Every agent's settings, as the stack hosts them.
 #[derive(Debug, Clone)]
@@ -109,9 +112,10 @@ impl AgentConfigs {
         }
     }
 
-    /// Both APIs that verify members' tokens verify them for `jwt`: one Supabase project.
+    /// Every API that verifies members' tokens verifies them for `jwt`: one Supabase project.
     pub fn with_jwt(mut self, jwt: shared::jwt::JwtConfig) -> Self {
         self.status.jwt = Some(jwt.clone());
+        self.metrics_api.jwt = jwt.clone();
         self.suggestions_api.jwt = jwt;
         self
     }
@@ -281,6 +285,18 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
     )
     .await
     .context("create the default workspace")?;
+    analytics::ensure_workspace(
+        &pool,
+        configs.keys(),
+        analytics::WorkspaceKind::Product,
+        "Product analytics",
+        &[(
+            LOCAL_PRODUCT_POSTHOG_TOKEN,
+            analytics::TokenKind::PosthogProject,
+        )],
+    )
+    .await
+    .context("create the product's analytics workspace")?;
     let transport: Arc<dyn Transport> = Arc::new(PostgresTransport::new(pool.clone()));
     let clock = options.clock.clone();
     let background = Container::new(pool.clone(), transport.clone(), clock.clone());
@@ -469,7 +485,6 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             stripe_secret: first(&configs.billing.webhook_secrets, "Stripe")?,
             shopify_secret: first(&configs.shopify_webhook.webhook_secrets, "Shopify")?,
             resend_secret: first(&configs.email_api.webhook_secrets, "Resend")?,
-            metrics_token: configs.metrics_api.token.expose_secret().to_string(),
             jwt_secret: jwt.secret.expose_secret().to_string(),
             jwt_issuer: shared::jwt::issuer_for(&jwt.supabase_url),
             clock: clock.clone(),

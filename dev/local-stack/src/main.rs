@@ -105,6 +105,10 @@ async fn main() -> anyhow::Result<()> {
         local_stack::LOCAL_POSTHOG_WEBHOOK_SECRET
     );
     println!(
+        "  product   host {url} (the frontend's own project token {}, events keyed by member id)",
+        local_stack::LOCAL_PRODUCT_POSTHOG_TOKEN
+    );
+    println!(
         "  mixpanel  {url}/track (project token {}) and /import (API secret {} as the Basic user)",
         local_stack::LOCAL_MIXPANEL_TOKEN,
         local_stack::LOCAL_MIXPANEL_API_SECRET
@@ -118,9 +122,13 @@ async fn main() -> anyhow::Result<()> {
         )
     );
     println!(
-        "  metrics   GET {url}/metrics?workspace=…&from=…&to=… (Authorization: Bearer {})",
+        "  metrics   GET {url}/metrics?workspace=…&from=…&to=… (Authorization: Bearer <a member's access token>, or the service token {})",
         shown(
-            agents.metrics_api.token.expose_secret(),
+            agents
+                .metrics_api
+                .token
+                .as_ref()
+                .map_or("", |token| token.expose_secret()),
             metrics::api::LOCAL_TOKEN,
             "METRICS_API_TOKEN"
         )

@@ -56,7 +56,7 @@ use decode::{DecodeError, Envelope};
 use events::{Backdate, Event, Read, Rejected, Source};
 use json::{Budget, SplitError, ValueError};
 
-pub use tokens::{TokenKind, ensure_default_workspace};
+pub use tokens::{TokenKind, WorkspaceKind, ensure_default_workspace, ensure_workspace};
 
 /// Largest request body accepted, compressed or not (API Gateway's own limit is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;

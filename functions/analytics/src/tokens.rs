@@ -298,15 +298,27 @@ pub async fn import_workspace(
     }
 }
 
-/// Creates a workspace with these tokens unless any workspace exists; returns its id when
-/// created. Secret kinds are stored as their keyed hash. The local stack calls it so an SDK
-/// can be pointed at it at once.
-pub async fn ensure_default_workspace(
+/// Which workspace [`ensure_workspace`] makes sure of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceKind {
+    /// A tenant's: its audience's events feed its metrics.
+    Tenant,
+    /// The product's own analytics (members' actions in the frontend, their emails'
+    /// outcomes), kept out of every tenant's counts.
+    Product,
+}
+
+/// Creates a workspace of `kind` with these tokens unless one of that kind exists; returns
+/// its id when created. Secret kinds are stored as their keyed hash. The local stack calls it
+/// so an SDK can be pointed at it at once.
+pub async fn ensure_workspace(
     pool: &Pool,
     keys: &Keys,
+    kind: WorkspaceKind,
     name: &str,
     tokens: &[(&str, TokenKind)],
 ) -> Result<Option<Uuid>, AnalyticsError> {
+    let is_product = kind == WorkspaceKind::Product;
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = begin(&mut client, Budget::BACKGROUND).await?;
     transaction
@@ -314,7 +326,10 @@ pub async fn ensure_default_workspace(
         .await
         .context("lock default workspace")?;
     let exists = transaction
-        .query_typed_opt("SELECT 1 FROM workspaces LIMIT 1", &[])
+        .query_typed_opt(
+            "SELECT 1 FROM workspaces WHERE is_product = $1 LIMIT 1",
+            &[(&is_product, Type::BOOL)],
+        )
         .await
         .context("look for workspaces")?;
     if exists.is_some() {
@@ -322,8 +337,8 @@ pub async fn ensure_default_workspace(
     }
     let id: Uuid = transaction
         .query_typed_one(
-            "INSERT INTO workspaces (name) VALUES ($1) RETURNING id",
-            &[(&name, Type::TEXT)],
+            "INSERT INTO workspaces (name, is_product) VALUES ($1, $2) RETURNING id",
+            &[(&name, Type::TEXT), (&is_product, Type::BOOL)],
         )
         .await
         .context("create default workspace")?
@@ -346,6 +361,16 @@ pub async fn ensure_default_workspace(
         .await
         .context("commit default workspace")?;
     Ok(Some(id))
+}
+
+/// [`ensure_workspace`] for a tenant: creates one unless a tenant workspace exists.
+pub async fn ensure_default_workspace(
+    pool: &Pool,
+    keys: &Keys,
+    name: &str,
+    tokens: &[(&str, TokenKind)],
+) -> Result<Option<Uuid>, AnalyticsError> {
+    ensure_workspace(pool, keys, WorkspaceKind::Tenant, name, tokens).await
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! The email agent: D1, D7 and D30 retention emails, each sent at most once per user,
-//! tracked to delivery, open and click, and stoppable in one click.
+//! The email agent: D1, D7 and D30 retention emails to members (Supabase Auth users, at the
+//! address Auth confirmed), each sent at most once per member, tracked to delivery, open and
+//! click, and stoppable in one click. A workspace's audience — the people whose events
+//! arrive under its public token — never receives our email.
 //!
-//! * [`sweep`] — the hourly schedule finds users due a campaign in their own timezone
+//! * [`sweep`] — the hourly schedule finds members due a campaign in their own timezone
 //!   ([`campaigns`]) and queues one [`send::SendCampaignEmail`] each on `email.fifo`;
-//! * [`send`] — the queue consumer claims `(user, campaign)` in the database, renders the
-//!   [`templates`] with the workspace's numbers, and calls the [`provider`] with an
-//!   idempotency key;
+//! * [`send`] — the queue consumer claims `(member, campaign)` in the database, renders the
+//!   [`templates`] with their workspace's numbers and best open suggestions, and calls the
+//!   [`provider`] with an idempotency key;
 //! * [`webhook`] — Resend's delivery reports update the sends, suppress bounced and
-//!   complaining addresses, and become analytics events;
+//!   complaining addresses, and become events of the product's own analytics;
 //! * [`unsubscribe`] — signed one-click links (RFC 8058) and the endpoints behind them;
 //! * [`stats`] — delivery, open and click rates per campaign, for the status page.
 //!
@@ -15,7 +17,7 @@
 //! entry point: `email` ([`send::Config`], [`send::consumer`]), `email-sweep`
 //! ([`sweep::Config`], [`sweep::on_tick`]) and `email-api` ([`api::Config`],
 //! [`api::router`]); the local stack runs all three in-process, and `ops email-preview`
-//! prints what a user would receive.
+//! prints what a member would receive.
 
 pub mod api;
 pub mod campaigns;

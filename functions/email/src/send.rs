@@ -1,8 +1,11 @@
-//! Sending one campaign to one user, at most once.
+//! Sending one campaign to one member, at most once.
 //!
-//! A [`SendCampaignEmail`] arrives from `email.fifo` (grouped by user). [`send_campaign`]:
-//! 1. in one transaction, re-checks the user (still there, an address, not unsubscribed,
-//!    not suppressed, not too late) and claims `(user, campaign)` in `email_sends`: the row's
+//! The recipients are members: Supabase Auth users, at the address Auth confirmed, never an
+//! address that arrived in an analytics event. A [`SendCampaignEmail`] arrives from
+//! `email.fifo` (grouped by member). [`send_campaign`]:
+//! 1. in one transaction, re-checks the member (still there, a confirmed address, in a
+//!    workspace, not unsubscribed, not suppressed, not too late) and claims
+//!    `(member, campaign)` in `email_sends`: the row's
 //!    unique key means one claimant at a time, and a `sent` row is never claimed again;
 //! 2. renders the email once and stores it with the claim, so every later attempt sends the
 //!    very same payload;
@@ -42,30 +45,39 @@ use crate::EmailError;
 use crate::campaigns::Campaign;
 use crate::provider::{EmailProvider, OutgoingEmail, ProviderError, Tag};
 use crate::templates::{
-    Numbers, Person, Personalisation, Rendered, Templates, WorkspaceView, first_name,
+    Numbers, Person, Personalisation, Rendered, SuggestionView, TOP_SUGGESTIONS, Templates,
+    WorkspaceView, first_name,
 };
 use crate::unsubscribe::TokenSigner;
 
-/// "Send this campaign to this user", from the sweep.
+/// "Send this campaign to this member", from the sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendCampaignEmail {
+    pub member_id: Uuid,
+    pub campaign: Campaign,
+    /// When the campaign became due for this member.
+    pub due_at: DateTime<Utc>,
+}
+
+/// A send request queued before recipients were members, naming an audience person of
+/// `users`: acknowledged and never sent, since its address came from an analytics event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AudienceSendRequest {
     pub workspace_id: Uuid,
     pub user_id: Uuid,
     pub campaign: Campaign,
-    /// When the campaign became due for this user.
-    pub due_at: DateTime<Utc>,
 }
 
 impl Message for SendCampaignEmail {
     const QUEUE: &'static QueueDef = &catalog::EMAIL;
 
-    /// One user's emails are decided one at a time.
+    /// One member's emails are decided one at a time, in the group their signup used.
     fn group_id(&self) -> String {
-        self.user_id.to_string()
+        format!("member:{}", self.member_id)
     }
 
     fn dedup_id(&self) -> String {
-        format!("email:{}:{}", self.user_id, self.campaign)
+        format!("email:{}:{}", self.member_id, self.campaign)
     }
 }
 
@@ -74,8 +86,10 @@ impl Message for SendCampaignEmail {
 #[serde(untagged)]
 pub enum EmailQueueMessage {
     Send(SendCampaignEmail),
-    /// From the analytics agent. The sweep reads signups from `users`, so there is nothing
-    /// to do but acknowledge it.
+    /// Queued before recipients were members; acknowledged, not sent.
+    AudienceSend(AudienceSendRequest),
+    /// Queued by the analytics agent before audience signups stopped starting campaigns;
+    /// acknowledged.
     SignedUp(UserSignedUp),
     /// From the trigger on `auth.users`. The sweep reads members from `auth.users`, so this
     /// too is only acknowledged.
@@ -118,54 +132,84 @@ pub struct Composer {
     pub app_url: String,
 }
 
-/// The user as the sender sees them.
+/// The member as the sender sees them, with the workspace whose numbers they get.
 #[derive(Debug, Clone)]
 pub struct Recipient {
-    pub user_id: Uuid,
-    pub workspace_id: Uuid,
-    pub distinct_id: String,
+    pub member_id: Uuid,
+    /// The address Supabase Auth confirmed; `None` while unconfirmed or absent.
     pub email: Option<String>,
     pub name: Option<String>,
-    pub workspace_name: String,
-    pub currency: String,
+    pub workspace: Option<MemberWorkspace>,
     pub signed_up_at: Option<DateTime<Utc>>,
     pub unsubscribed: bool,
     pub suppressed: bool,
 }
 
+/// The workspace a member's lifecycle email is about: the one they own, else the first they
+/// joined.
+#[derive(Debug, Clone)]
+pub struct MemberWorkspace {
+    pub id: Uuid,
+    pub name: String,
+    pub currency: String,
+}
+
+/// The member's workspace, as [`MemberWorkspace`] says which; also used by the sweep.
+pub const PRIMARY_WORKSPACE: &str = "
+    SELECT w.id, w.name, w.currency, w.timezone
+      FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+     WHERE m.user_id = u.id
+     ORDER BY m.role = 'owner' DESC, m.created_at, w.id
+     LIMIT 1";
+
 impl Recipient {
-    pub async fn load(client: &impl GenericClient, user: Uuid) -> Result<Option<Self>, EmailError> {
+    pub async fn load(
+        client: &impl GenericClient,
+        member: Uuid,
+    ) -> Result<Option<Self>, EmailError> {
         let row = client
             .query_typed_opt(
-                "SELECT u.workspace_id, u.distinct_id, u.email, u.name, w.name, w.currency, u.signed_up_at,
-                        EXISTS (SELECT 1 FROM email_unsubscribes x WHERE x.user_id = u.id),
-                        EXISTS (SELECT 1 FROM email_suppressions p WHERE p.address = lower(u.email))
-                   FROM users u JOIN workspaces w ON w.id = u.workspace_id
-                  WHERE u.id = $1",
-                &[(&user, Type::UUID)],
+                &format!(
+                    "SELECT CASE WHEN u.email_confirmed_at IS NOT NULL AND NOT u.is_anonymous
+                                 THEN u.email END,
+                            coalesce(u.raw_user_meta_data->>'full_name', u.raw_user_meta_data->>'name'),
+                            w.id, w.name, w.currency, u.created_at,
+                            EXISTS (SELECT 1 FROM member_email_unsubscribes x WHERE x.member_id = u.id),
+                            EXISTS (SELECT 1 FROM email_suppressions p WHERE p.address = lower(u.email))
+                       FROM auth.users u LEFT JOIN LATERAL ({PRIMARY_WORKSPACE}) w ON true
+                      WHERE u.id = $1 AND u.deleted_at IS NULL"
+                ),
+                &[(&member, Type::UUID)],
             )
             .await
             .context("read the recipient")?;
         Ok(row.map(|row| Recipient {
-            user_id: user,
-            workspace_id: row.get(0),
-            distinct_id: row.get(1),
+            member_id: member,
             email: row
-                .get::<_, Option<String>>(2)
+                .get::<_, Option<String>>(0)
                 .filter(|email| email.contains('@')),
-            name: row.get(3),
-            workspace_name: row.get(4),
-            currency: row.get(5),
-            signed_up_at: row.get(6),
-            unsubscribed: row.get(7),
-            suppressed: row.get(8),
+            name: row.get(1),
+            workspace: row.get::<_, Option<Uuid>>(2).map(|id| MemberWorkspace {
+                id,
+                name: row.get(3),
+                currency: row.get(4),
+            }),
+            signed_up_at: row.get(5),
+            unsubscribed: row.get(6),
+            suppressed: row.get(7),
         }))
     }
 
-    /// Why this person must not get the email, if anything says so.
+    fn workspace_id(&self) -> Option<Uuid> {
+        self.workspace.as_ref().map(|workspace| workspace.id)
+    }
+
+    /// Why this member must not get the email, if anything says so.
     fn reason_not_to_send(&self) -> Option<&'static str> {
         if self.email.is_none() {
-            Some("no email address")
+            Some("no confirmed email address")
+        } else if self.workspace.is_none() {
+            Some("not a member of any workspace")
         } else if self.unsubscribed {
             Some("unsubscribed")
         } else if self.suppressed {
@@ -177,15 +221,16 @@ impl Recipient {
 }
 
 impl Composer {
-    pub fn unsubscribe_url(&self, user: Uuid) -> String {
+    pub fn unsubscribe_url(&self, member: Uuid) -> String {
         format!(
             "{}/email/unsubscribe?token={}",
             self.public_base_url.trim_end_matches('/'),
-            self.signer.token(user)
+            self.signer.token(member)
         )
     }
 
-    /// Renders `campaign` for `recipient` with their workspace's numbers as of `now`.
+    /// Renders `campaign` for `recipient` with their workspace's numbers and best open
+    /// suggestions as of `now`.
     pub async fn render(
         &self,
         client: &impl GenericClient,
@@ -193,7 +238,14 @@ impl Composer {
         campaign: Campaign,
         now: DateTime<Utc>,
     ) -> Result<Rendered, EmailError> {
-        let numbers = numbers(client, recipient, campaign, now).await?;
+        let (numbers, suggestions, workspace_name) = match &recipient.workspace {
+            Some(workspace) => (
+                numbers(client, recipient, workspace, campaign, now).await?,
+                top_suggestions(client, workspace.id).await?,
+                workspace.name.clone(),
+            ),
+            None => (None, Vec::new(), String::new()),
+        };
         let context = Personalisation {
             product: self.product.clone(),
             user: Person {
@@ -201,11 +253,12 @@ impl Composer {
                 email: recipient.email.clone().unwrap_or_default(),
             },
             workspace: WorkspaceView {
-                name: recipient.workspace_name.clone(),
+                name: workspace_name,
             },
             numbers,
+            suggestions,
             app_url: self.app_url.clone(),
-            unsubscribe_url: self.unsubscribe_url(recipient.user_id),
+            unsubscribe_url: self.unsubscribe_url(recipient.member_id),
         };
         Ok(self.templates.render(campaign, &context)?)
     }
@@ -222,7 +275,7 @@ impl Composer {
         // RFC 8058: an HTTPS URI with an opaque token, and the one-click POST marker.
         headers.insert(
             "List-Unsubscribe".to_string(),
-            format!("<{}>", self.unsubscribe_url(recipient.user_id)),
+            format!("<{}>", self.unsubscribe_url(recipient.member_id)),
         );
         headers.insert(
             "List-Unsubscribe-Post".to_string(),
@@ -249,17 +302,17 @@ impl Composer {
     }
 }
 
-/// What `user` would receive for `campaign` at `now`, without sending or recording anything
-/// (`ops email-preview`); `None` when there is no such user.
+/// What `member` would receive for `campaign` at `now`, without sending or recording
+/// anything (`ops email-preview`); `None` when there is no such member.
 pub async fn preview(
     pool: &Pool,
     composer: &Composer,
     campaign: Campaign,
-    user: Uuid,
+    member: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<Rendered>, EmailError> {
     let client = pool.get().await.context("check out a connection")?;
-    let Some(recipient) = Recipient::load(&**client, user).await? else {
+    let Some(recipient) = Recipient::load(&**client, member).await? else {
         return Ok(None);
     };
     Ok(Some(
@@ -269,10 +322,33 @@ pub async fn preview(
     ))
 }
 
+/// The workspace's best open suggestions, as its members see them first in the app.
+async fn top_suggestions(
+    client: &impl GenericClient,
+    workspace: Uuid,
+) -> Result<Vec<SuggestionView>, EmailError> {
+    let rows = client
+        .query_typed(
+            "SELECT explanation FROM suggestions
+              WHERE workspace_id = $1 AND status = 'open'
+              ORDER BY score DESC, created_at, id LIMIT $2",
+            &[(&workspace, Type::UUID), (&TOP_SUGGESTIONS, Type::INT8)],
+        )
+        .await
+        .context("read the workspace's top suggestions")?;
+    Ok(rows
+        .iter()
+        .map(|row| SuggestionView {
+            explanation: row.get(0),
+        })
+        .collect())
+}
+
 /// The workspace's figures over the campaign's period, `None` before it has any.
 async fn numbers(
     client: &impl GenericClient,
     recipient: &Recipient,
+    workspace: &MemberWorkspace,
     campaign: Campaign,
     now: DateTime<Utc>,
 ) -> Result<Option<Numbers>, EmailError> {
@@ -291,7 +367,7 @@ async fn numbers(
                     COALESCE(sum(orders), 0)::int8, COALESCE(sum(events), 0)::int8
                FROM daily_metrics WHERE workspace_id = $1 AND date BETWEEN $2 AND $3",
             &[
-                (&recipient.workspace_id, Type::UUID),
+                (&workspace.id, Type::UUID),
                 (&from, Type::DATE),
                 (&today, Type::DATE),
             ],
@@ -304,8 +380,8 @@ async fn numbers(
     let (spend, revenue): (Decimal, Decimal) = (row.get(1), row.get(2));
     Ok(Some(Numbers {
         period,
-        spend: money(spend, &recipient.currency),
-        revenue: money(revenue, &recipient.currency),
+        spend: money(spend, &workspace.currency),
+        revenue: money(revenue, &workspace.currency),
         roas: revenue
             .checked_div(spend)
             .map_or_else(|| "n/a".into(), |roas| format!("{:.2}×", roas.round_dp(2))),
@@ -421,10 +497,19 @@ pub async fn handle(deps: &SenderDeps, message: EmailQueueMessage) -> Result<(),
         EmailQueueMessage::Send(request) => {
             let outcome = send_campaign(deps, &request, deps.clock.now()).await?;
             tracing::info!(
-                user = %request.user_id,
+                member = %request.member_id,
                 campaign = %request.campaign,
                 ?outcome,
                 "campaign email handled"
+            );
+            Ok(())
+        }
+        EmailQueueMessage::AudienceSend(request) => {
+            tracing::warn!(
+                workspace = %request.workspace_id,
+                user = %request.user_id,
+                campaign = %request.campaign,
+                "a send to an audience person, queued before recipients were members: not sent"
             );
             Ok(())
         }
@@ -458,7 +543,7 @@ pub async fn send_campaign(
         ClaimResult::Claimed(claim) => claim,
     };
     let preparation = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
-    let recipient = Recipient::load(&*preparation, request.user_id)
+    let recipient = Recipient::load(&*preparation, request.member_id)
         .await?
         .ok_or(EmailError::ClaimLost)?;
     let rendered = match claim.stored {
@@ -562,9 +647,9 @@ async fn claim(
     now: DateTime<Utc>,
 ) -> Result<ClaimResult, EmailError> {
     let transaction = shared::db::begin(client, Budget::BACKGROUND).await?;
-    let Some(recipient) = Recipient::load(&*transaction, request.user_id).await? else {
+    let Some(recipient) = Recipient::load(&*transaction, request.member_id).await? else {
         return Ok(ClaimResult::Finished(SendOutcome::Skipped {
-            reason: "user no longer exists".into(),
+            reason: "member no longer exists".into(),
         }));
     };
     // `due_at` comes from the queue message: at the end of chrono's range it has no expiry.
@@ -579,13 +664,14 @@ async fn claim(
         // A failed earlier attempt becomes skipped too: whoever asked to stop, stops it.
         transaction
             .execute_typed(
-                "INSERT INTO email_sends (workspace_id, user_id, campaign, status, due_at, to_address, error)
+                "INSERT INTO email_sends (workspace_id, member_id, campaign, status, due_at, to_address, error)
                  VALUES ($1, $2, $3, 'skipped', $4, $5, $6)
-                 ON CONFLICT (user_id, campaign) DO UPDATE SET status = 'skipped', error = EXCLUDED.error
+                 ON CONFLICT (member_id, campaign) WHERE member_id IS NOT NULL
+                 DO UPDATE SET status = 'skipped', error = EXCLUDED.error
                   WHERE email_sends.status = 'failed'",
                 &[
-                    (&recipient.workspace_id, Type::UUID),
-                    (&request.user_id, Type::UUID),
+                    (&recipient.workspace_id(), Type::UUID),
+                    (&request.member_id, Type::UUID),
                     (&request.campaign.as_str(), Type::TEXT),
                     (&request.due_at, Type::TIMESTAMPTZ),
                     (&recipient.email, Type::TEXT),
@@ -602,17 +688,17 @@ async fn claim(
     let ttl_seconds = deps.claim_ttl.as_secs_f64();
     let claimed = transaction
         .query_typed_opt(
-            "INSERT INTO email_sends (workspace_id, user_id, campaign, status, attempts, due_at, claimed_at, to_address)
+            "INSERT INTO email_sends (workspace_id, member_id, campaign, status, attempts, due_at, claimed_at, to_address)
              VALUES ($1, $2, $3, 'claimed', 1, $4, now(), $5)
-             ON CONFLICT (user_id, campaign) DO UPDATE
+             ON CONFLICT (member_id, campaign) WHERE member_id IS NOT NULL DO UPDATE
                 SET status = 'claimed', attempts = email_sends.attempts + 1, claimed_at = now(), error = NULL
               WHERE email_sends.status = 'failed'
                  OR (email_sends.status = 'claimed'
                      AND email_sends.claimed_at < now() - make_interval(secs => $6))
              RETURNING id, attempts, subject, html, text_body",
             &[
-                (&recipient.workspace_id, Type::UUID),
-                (&request.user_id, Type::UUID),
+                (&recipient.workspace_id(), Type::UUID),
+                (&request.member_id, Type::UUID),
                 (&request.campaign.as_str(), Type::TEXT),
                 (&request.due_at, Type::TIMESTAMPTZ),
                 (&recipient.email, Type::TEXT),
@@ -640,9 +726,9 @@ async fn claim(
         None => {
             let status: String = transaction
                 .query_typed_one(
-                    "SELECT status FROM email_sends WHERE user_id = $1 AND campaign = $2",
+                    "SELECT status FROM email_sends WHERE member_id = $1 AND campaign = $2",
                     &[
-                        (&request.user_id, Type::UUID),
+                        (&request.member_id, Type::UUID),
                         (&request.campaign.as_str(), Type::TEXT),
                     ],
                 )
@@ -676,10 +762,9 @@ mod tests {
     }
 
     #[test]
-    fn both_kinds_of_queue_message_parse() {
+    fn every_kind_of_queue_message_parses() {
         let send = SendCampaignEmail {
-            workspace_id: Uuid::from_u128(1),
-            user_id: Uuid::from_u128(2),
+            member_id: Uuid::from_u128(2),
             campaign: Campaign::D7,
             due_at: "2026-12-01T09:00:00Z".parse().unwrap(),
         };
@@ -688,6 +773,12 @@ mod tests {
             serde_json::from_str::<EmailQueueMessage>(&body).unwrap(),
             EmailQueueMessage::Send(send.clone())
         );
+        // Queued before recipients were members: recognised, so it is acknowledged unsent.
+        let audience = r#"{"workspace_id": "00000000-0000-0000-0000-000000000001", "user_id": "00000000-0000-0000-0000-000000000002", "campaign": "d1", "due_at": "2026-12-01T09:00:00Z"}"#;
+        assert!(matches!(
+            serde_json::from_str::<EmailQueueMessage>(audience).unwrap(),
+            EmailQueueMessage::AudienceSend(request) if request.user_id == Uuid::from_u128(2)
+        ));
         let signup = UserSignedUp {
             workspace_id: Uuid::from_u128(1),
             distinct_id: "u-1".into(),
@@ -706,7 +797,7 @@ mod tests {
         ));
         assert!(serde_json::from_str::<EmailQueueMessage>(r#"{"user_id":"x"}"#).is_err());
         let outgoing = send.to_outgoing().unwrap();
-        assert_eq!(outgoing.group_id, Uuid::from_u128(2).to_string());
+        assert_eq!(outgoing.group_id, format!("member:{}", Uuid::from_u128(2)));
         assert_eq!(
             outgoing.dedup_id,
             format!("email:{}:d7", Uuid::from_u128(2))

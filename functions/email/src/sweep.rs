@@ -1,10 +1,13 @@
 //! The hourly sweep: who is due which campaign now.
 //!
-//! For each enabled campaign the database narrows signups to a coarse range around the
-//! campaign's day (using the signup index) and leaves out users with an address problem or
-//! an earlier send row; the exact decision — the due window in the user's timezone, and the
-//! campaign's activity condition — is [`CampaignRule::is_due`] in Rust. Each chosen user becomes
-//! a [`SendCampaignEmail`] on `email.fifo`, deduplicated by user and campaign, so sweeps that
+//! The recipients are members (Supabase Auth users with a confirmed address and a
+//! workspace), never the audience persons whose addresses arrive in analytics events. For
+//! each enabled campaign the database narrows signups to a coarse range around the
+//! campaign's day and leaves out members with an address problem or an earlier send row;
+//! the exact decision — the due window in the member's timezone (their profile's, else their
+//! workspace's), and the campaign's activity condition — is [`CampaignRule::is_due`] in
+//! Rust. Each chosen member becomes a [`SendCampaignEmail`] on `email.fifo`, deduplicated by
+//! member and campaign, so sweeps that
 //! overlap (a retried tick, two hours catching up) queue one message. Each campaign's read
 //! is a transaction under [`Budget::BACKGROUND`]: a statement that cannot finish in time fails
 //! the tick, and the next hour's sweep catches up.
@@ -23,11 +26,10 @@ use shared::queue::{Message, OutgoingMessage, Transport};
 use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
 use crate::EmailError;
 use crate::campaigns::{Campaign, CampaignRule, Rules, timezone_of};
-use crate::send::SendCampaignEmail;
+use crate::send::{PRIMARY_WORKSPACE, SendCampaignEmail};
 
 /// The `email-sweep` function's settings: the campaign rules (`EMAIL_CAMPAIGNS_FILE`, else
 /// the shipped `campaigns.toml`).
@@ -87,7 +89,7 @@ pub struct SweepReport {
     pub skipped_active: BTreeMap<Campaign, usize>,
 }
 
-/// Finds the users due a campaign at `now` and queues one message each.
+/// Finds the members due a campaign at `now` and queues one message each.
 pub async fn sweep(
     pool: &Pool,
     transport: &dyn Transport,
@@ -112,7 +114,8 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// The users due `campaign` at `now`, and how many due users its activity condition left out.
+/// The members due `campaign` at `now`, and how many due members its activity condition
+/// left out.
 pub async fn due_users(
     pool: &Pool,
     campaign: Campaign,
@@ -125,22 +128,28 @@ pub async fn due_users(
     let active_since: Option<DateTime<Utc>> = rule
         .skip_if_active_within_hours
         .map(|hours| now - chrono::Duration::hours(i64::from(hours)));
-    // Activity is what the user did in the product: the email agent's own events (opens,
-    // clicks) are not a visit.
+    // Activity is what the member did in the app, as the product's own analytics recorded
+    // it (keyed by member id); the email agent's own events (opens, clicks) are not a visit.
+    // Members are few next to events, and auth.users has no index of ours: the range is
+    // filtered in a scan of it.
     let rows = transaction
         .query_typed(
-            "SELECT u.id, u.workspace_id, u.signed_up_at, u.timezone, w.timezone,
-                    $4::timestamptz IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM events e
-                         WHERE e.workspace_id = u.workspace_id AND e.distinct_id = u.distinct_id
-                           AND e.timestamp > $4 AND e.timestamp <= $5 AND e.source <> 'email')
-               FROM users u JOIN workspaces w ON w.id = u.workspace_id
-              WHERE u.signed_up_at > $1 AND u.signed_up_at <= $2
-                AND u.email LIKE '%@%'
-                AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.user_id = u.id AND s.campaign = $3)
-                AND NOT EXISTS (SELECT 1 FROM email_unsubscribes x WHERE x.user_id = u.id)
-                AND NOT EXISTS (SELECT 1 FROM email_suppressions p WHERE p.address = lower(u.email))
-              ORDER BY u.signed_up_at, u.id",
+            &format!(
+                "SELECT u.id, u.created_at, u.raw_user_meta_data->>'timezone', w.timezone,
+                        $4::timestamptz IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM events e
+                             WHERE e.workspace_id = (SELECT p.id FROM workspaces p WHERE p.is_product)
+                               AND e.distinct_id = u.id::text
+                               AND e.timestamp > $4 AND e.timestamp <= $5 AND e.source <> 'email')
+                   FROM auth.users u CROSS JOIN LATERAL ({PRIMARY_WORKSPACE}) w
+                  WHERE u.created_at > $1 AND u.created_at <= $2
+                    AND u.email_confirmed_at IS NOT NULL AND u.email LIKE '%@%'
+                    AND u.deleted_at IS NULL AND NOT u.is_anonymous
+                    AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.member_id = u.id AND s.campaign = $3)
+                    AND NOT EXISTS (SELECT 1 FROM member_email_unsubscribes x WHERE x.member_id = u.id)
+                    AND NOT EXISTS (SELECT 1 FROM email_suppressions p WHERE p.address = lower(u.email))
+                  ORDER BY u.created_at, u.id"
+            ),
             &[
                 (&low, Type::TIMESTAMPTZ),
                 (&high, Type::TIMESTAMPTZ),
@@ -150,28 +159,26 @@ pub async fn due_users(
             ],
         )
         .await
-        .context("find users due a campaign")?;
+        .context("find members due a campaign")?;
     transaction
         .commit()
         .await
-        .context("end the read of due users")?;
+        .context("end the read of due members")?;
     let mut due = Vec::new();
     let mut skipped_active = 0;
     for row in rows {
-        let signed_up_at: DateTime<Utc> = row.get(2);
-        let timezone = timezone_of(row.get::<_, Option<&str>>(3), row.get::<_, Option<&str>>(4));
+        let signed_up_at: DateTime<Utc> = row.get(1);
+        let timezone = timezone_of(row.get::<_, Option<&str>>(2), row.get::<_, Option<&str>>(3));
         let (start, end) = rule.due_window(signed_up_at, timezone);
         if !(start <= now && now < end) {
             continue;
         }
-        if row.get::<_, bool>(5) {
+        if row.get::<_, bool>(4) {
             skipped_active += 1;
             continue;
         }
-        let user_id: Uuid = row.get(0);
         due.push(SendCampaignEmail {
-            workspace_id: row.get(1),
-            user_id,
+            member_id: row.get(0),
             campaign,
             due_at: start,
         });

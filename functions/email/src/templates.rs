@@ -16,6 +16,10 @@ use crate::campaigns::Campaign;
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../templates/layout.html")),
     ("numbers.txt", include_str!("../templates/numbers.txt")),
+    (
+        "suggestions.txt",
+        include_str!("../templates/suggestions.txt"),
+    ),
     ("d1.html", include_str!("../templates/d1.html")),
     ("d1.txt", include_str!("../templates/d1.txt")),
     (
@@ -44,6 +48,9 @@ pub struct Personalisation {
     pub workspace: WorkspaceView,
     /// The workspace's numbers over the campaign's period; `None` before it has any.
     pub numbers: Option<Numbers>,
+    /// The workspace's best open suggestions, best first (at most [`TOP_SUGGESTIONS`]).
+    pub suggestions: Vec<SuggestionView>,
+    /// Where the call to action leads: the app (`APP_URL`).
     pub app_url: String,
     pub unsubscribe_url: String,
 }
@@ -57,6 +64,15 @@ pub struct Person {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkspaceView {
     pub name: String,
+}
+
+/// How many open suggestions an email lists.
+pub const TOP_SUGGESTIONS: i64 = 3;
+
+/// An open suggestion as an email lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuggestionView {
+    pub explanation: String,
 }
 
 /// Figures already formatted for reading (money with its currency, ROAS as a multiple).
@@ -171,6 +187,18 @@ mod tests {
                 orders: "57".into(),
                 events: "12,408".into(),
             }),
+            suggestions: if numbers {
+                vec![
+                    SuggestionView {
+                        explanation: "Move budget from Retargeting to Prospecting".into(),
+                    },
+                    SuggestionView {
+                        explanation: "Pause ad 42: <no sales> in 14 days".into(),
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
             app_url: "https://app.example.com/".into(),
             unsubscribe_url: "https://api.example.com/email/unsubscribe?token=opaque".into(),
         }
@@ -200,6 +228,12 @@ mod tests {
         assert!(!rendered.html.contains("<script>"), "{}", rendered.html);
         assert!(rendered.html.contains("&lt;script&gt;"));
         assert!(rendered.html.contains("Tom &amp; Jerry&#x27;s"));
+        // A suggestion's text comes from data (ad names): escaped too.
+        assert!(
+            rendered.html.contains("&lt;no sales&gt;"),
+            "{}",
+            rendered.html
+        );
         assert!(!rendered.subject.contains('\n') && !rendered.subject.contains('\r'));
         // Plain text is not HTML: it keeps the name as typed.
         assert!(rendered.text.contains("Tom & Jerry's"));

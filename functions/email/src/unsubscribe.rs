@@ -110,20 +110,28 @@ pub enum Unsubscribed {
     UnknownUser,
 }
 
-/// Records the unsubscribe; calling it again changes nothing.
-pub async fn unsubscribe(pool: &Pool, user: Uuid, method: Method) -> Result<Unsubscribed, DbError> {
+/// Records the unsubscribe; calling it again changes nothing. The token names a member; a
+/// link in an email sent before recipients were members names an audience person of
+/// `users`, and still works.
+pub async fn unsubscribe(pool: &Pool, id: Uuid, method: Method) -> Result<Unsubscribed, DbError> {
     let mut client = pool.get().await.context("check out a connection")?;
     let transaction = shared::db::begin(&mut client, Budget::REQUEST).await?;
     let row = transaction
         .query_typed_one(
-            "WITH inserted AS (
+            "WITH member AS (
+                 INSERT INTO member_email_unsubscribes (member_id, method)
+                 SELECT id, $2 FROM auth.users WHERE id = $1
+                 ON CONFLICT (member_id) DO NOTHING
+                 RETURNING 1
+             ), audience AS (
                  INSERT INTO email_unsubscribes (user_id, method)
                  SELECT id, $2 FROM users WHERE id = $1
                  ON CONFLICT (user_id) DO NOTHING
                  RETURNING 1)
-             SELECT EXISTS (SELECT 1 FROM inserted),
-                    EXISTS (SELECT 1 FROM users WHERE id = $1)",
-            &[(&user, Type::UUID), (&method.as_str(), Type::TEXT)],
+             SELECT EXISTS (SELECT 1 FROM member) OR EXISTS (SELECT 1 FROM audience),
+                    EXISTS (SELECT 1 FROM auth.users WHERE id = $1)
+                      OR EXISTS (SELECT 1 FROM users WHERE id = $1)",
+            &[(&id, Type::UUID), (&method.as_str(), Type::TEXT)],
         )
         .await
         .context("record an unsubscribe")?;

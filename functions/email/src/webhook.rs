@@ -198,9 +198,16 @@ async fn apply(
                     clicked_at    = CASE WHEN $2 = 'email.clicked'    THEN LEAST(s.clicked_at, $3)    ELSE s.clicked_at END,
                     bounced_at    = CASE WHEN $2 = 'email.bounced'    THEN LEAST(s.bounced_at, $3)    ELSE s.bounced_at END,
                     complained_at = CASE WHEN $2 = 'email.complained' THEN LEAST(s.complained_at, $3) ELSE s.complained_at END
-              FROM users u
-             WHERE s.id = $1 AND u.id = s.user_id
-             RETURNING s.workspace_id, s.user_id, u.distinct_id, s.campaign, s.to_address",
+             WHERE s.id = $1
+             RETURNING s.campaign, s.to_address, s.member_id, s.user_id,
+                       -- Where the outcome is an analytics event: a member's in the product's
+                       -- own workspace, keyed by member; a send from before recipients were
+                       -- members in its tenant's, keyed by the audience person.
+                       CASE WHEN s.member_id IS NOT NULL
+                            THEN (SELECT w.id FROM workspaces w WHERE w.is_product)
+                            ELSE s.workspace_id END,
+                       coalesce(s.member_id::text,
+                                (SELECT u.distinct_id FROM users u WHERE u.id = s.user_id))",
             &[
                 (&send_id, Type::UUID),
                 (&event.kind, Type::TEXT),
@@ -209,19 +216,13 @@ async fn apply(
         )
         .await
         .context("apply the email event")?;
-    let (workspace, user, distinct_id, campaign, address): (
-        Uuid,
-        Uuid,
-        String,
+    let (campaign, address, member, audience_person): (
         String,
         Option<String>,
-    ) = (
-        send.get(0),
-        send.get(1),
-        send.get(2),
-        send.get(3),
-        send.get(4),
-    );
+        Option<Uuid>,
+        Option<Uuid>,
+    ) = (send.get(0), send.get(1), send.get(2), send.get(3));
+    let (event_workspace, distinct_id): (Option<Uuid>, Option<String>) = (send.get(4), send.get(5));
     let suppression = match event.kind.as_str() {
         "email.complained" => Some("complained"),
         "email.bounced" if event.hard_bounce => Some("bounced"),
@@ -240,36 +241,48 @@ async fn apply(
     if event.kind == "email.complained" {
         transaction
             .execute_typed(
-                "INSERT INTO email_unsubscribes (user_id, method) VALUES ($1, 'complaint')
+                "WITH member AS (
+                     INSERT INTO member_email_unsubscribes (member_id, method)
+                     SELECT $1, 'complaint' WHERE $1 IS NOT NULL
+                     ON CONFLICT (member_id) DO NOTHING)
+                 INSERT INTO email_unsubscribes (user_id, method)
+                 SELECT $2, 'complaint' WHERE $2 IS NOT NULL
                  ON CONFLICT (user_id) DO NOTHING",
-                &[(&user, Type::UUID)],
+                &[(&member, Type::UUID), (&audience_person, Type::UUID)],
             )
             .await
             .context("unsubscribe the complainant")?;
     }
-    let analytics_event = shared::events::Event {
-        id: Uuid::new_v5(&EVENT_NAMESPACE, svix_id.as_bytes()),
-        distinct_id,
-        name: event.kind.replacen("email.", "email_", 1),
-        timestamp: event.occurred_at,
-        properties: json!({
-            "campaign": campaign,
-            "email_id": event.email_id,
-            "send_id": send_id,
-            "link": &event.link,
-            "hard_bounce": (event.kind == "email.bounced").then_some(event.hard_bounce),
-        }),
-        token: None,
+    // Without a product workspace configured, members' email outcomes stay in `email_sends`.
+    let pending = match (event_workspace, distinct_id) {
+        (Some(workspace), Some(distinct_id)) => {
+            let analytics_event = shared::events::Event {
+                id: Uuid::new_v5(&EVENT_NAMESPACE, svix_id.as_bytes()),
+                distinct_id,
+                name: event.kind.replacen("email.", "email_", 1),
+                timestamp: event.occurred_at,
+                properties: json!({
+                    "campaign": campaign,
+                    "email_id": event.email_id,
+                    "send_id": send_id,
+                    "link": &event.link,
+                    "hard_bounce": (event.kind == "email.bounced").then_some(event.hard_bounce),
+                }),
+                token: None,
+            };
+            shared::events::store_within(
+                &transaction,
+                outbox,
+                workspace,
+                shared::events::Source::Email,
+                &[analytics_event],
+                now,
+            )
+            .await?
+            .1
+        }
+        _ => Pending::default(),
     };
-    let (_, pending) = shared::events::store_within(
-        &transaction,
-        outbox,
-        workspace,
-        shared::events::Source::Email,
-        &[analytics_event],
-        now,
-    )
-    .await?;
     transaction.commit().await.context("commit email event")?;
     Ok((Recorded::Applied, pending))
 }

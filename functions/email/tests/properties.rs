@@ -7,7 +7,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use email::campaigns::Campaign;
-use email::templates::{Numbers, Person, Personalisation, Templates, WorkspaceView, first_name};
+use email::templates::{
+    Numbers, Person, Personalisation, SuggestionView, Templates, WorkspaceView, first_name,
+};
 use email::unsubscribe::{TOKEN_CHARS, TokenError, TokenSigner};
 use proptest::prelude::*;
 use shared::webhook::{SignatureError, SvixHeaders, sign_svix, verify_svix};
@@ -37,6 +39,10 @@ fn personalisation(first: String, workspace: String, numbers: bool) -> Personali
             first_name: first,
             email: "someone@example.test".into(),
         },
+        // A suggestion's text names the tenant's own ads and campaigns: as hostile as a name.
+        suggestions: vec![SuggestionView {
+            explanation: format!("Pause {workspace}"),
+        }],
         workspace: WorkspaceView { name: workspace },
         numbers: numbers.then(|| Numbers {
             period: "last 7 days".into(),

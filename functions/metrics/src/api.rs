@@ -1,18 +1,23 @@
-//! `GET /metrics?workspace=…&from=…&to=…`: the daily metrics of one workspace and date range,
-//! for the frontend and the status page, behind one bearer token (`METRICS_API_TOKEN`).
-//! Browsers may call it from the origins in `CORS_ALLOWED_ORIGINS`.
+//! `GET /metrics?workspace=…&from=…&to=…`: the daily metrics of one workspace and date range.
+//! The frontend calls it with the member's Supabase access token, and gets only workspaces
+//! the member belongs to; a server may call it with the service token (`METRICS_API_TOKEN`,
+//! when set) for any workspace ([`shared::membership`]). Browsers may call it from the
+//! origins in `CORS_ALLOWED_ORIGINS`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::NaiveDate;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::agents::Agent;
+use shared::clock::Clock;
 use shared::db::{DbContext, Pool};
-use shared::http::{ApiError, BearerToken};
+use shared::http::{ApiError, VerifiesMembers};
+use shared::jwt::{JwtConfig, JwtVerifier};
 use shared::lambda::Container;
+use shared::membership::{Caller, HasServiceToken};
 use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
@@ -23,8 +28,10 @@ use crate::MAX_DAYS;
 /// The `metrics-api` function's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The bearer token every caller presents.
-    pub token: SecretString,
+    /// The service token servers present; `None`: members only.
+    pub token: Option<SecretString>,
+    /// Which project's member tokens to accept.
+    pub jwt: JwtConfig,
     /// Origins whose browsers may read the answers.
     pub cors_origins: Vec<String>,
 }
@@ -32,35 +39,59 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         Ok(Self {
-            token: env.secret("METRICS_API_TOKEN")?,
+            token: env.optional("METRICS_API_TOKEN").map(SecretString::from),
+            jwt: JwtConfig::from_env(env)?,
             cors_origins: env.list("CORS_ALLOWED_ORIGINS"),
         })
     }
 
-    /// The local stack's: the token it prints at start.
+    /// The local stack's: the service token it prints at start, and the Supabase CLI's
+    /// local project for members.
     pub fn local() -> Self {
         Self {
-            token: SecretString::from(LOCAL_TOKEN),
+            token: Some(SecretString::from(LOCAL_TOKEN)),
+            jwt: JwtConfig::local(),
             cors_origins: Vec::new(),
         }
     }
 }
 
-/// The local stack's `GET /metrics` token.
+/// The local stack's `GET /metrics` service token.
 pub const LOCAL_TOKEN: &str = "local-admin";
 
 /// What the metrics API reads from and whom it lets in.
 pub struct ApiDeps {
     pub pool: Pool,
-    pub config: Config,
+    pub token: Option<SecretString>,
+    pub jwt: JwtVerifier,
+    pub clock: Clock,
+    pub cors_origins: Vec<String>,
 }
 
 impl ApiDeps {
     pub fn new(container: &Container, config: Config) -> Self {
         Self {
             pool: container.pool.clone(),
-            config,
+            token: config.token,
+            jwt: JwtVerifier::from_config(&config.jwt),
+            clock: container.clock.clone(),
+            cors_origins: config.cors_origins,
         }
+    }
+}
+
+impl VerifiesMembers for ApiDeps {
+    fn verifier(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+}
+
+impl HasServiceToken for ApiDeps {
+    fn service_token(&self) -> Option<&SecretString> {
+        self.token.as_ref()
     }
 }
 
@@ -73,16 +104,9 @@ struct MetricsQuery {
 
 async fn get_metrics(
     State(deps): State<Arc<ApiDeps>>,
+    caller: Caller,
     Query(query): Query<MetricsQuery>,
-    token: Option<BearerToken>,
 ) -> Result<Json<Value>, ApiError> {
-    let presented = token.map(|BearerToken(token)| token).unwrap_or_default();
-    if !shared::webhook::constant_time_eq(
-        deps.config.token.expose_secret().as_bytes(),
-        presented.as_bytes(),
-    ) {
-        return Err(ApiError::unauthorized("a valid bearer token is required"));
-    }
     let parse_date = |value: Option<&str>| value.and_then(|d| d.parse::<NaiveDate>().ok());
     let parsed = (
         query
@@ -103,6 +127,7 @@ async fn get_metrics(
         )));
     }
     let client = deps.pool.get().await.context("check out a connection")?;
+    let workspace = shared::membership::workspace_for(&**client, &caller, Some(workspace)).await?;
     let rows = client
         .query_typed(
             "SELECT to_jsonb(m) - 'workspace_id' FROM daily_metrics m
@@ -122,7 +147,7 @@ async fn get_metrics(
 /// The `metrics-api` routes, recorded in the run log.
 pub fn router(deps: Arc<ApiDeps>) -> axum::Router {
     let runs = RunLog::new(deps.pool.clone(), Agent::MetricsApi);
-    let cors = shared::http::cors(&deps.config.cors_origins);
+    let cors = shared::http::cors(&deps.cors_origins);
     runs.layer(
         axum::Router::new()
             .route("/metrics", axum::routing::get(get_metrics))

@@ -24,6 +24,7 @@ use shared::db::{DbContext, Pool};
 use shared::http::{ApiError, SupabaseUser, VerifiesMembers};
 use shared::jwt::{JwtConfig, JwtVerifier};
 use shared::lambda::Container;
+use shared::membership::Caller;
 use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 use tokio_postgres::types::Type;
@@ -82,37 +83,20 @@ impl VerifiesMembers for ApiDeps {
     }
 }
 
-async fn is_member(pool: &Pool, workspace: Uuid, user: Uuid) -> Result<bool, ApiError> {
-    let client = pool.get().await.context("check out a connection")?;
-    let row = client
-        .query_typed_opt(
-            "SELECT 1 FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
-            &[(&workspace, Type::UUID), (&user, Type::UUID)],
-        )
-        .await
-        .context("check membership")?;
-    Ok(row.is_some())
-}
-
 #[derive(Debug, Deserialize)]
 struct WorkspaceQuery {
     workspace: Option<Uuid>,
 }
 
-/// The `?workspace=` the caller asks about, once their membership is checked.
+/// The `?workspace=` the member asks about, once their membership is checked.
 async fn member_workspace(
     deps: &ApiDeps,
     user: &SupabaseUser,
     query: &WorkspaceQuery,
 ) -> Result<Uuid, ApiError> {
-    let workspace = query
-        .workspace
-        .ok_or_else(|| ApiError::bad_request("workspace (uuid) is required"))?;
-    if is_member(&deps.pool, workspace, user.id).await? {
-        Ok(workspace)
-    } else {
-        Err(ApiError::forbidden("not a member of this workspace"))
-    }
+    let client = deps.pool.get().await.context("check out a connection")?;
+    let caller = Caller::Member(user.clone());
+    shared::membership::workspace_for(&**client, &caller, query.workspace).await
 }
 
 async fn list(
@@ -182,24 +166,21 @@ async fn feedback(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let feedback = Feedback::parse(&body)?;
-    let workspace: Uuid = {
-        let client = deps.pool.get().await.context("check out a connection")?;
-        client
-            .query_typed_opt(
-                "SELECT workspace_id FROM suggestions WHERE id = $1",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .context("find suggestion")?
-            .ok_or_else(|| ApiError::not_found("no such suggestion"))?
-            .get(0)
-    };
-    if !is_member(&deps.pool, workspace, user.id).await? {
+    let mut client = deps.pool.get().await.context("check out a connection")?;
+    let workspace: Uuid = client
+        .query_typed_opt(
+            "SELECT workspace_id FROM suggestions WHERE id = $1",
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .context("find suggestion")?
+        .ok_or_else(|| ApiError::not_found("no such suggestion"))?
+        .get(0);
+    if !shared::membership::is_member(&**client, workspace, user.id).await? {
         return Err(ApiError::forbidden(
             "not a member of this suggestion's workspace",
         ));
     }
-    let mut client = deps.pool.get().await.context("check out a connection")?;
     let transaction = shared::db::begin(&mut client, shared::db::Budget::REQUEST).await?;
     let inserted = transaction
         .execute_typed(

@@ -140,7 +140,7 @@ async fn reach_daily_metrics_at(at: &str, workspace_zone: &str) {
         .client()
         .await
         .query_typed_one(
-            "UPDATE workspaces SET timezone = $1 RETURNING id",
+            "UPDATE workspaces SET timezone = $1 WHERE NOT is_product RETURNING id",
             &[(&workspace_zone, Type::TEXT)],
         )
         .await

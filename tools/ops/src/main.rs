@@ -16,7 +16,7 @@
 //!   line) through the webhook's path.
 //! * `ops etl-backfill <connection> <from> <to>` — re-reads a date range of one connection.
 //! * `ops metrics-recompute <workspace> <from> <to>` — recomputes a range of days.
-//! * `ops email-preview <d1|d7|d30> <user> [--html]` — prints what that user would receive
+//! * `ops email-preview <d1|d7|d30> <member> [--html]` — prints what that member would receive
 //!   now, sending and recording nothing.
 
 use std::path::PathBuf;
@@ -60,10 +60,11 @@ enum Command {
         from: NaiveDate,
         to: NaiveDate,
     },
-    /// Print the email a user would receive now (`d1`, `d7` or `d30`), sending nothing.
+    /// Print the email a member would receive now (`d1`, `d7` or `d30`), sending nothing.
     EmailPreview {
         campaign: email::campaigns::Campaign,
-        user: Uuid,
+        /// The member's Supabase Auth user id.
+        member: Uuid,
         /// Print the HTML part instead of the subject and text.
         #[arg(long)]
         html: bool,
@@ -151,14 +152,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::EmailPreview {
             campaign,
-            user,
+            member,
             html,
         } => {
             let composer = email::composer_from_env(&env)?;
             let now = container.clock.now();
-            let rendered = email::send::preview(&container.pool, &composer, campaign, user, now)
+            let rendered = email::send::preview(&container.pool, &composer, campaign, member, now)
                 .await?
-                .with_context(|| format!("no user {user}"))?;
+                .with_context(|| format!("no member {member}"))?;
             if html {
                 println!("{}", rendered.html);
             } else {

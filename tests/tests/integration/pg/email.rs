@@ -37,10 +37,9 @@ fn resend(standin: &ResendStandIn) -> Arc<dyn email::provider::EmailProvider> {
     Arc::new(Resend::new(standin.base_url(), API_KEY).unwrap())
 }
 
-fn request(workspace: Uuid, user: Uuid, campaign: Campaign) -> SendCampaignEmail {
+fn request(member: Uuid, campaign: Campaign) -> SendCampaignEmail {
     SendCampaignEmail {
-        workspace_id: workspace,
-        user_id: user,
+        member_id: member,
         campaign,
         due_at: Utc::now() - chrono::Duration::hours(1),
     }
@@ -66,9 +65,10 @@ async fn assert_pairs(client: &tokio_postgres::Client, sql: &str, expected: &[(&
     assert_eq!(found, expected, "{sql}");
 }
 
-async fn distinct_id(client: &tokio_postgres::Client, user: Uuid) -> String {
-    let sql = "SELECT distinct_id FROM users WHERE id = $1";
-    one(client, sql, &[(&user, Type::UUID)]).await
+/// The handle a member signed up with (`{handle}@example.com`).
+async fn distinct_id(client: &tokio_postgres::Client, member: Uuid) -> String {
+    let sql = "SELECT split_part(email, '@', 1) FROM auth.users WHERE id = $1";
+    one(client, sql, &[(&member, Type::UUID)]).await
 }
 
 /// The email agent handling `message` now, as a queue delivery would.
@@ -79,12 +79,15 @@ async fn deliver(
     email::send::send_campaign(deps, message, Utc::now()).await
 }
 
-/// What most tests start from: a fresh database with a UTC workspace, and the email agent on
-/// a pool of `pool_size` sending through a Resend stand-in.
+/// What most tests start from: a fresh database with a UTC workspace and the product's own
+/// analytics workspace, and the email agent on a pool of `pool_size` sending through a
+/// Resend stand-in.
 struct Sending {
     db: TestDb,
     client: tokio_postgres::Client,
     workspace: Uuid,
+    /// Where members' email outcomes become analytics events.
+    product: Uuid,
     pool: Pool,
     standin: ResendStandIn,
     deps: SenderDeps,
@@ -94,6 +97,7 @@ async fn sending(pool_size: usize) -> Sending {
     let db = TestDb::new().await;
     let client = db.client().await;
     let workspace = workspace(&client, "UTC").await;
+    let product = integration_tests::fixtures::product_workspace(&client).await;
     let pool = db.pool(pool_size);
     let standin = ResendStandIn::start().await;
     let deps = sender(&pool, resend(&standin));
@@ -101,6 +105,7 @@ async fn sending(pool_size: usize) -> Sending {
         db,
         client,
         workspace,
+        product,
         pool,
         standin,
         deps,
@@ -122,7 +127,7 @@ impl Sending {
 
     /// Sends `campaign` to `user` now and returns the outcome; an error fails the test.
     async fn send(&self, user: Uuid, campaign: Campaign) -> SendOutcome {
-        let message = request(self.workspace, user, campaign);
+        let message = request(user, campaign);
         deliver(&self.deps, &message).await.unwrap()
     }
 
@@ -157,7 +162,7 @@ async fn queued(
         }
         for message in batch {
             let send: SendCampaignEmail = serde_json::from_str(&message.body).unwrap();
-            found.push((distinct_id(client, send.user_id).await, send.campaign));
+            found.push((distinct_id(client, send.member_id).await, send.campaign));
         }
     }
     found.sort();
@@ -170,6 +175,7 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
     let client = db.client().await;
     let utc = workspace(&client, "UTC").await;
     let tokyo_workspace = workspace(&client, "Asia/Tokyo").await;
+    let product = integration_tests::fixtures::product_workspace(&client).await;
     // The sweep runs at 09:02 UTC on 1 December; campaigns go out from 09:00 local time.
     let now = at("2026-12-01T09:02:00Z");
     // (distinct id, signed up at, the user's own timezone), in the UTC workspace.
@@ -207,16 +213,22 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
     // The reasons not to send, attached to the users by distinct id.
     client
         .batch_execute(&format!(
-            "INSERT INTO email_sends (workspace_id, user_id, campaign, status, due_at)
-                 SELECT workspace_id, id, 'd1', 'sent', now() FROM users WHERE distinct_id = 'd1-sent';
-             INSERT INTO email_unsubscribes (user_id, method)
-                 SELECT id, 'link' FROM users WHERE distinct_id = 'd1-unsubscribed';
+            "INSERT INTO email_sends (workspace_id, member_id, campaign, status, due_at)
+                 SELECT '{utc}', id, 'd1', 'sent', now() FROM auth.users WHERE email = 'd1-sent@example.com';
+             INSERT INTO member_email_unsubscribes (member_id, method)
+                 SELECT id, 'link' FROM auth.users WHERE email = 'd1-unsubscribed@example.com';
              INSERT INTO email_suppressions (address, reason) VALUES ('d1-bounced@example.com', 'bounced');
-             UPDATE users SET email = NULL WHERE distinct_id = 'd1-no-address';
-             INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp) VALUES
-                 (gen_random_uuid(), '{utc}', 'posthog', 'd7-active', 'pageview', '2026-12-01T07:00:00Z'),
-                 (gen_random_uuid(), '{utc}', 'email', 'd7-opened-only', 'email_opened', '2026-12-01T07:00:00Z'),
-                 (gen_random_uuid(), '{utc}', 'posthog', 'd7-opened-only', 'pageview', '2026-11-29T07:00:00Z');"
+             UPDATE auth.users SET email = NULL WHERE email = 'd1-no-address@example.com';
+             -- Members' activity is the product's own analytics, keyed by member id; an event
+             -- of the tenant's audience under the same id is not the member's visit.
+             INSERT INTO events (id, workspace_id, source, distinct_id, event, timestamp)
+             SELECT gen_random_uuid(), w, source, u.id::text, event, at::timestamptz
+               FROM (VALUES ('{product}'::uuid, 'posthog', 'd7-active', 'pageview', '2026-12-01T07:00:00Z'),
+                            ('{product}', 'email', 'd7-opened-only', 'email_opened', '2026-12-01T07:00:00Z'),
+                            ('{product}', 'posthog', 'd7-opened-only', 'pageview', '2026-11-29T07:00:00Z'),
+                            ('{utc}', 'posthog', 'd7-due', 'pageview', '2026-12-01T07:00:00Z'))
+                    AS e(w, source, handle, event, at)
+               JOIN auth.users u ON u.email = e.handle || '@example.com';"
         ))
         .await
         .unwrap();
@@ -275,7 +287,7 @@ async fn the_sweep_picks_exactly_the_users_due_in_their_timezone() {
             .unwrap();
         let mut names = Vec::new();
         for send in due {
-            names.push(distinct_id(&client, send.user_id).await);
+            names.push(distinct_id(&client, send.member_id).await);
         }
         names.sort();
         assert_eq!(names, expected, "due for D1 at {now}");
@@ -297,7 +309,7 @@ async fn send_row(
 ) -> (String, i32, Option<String>, Option<String>) {
     let row = client
         .query_typed_one(
-            "SELECT status, attempts, provider_message_id, error FROM email_sends WHERE user_id = $1 AND campaign = $2",
+            "SELECT status, attempts, provider_message_id, error FROM email_sends WHERE member_id = $1 AND campaign = $2",
             &[(&user, Type::UUID), (&campaign.as_str(), Type::TEXT)],
         )
         .await
@@ -310,7 +322,7 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
     let t = sending(10).await;
     let user = t.user("ada").await;
     t.standin.delay(Duration::from_millis(300));
-    let message = request(t.workspace, user, Campaign::D1);
+    let message = request(user, Campaign::D1);
     let deps = Arc::new(t.deps);
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -350,7 +362,7 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
     assert_eq!(body["tags"][0], json!({"name": "campaign", "value": "d1"}));
     let send_id: Uuid = one(
         &t.client,
-        "SELECT id FROM email_sends WHERE user_id = $1",
+        "SELECT id FROM email_sends WHERE member_id = $1",
         &[(&user, Type::UUID)],
     )
     .await;
@@ -364,7 +376,7 @@ async fn concurrent_consumers_and_redeliveries_send_one_email() {
 async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
     let t = sending(2).await;
     let user = t.user("ada").await;
-    let message = request(t.workspace, user, Campaign::D1);
+    let message = request(user, Campaign::D1);
     deliver(&t.deps, &message).await.unwrap();
     let first_id = t.standin.accepted()[0].id.clone();
     // As if the consumer had died after Resend accepted the email and before recording it;
@@ -372,7 +384,7 @@ async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
     t.client
         .batch_execute(&format!(
             "UPDATE email_sends SET status = 'claimed', provider_message_id = NULL, sent_at = NULL,
-                    claimed_at = now() - interval '1 hour' WHERE user_id = '{user}';
+                    claimed_at = now() - interval '1 hour' WHERE member_id = '{user}';
              INSERT INTO daily_metrics (workspace_id, date, currency, spend, impressions, clicks, conversions, conversion_value,
                     orders, gross_revenue, refunds, net_revenue, new_customers, subscription_revenue, mrr, new_mrr,
                     expansion_mrr, contraction_mrr, churned_mrr, reactivation_mrr, active_subscriptions, revenue,
@@ -403,7 +415,7 @@ async fn a_claim_left_by_a_crash_is_taken_over_without_a_second_email() {
     // A fresh claim (a consumer still working) is not taken over.
     t.client
         .batch_execute(&format!(
-            "UPDATE email_sends SET status = 'claimed', claimed_at = now() WHERE user_id = '{user}'"
+            "UPDATE email_sends SET status = 'claimed', claimed_at = now() WHERE member_id = '{user}'"
         ))
         .await
         .unwrap();
@@ -422,7 +434,7 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
     let invalid_user = t.user("invalid").await;
     t.client
         .batch_execute(&format!(
-            "UPDATE users SET email = 'invalid@localhost' WHERE id = '{invalid_user}'"
+            "UPDATE auth.users SET email = 'invalid@localhost' WHERE id = '{invalid_user}'"
         ))
         .await
         .unwrap();
@@ -450,7 +462,7 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
     down.fail_always(503);
     let deps = Arc::new(sender(&t.pool, resend(&down)));
     let transport = PostgresTransport::new(t.pool.clone());
-    let message = request(t.workspace, down_user, Campaign::D1);
+    let message = request(down_user, Campaign::D1);
     transport
         .send(&[shared::queue::Message::to_outgoing(&message).unwrap()])
         .await
@@ -500,7 +512,7 @@ async fn provider_errors_are_retried_with_backoff_then_dead_lettered() {
 }
 
 async fn unsubscribes(client: &tokio_postgres::Client) -> i64 {
-    count(client, "SELECT count(*) FROM email_unsubscribes").await
+    count(client, "SELECT count(*) FROM member_email_unsubscribes").await
 }
 
 fn svix_request(svix_id: &str, body: &Value, secret: &str, timestamp: i64) -> Request<Body> {
@@ -638,12 +650,18 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     .await;
     assert!(body.contains("\"stored\""), "{body}");
 
-    // Each applied event is an analytics event of the user, once.
-    let analytics = "SELECT distinct_id, event FROM events WHERE source = 'email'
-                      ORDER BY event, distinct_id";
+    // Each applied event is an event of the product's own analytics, keyed by the member,
+    // once; none lands in the tenant's workspace.
+    let analytics = format!(
+        "SELECT split_part(u.email, '@', 1), e.event
+           FROM events e JOIN auth.users u ON u.id::text = e.distinct_id
+          WHERE e.source = 'email' AND e.workspace_id = '{}'
+          ORDER BY e.event, u.email",
+        t.product
+    );
     assert_pairs(
         &t.client,
-        analytics,
+        &analytics,
         &[
             ("edsger", "email_bounced"),
             ("ada", "email_clicked"),
@@ -660,6 +678,8 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     let other_campaign = "SELECT count(*) FROM events WHERE source = 'email'
                           AND properties->>'campaign' IS DISTINCT FROM 'd1'";
     assert_eq!(count(&t.client, other_campaign).await, 0, "each names D1");
+    let in_tenant = format!("SELECT count(*) FROM events WHERE workspace_id = '{}'", t.workspace);
+    assert_eq!(count(&t.client, &in_tenant).await, 0, "not the tenant's events");
     // …and the metrics agent is asked to recompute.
     let metrics_depth = PostgresTransport::new(t.pool.clone())
         .depth("metrics.fifo")
@@ -671,14 +691,14 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     let today = Utc::now().date_naive();
     metrics::handle(
         &metrics::MetricsDeps::new(&container_of(&t.pool)),
-        &shared::messages::MetricsRecompute::new(t.workspace, today, "test", Utc::now()),
+        &shared::messages::MetricsRecompute::new(t.product, today, "test", Utc::now()),
     )
     .await
     .unwrap();
     let day: Vec<i64> = one(
         &t.client,
         "SELECT ARRAY[events, dau, mau] FROM daily_metrics WHERE workspace_id = $1 AND date = $2",
-        &[(&t.workspace, Type::UUID), (&today, Type::DATE)],
+        &[(&t.product, Type::UUID), (&today, Type::DATE)],
     )
     .await;
     assert_eq!(day, [9, 0, 0], "events, dau, mau");
@@ -692,7 +712,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     assert_pairs(&t.client, suppressed, &expected).await;
     let method: String = one(
         &t.client,
-        "SELECT method FROM email_unsubscribes WHERE user_id = $1",
+        "SELECT method FROM member_email_unsubscribes WHERE member_id = $1",
         &[(&sends[2].0, Type::UUID)],
     )
     .await;
@@ -809,7 +829,7 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
         assert!(page.contains(answer), "{attempt}: {page}");
     }
     assert_eq!(unsubscribes(&t.client).await, 1);
-    let method: String = one(&t.client, "SELECT method FROM email_unsubscribes", &[]).await;
+    let method: String = one(&t.client, "SELECT method FROM member_email_unsubscribes", &[]).await;
     assert_eq!(method, "one_click");
 
     // Damaged, forged or missing tokens are refused with the reason.
@@ -843,7 +863,7 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
     assert_eq!(t.standin.requests(), 1);
     t.client
         .batch_execute(&format!(
-            "UPDATE users SET signed_up_at = '2026-11-24T12:00:00Z' WHERE id = '{user}'"
+            "UPDATE auth.users SET created_at = '2026-11-24T12:00:00Z' WHERE id = '{user}'"
         ))
         .await
         .unwrap();
@@ -862,7 +882,7 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
 async fn a_message_long_past_due_is_skipped_not_sent() {
     let t = sending(2).await;
     let user = user(&t.client, t.workspace, "ada", "2026-11-20T10:00:00Z", None).await;
-    let mut late = request(t.workspace, user, Campaign::D1);
+    let mut late = request(user, Campaign::D1);
     late.due_at = Utc::now() - chrono::Duration::days(9);
     assert_eq!(
         deliver(&t.deps, &late).await.unwrap(),
@@ -1116,8 +1136,8 @@ async fn held_locks_answer_503_with_retry_after_within_the_budget() {
     let mut holder = t.db.client().await;
     let holding = holder.transaction().await.unwrap();
     for lock in [
-        "SELECT 1 FROM email_sends WHERE user_id = $1 FOR UPDATE",
-        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+        "SELECT 1 FROM email_sends WHERE member_id = $1 FOR UPDATE",
+        "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
     ] {
         holding
             .execute_typed(lock, &[(&user, Type::UUID)])
@@ -1208,8 +1228,7 @@ async fn tampered_unsubscribe_tokens_are_refused_with_a_reason_and_change_nothin
 async fn a_queue_message_due_at_the_end_of_time_is_handled_not_a_panic() {
     let t = sending(2).await;
     let user = t.user("ada").await;
-    let body = json!({"workspace_id": t.workspace, "user_id": user, "campaign": "d1",
-        "due_at": DateTime::<Utc>::MAX_UTC});
+    let body = json!({"member_id": user, "campaign": "d1", "due_at": DateTime::<Utc>::MAX_UTC});
     let message: EmailQueueMessage = serde_json::from_value(body).unwrap();
     email::send::handle(&t.deps, message).await.unwrap();
     assert_eq!(t.standin.requests(), 1, "not past due: sent once");

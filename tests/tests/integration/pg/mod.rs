@@ -7,6 +7,8 @@ mod consumer;
 mod email;
 mod etl;
 mod lease;
+mod member_api;
+mod member_email;
 mod metrics;
 mod migrations;
 mod outbox;

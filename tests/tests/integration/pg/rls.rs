@@ -50,6 +50,7 @@ const SERVICE_ONLY: &[&str] = &[
     "email_events",
     "email_suppressions",
     "email_unsubscribes",
+    "member_email_unsubscribes",
     "shopify_webhook_deliveries",
     "workspace_tokens",
 ];
@@ -95,8 +96,8 @@ async fn seed_workspace(client: &tokio_postgres::Client, member: Uuid, n: u32) -
                   VALUES ('{workspace}', '{workspace}', 'pause_ad', 'ad_{n}', 'why', 1, '{{}}', 0.5, 'v0');
              INSERT INTO suggestion_feedback (suggestion_id, user_id, verdict)
                   VALUES ('{workspace}', '{member}', 'accepted');
-             INSERT INTO email_sends (workspace_id, user_id, campaign, status, due_at)
-                  VALUES ('{workspace}', '{workspace}', 'd1', 'sent', now());"
+             INSERT INTO email_sends (workspace_id, member_id, campaign, status, due_at)
+                  VALUES ('{workspace}', '{member}', 'd1', 'sent', now());"
         ))
         .await
         .expect("seed a workspace");

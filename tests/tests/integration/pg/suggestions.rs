@@ -385,7 +385,8 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
     let client = db.client().await;
     let workspaces: Vec<Uuid> = client
         .query_typed(
-            "INSERT INTO workspaces (name) VALUES ('ours'), ('theirs') RETURNING id",
+            "INSERT INTO workspaces (name, is_product) VALUES ('ours', false), ('product', true)
+             RETURNING id",
             &[],
         )
         .await
@@ -393,7 +394,9 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let (ours, theirs) = (workspaces[0], workspaces[1]);
+    // The frontend's events arrive in the product's own workspace; the same event names in a
+    // tenant's workspace are the tenant's audience, and do not count.
+    let (ours, product) = (workspaces[0], workspaces[1]);
     let ids: Vec<Uuid> = client
         .query_typed(
             "INSERT INTO suggestions (workspace_id, kind, target, explanation, expected_impact, features, score, model_version)
@@ -414,15 +417,15 @@ async fn adoption_counts_shown_and_accepted_from_events_and_feedback() {
     };
     let unknown = Uuid::new_v4().to_string();
     let events: Vec<(Uuid, &str, String)> = vec![
-        (ours, "suggestion_shown", p1.to_string()),
-        (ours, "suggestion_shown", p1.to_string()), // shown twice is still one
-        (ours, "suggestion_accepted", p1.to_string()),
-        (ours, "suggestion_shown", p2.to_string()),
-        (ours, "suggestion_shown", p3.to_string()),
-        (ours, "suggestion_shown", s1.to_string()),
-        (ours, "suggestion_shown", "not-a-uuid".into()),
-        (ours, "suggestion_accepted", unknown),
-        (theirs, "suggestion_accepted", s1.to_string()), // another workspace's event
+        (product, "suggestion_shown", p1.to_string()),
+        (product, "suggestion_shown", p1.to_string()), // shown twice is still one
+        (product, "suggestion_accepted", p1.to_string()),
+        (product, "suggestion_shown", p2.to_string()),
+        (product, "suggestion_shown", p3.to_string()),
+        (product, "suggestion_shown", s1.to_string()),
+        (product, "suggestion_shown", "not-a-uuid".into()),
+        (product, "suggestion_accepted", unknown),
+        (ours, "suggestion_accepted", s1.to_string()), // the tenant's audience, not a member
     ];
     for (workspace, event, suggestion) in &events {
         client
