@@ -678,8 +678,15 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
     let other_campaign = "SELECT count(*) FROM events WHERE source = 'email'
                           AND properties->>'campaign' IS DISTINCT FROM 'd1'";
     assert_eq!(count(&t.client, other_campaign).await, 0, "each names D1");
-    let in_tenant = format!("SELECT count(*) FROM events WHERE workspace_id = '{}'", t.workspace);
-    assert_eq!(count(&t.client, &in_tenant).await, 0, "not the tenant's events");
+    let in_tenant = format!(
+        "SELECT count(*) FROM events WHERE workspace_id = '{}'",
+        t.workspace
+    );
+    assert_eq!(
+        count(&t.client, &in_tenant).await,
+        0,
+        "not the tenant's events"
+    );
     // …and the metrics agent is asked to recompute.
     let metrics_depth = PostgresTransport::new(t.pool.clone())
         .depth("metrics.fifo")
@@ -829,7 +836,12 @@ async fn one_click_unsubscribe_from_the_sent_headers_is_honoured_and_idempotent(
         assert!(page.contains(answer), "{attempt}: {page}");
     }
     assert_eq!(unsubscribes(&t.client).await, 1);
-    let method: String = one(&t.client, "SELECT method FROM member_email_unsubscribes", &[]).await;
+    let method: String = one(
+        &t.client,
+        "SELECT method FROM member_email_unsubscribes",
+        &[],
+    )
+    .await;
     assert_eq!(method, "one_click");
 
     // Damaged, forged or missing tokens are refused with the reason.
