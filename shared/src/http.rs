@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::db::DbError;
-use crate::jwt::{AccessClaims, JwtVerifier};
+use crate::jwt::{AccessClaims, JwtError, JwtVerifier};
 use crate::retry::{RetryClass, Retryable};
 
 /// How long a request may take before it is answered 503 (API Gateway gives up at 29 s).
@@ -216,14 +216,12 @@ pub struct SupabaseUser {
 
 impl SupabaseUser {
     /// Verifies `token` as of `now`.
-    pub fn verify(
+    pub async fn verify(
         verifier: &JwtVerifier,
         token: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self, ApiError> {
-        let claims = verifier
-            .verify(token, now)
-            .map_err(|error| ApiError::unauthorized(error.to_string()))?;
+        let claims = verifier.verify(token, now).await?;
         let id = claims
             .sub
             .parse()
@@ -238,7 +236,18 @@ impl<D: VerifiesMembers + Send + Sync> FromRequestParts<Arc<D>> for SupabaseUser
     async fn from_request_parts(parts: &mut Parts, deps: &Arc<D>) -> Result<Self, Self::Rejection> {
         let BearerToken(token) = BearerToken::from_headers(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("a Supabase access token is required"))?;
-        Self::verify(deps.verifier(), &token, deps.clock().now())
+        Self::verify(deps.verifier(), &token, deps.clock().now()).await
+    }
+}
+
+/// A refused token is the caller's to fix (401); keys that could not be fetched may pass.
+impl From<JwtError> for ApiError {
+    fn from(error: JwtError) -> Self {
+        if error.retry_class().is_transient() {
+            ApiError::unavailable(error.to_string())
+        } else {
+            ApiError::unauthorized(error.to_string())
+        }
     }
 }
 

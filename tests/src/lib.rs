@@ -42,9 +42,11 @@ pub fn stack_agents(stripe_secret: &str, metrics_token: &str) -> local_stack::Ag
         ..local_stack::AgentConfigs::local()
     }
     .with_jwt(shared::jwt::JwtConfig {
-        secret: "jwt-test-secret-of-at-least-32-characters"
-            .to_string()
-            .into(),
+        legacy_secret: Some(
+            "jwt-test-secret-of-at-least-32-characters"
+                .to_string()
+                .into(),
+        ),
         ..shared::jwt::JwtConfig::local()
     })
 }

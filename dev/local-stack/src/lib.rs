@@ -485,7 +485,11 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             stripe_secret: first(&configs.billing.webhook_secrets, "Stripe")?,
             shopify_secret: first(&configs.shopify_webhook.webhook_secrets, "Shopify")?,
             resend_secret: first(&configs.email_api.webhook_secrets, "Resend")?,
-            jwt_secret: jwt.secret.expose_secret().to_string(),
+            jwt_secret: jwt
+                .legacy_secret
+                .as_ref()
+                .map(|secret| secret.expose_secret().to_string())
+                .context("demo mode signs its members' tokens with the local legacy secret")?,
             jwt_issuer: shared::jwt::issuer_for(&jwt.supabase_url),
             clock: clock.clone(),
         };

@@ -1,6 +1,7 @@
 //! Local HTTP stand-ins for the three APIs the ETL agents read: Meta Ads Insights
 //! ([`meta`]), TikTok's synchronous report ([`tiktok`]) and Shopify's REST orders
-//! ([`shopify`]).
+//! ([`shopify`]); and, on a server of its own, for Supabase Auth's signing keys and the
+//! access tokens they sign ([`supabase_auth`]).
 //!
 //! They speak the real wire formats (paths, query parameters, auth headers, envelopes,
 //! numbers as strings, cursors and `Link` headers, the platforms' own throttling and
@@ -39,6 +40,7 @@
 
 pub mod meta;
 pub mod shopify;
+pub mod supabase_auth;
 pub mod tiktok;
 
 mod ad_accounts;

@@ -60,18 +60,25 @@ impl Access {
             && shared::webhook::constant_time_eq(self.token.as_bytes(), presented.as_bytes())
     }
 
+    /// The verifier of members' access tokens, when the page accepts them.
+    pub fn verifier(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_ref()
+    }
+
     /// Whether `presented` is a valid access token of an admin.
-    fn is_admin_jwt(&self, presented: &str, now: DateTime<Utc>) -> bool {
-        self.jwt.as_ref().is_some_and(|verifier| {
-            SupabaseUser::verify(verifier, presented, now)
-                .is_ok_and(|user| user.claims.app_role.as_deref() == Some("admin"))
-        })
+    async fn is_admin_jwt(&self, presented: &str, now: DateTime<Utc>) -> bool {
+        let Some(verifier) = &self.jwt else {
+            return false;
+        };
+        SupabaseUser::verify(verifier, presented, now)
+            .await
+            .is_ok_and(|user| user.claims.app_role.as_deref() == Some("admin"))
     }
 
     /// Whether the request carries a credential that opens the page.
-    pub fn allows(&self, headers: &HeaderMap, now: DateTime<Utc>) -> bool {
+    pub async fn allows(&self, headers: &HeaderMap, now: DateTime<Utc>) -> bool {
         if let Some(BearerToken(presented)) = BearerToken::from_headers(headers) {
-            return self.is_token(&presented) || self.is_admin_jwt(&presented, now);
+            return self.is_token(&presented) || self.is_admin_jwt(&presented, now).await;
         }
         cookie(headers, COOKIE).is_some_and(|session| self.is_session(&session, now))
     }
@@ -196,7 +203,10 @@ mod tests {
     fn access() -> Access {
         Access::new(
             "local-admin".into(),
-            Some(JwtVerifier::new(b"jwt-secret", URL)),
+            Some(JwtVerifier::from_config(&shared::jwt::JwtConfig {
+                supabase_url: URL.into(),
+                legacy_secret: Some("jwt-secret".into()),
+            })),
         )
     }
 
@@ -219,57 +229,74 @@ mod tests {
         headers(header::AUTHORIZATION, &format!("Bearer {value}"))
     }
 
-    #[test]
-    fn the_token_or_an_admin_access_token_opens_the_page() {
+    #[tokio::test]
+    async fn the_token_or_an_admin_access_token_opens_the_page() {
         let access = access();
         let exp = now().timestamp() + 600;
         let iss = shared::jwt::issuer_for(URL);
-        assert!(access.allows(&bearer("local-admin"), now()));
-        assert!(!access.allows(&bearer("local-admin2"), now()));
-        assert!(!access.allows(&HeaderMap::new(), now()));
+        assert!(access.allows(&bearer("local-admin"), now()).await);
+        assert!(!access.allows(&bearer("local-admin2"), now()).await);
+        assert!(!access.allows(&HeaderMap::new(), now()).await);
         let admin = |secret: &[u8], exp: i64, iss: &str| {
             jwt(
                 json!({"sub": "9d3e61b0-2a7c-4c55-8f14-c0dede3000aa", "exp": exp, "aud": "authenticated", "iss": iss, "app_metadata": {"role": "admin"}}),
                 secret,
             )
         };
-        assert!(access.allows(&bearer(&admin(b"jwt-secret", exp, &iss)), now()));
+        assert!(
+            access
+                .allows(&bearer(&admin(b"jwt-secret", exp, &iss)), now())
+                .await
+        );
         let member = jwt(
             json!({"sub": "9d3e61b0-2a7c-4c55-8f14-c0dede3000ab", "exp": exp, "aud": "authenticated", "iss": iss, "role": "authenticated"}),
             b"jwt-secret",
         );
         assert!(
-            !access.allows(&bearer(&member), now()),
+            !access.allows(&bearer(&member), now()).await,
             "a signed-in user is not an admin"
         );
-        assert!(!access.allows(&bearer(&admin(b"other-secret", exp, &iss)), now()));
-        assert!(!access.allows(&bearer(&admin(b"jwt-secret", exp - 4000, &iss)), now()));
         assert!(
-            !access.allows(
-                &bearer(&admin(
-                    b"jwt-secret",
-                    exp,
-                    "https://other.supabase.co/auth/v1"
-                )),
-                now()
-            ),
+            !access
+                .allows(&bearer(&admin(b"other-secret", exp, &iss)), now())
+                .await
+        );
+        assert!(
+            !access
+                .allows(&bearer(&admin(b"jwt-secret", exp - 4000, &iss)), now())
+                .await
+        );
+        assert!(
+            !access
+                .allows(
+                    &bearer(&admin(
+                        b"jwt-secret",
+                        exp,
+                        "https://other.supabase.co/auth/v1"
+                    )),
+                    now()
+                )
+                .await,
             "another project's token"
         );
     }
 
-    #[test]
-    fn a_session_cookie_opens_the_page_until_it_expires_and_the_token_itself_does_not() {
+    #[tokio::test]
+    async fn a_session_cookie_opens_the_page_until_it_expires_and_the_token_itself_does_not() {
         let access = access();
         let session = access.new_session(now());
         let with_cookie =
             |value: &str| headers(header::COOKIE, &format!("theme=dark; {COOKIE}={value}"));
-        assert!(access.allows(&with_cookie(&session), now()));
+        assert!(access.allows(&with_cookie(&session), now()).await);
         assert!(
-            !access.allows(&with_cookie("local-admin"), now()),
+            !access.allows(&with_cookie("local-admin"), now()).await,
             "the raw token is not a session"
         );
         let later = now() + chrono::Duration::seconds(SESSION_TTL.as_secs() as i64);
-        assert!(!access.allows(&with_cookie(&session), later), "expired");
+        assert!(
+            !access.allows(&with_cookie(&session), later).await,
+            "expired"
+        );
         let (body, _) = session.rsplit_once('.').unwrap();
         let stretched = body.replacen(
             &(now().timestamp() + SESSION_TTL.as_secs() as i64).to_string(),
@@ -277,18 +304,20 @@ mod tests {
             1,
         );
         assert!(
-            !access.allows(
-                &with_cookie(&format!(
-                    "{stretched}.{}",
-                    session.rsplit_once('.').unwrap().1
-                )),
-                now()
-            ),
+            !access
+                .allows(
+                    &with_cookie(&format!(
+                        "{stretched}.{}",
+                        session.rsplit_once('.').unwrap().1
+                    )),
+                    now()
+                )
+                .await,
             "a session cannot be extended"
         );
         let rotated = Access::new("new-token".into(), None);
         assert!(
-            !rotated.allows(&with_cookie(&session), now()),
+            !rotated.allows(&with_cookie(&session), now()).await,
             "rotating the token ends every session"
         );
         for garbage in [
@@ -300,7 +329,10 @@ mod tests {
             "v2.1.2.abc",
             "ü.ü.ü.ü",
         ] {
-            assert!(!access.allows(&with_cookie(garbage), now()), "{garbage:?}");
+            assert!(
+                !access.allows(&with_cookie(garbage), now()).await,
+                "{garbage:?}"
+            );
         }
     }
 
@@ -327,9 +359,9 @@ mod tests {
         assert_eq!(client_of(&HeaderMap::new()), "unknown");
     }
 
-    #[test]
-    fn an_empty_token_opens_nothing() {
+    #[tokio::test]
+    async fn an_empty_token_opens_nothing() {
         let access = Access::new(String::new(), None);
-        assert!(!access.allows(&bearer(""), now()));
+        assert!(!access.allows(&bearer(""), now()).await);
     }
 }

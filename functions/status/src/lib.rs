@@ -444,7 +444,7 @@ async fn status_json(
     Query(query): Query<ChartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !deps.access.allows(&headers, deps.clock.now()) {
+    if !deps.access.allows(&headers, deps.clock.now()).await {
         return unauthorised_json();
     }
     let workspace = match chosen_workspace(&query) {
@@ -465,7 +465,7 @@ async fn status_page(
     Query(query): Query<ChartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !deps.access.allows(&headers, deps.clock.now()) {
+    if !deps.access.allows(&headers, deps.clock.now()).await {
         return (StatusCode::UNAUTHORIZED, Html(page::login(None))).into_response();
     }
     let workspace = match chosen_workspace(&query) {

@@ -1,4 +1,5 @@
-//! `GET /metrics` as the frontend calls it: with the member's Supabase access token, reading
+//! `GET /metrics` as the frontend calls it: with the member's Supabase access token (ES256,
+//! from a Supabase Auth stand-in publishing its keys, as new projects sign them), reading
 //! only the workspaces they belong to; a server with the service token reads any; browsers
 //! from the configured app origins only.
 
@@ -9,29 +10,16 @@ use axum::http::{Request, StatusCode, header};
 use integration_tests::fixtures::{auth_user, membership, workspace};
 use integration_tests::test_db::TestDb;
 use serde_json::{Value, json};
-use shared::jwt::{LOCAL_SECRET, LOCAL_SUPABASE_URL, issuer_for};
+use standins::supabase_auth::SupabaseAuth;
 use tower::ServiceExt;
 use uuid::Uuid;
 
 const SERVICE_TOKEN: &str = "service-token-for-servers";
 const APP_ORIGIN: &str = "https://app.example.test";
 
-/// A member's access token as the local Supabase project signs it.
-fn member_token(member: Uuid) -> String {
-    let claims = json!({
-        "sub": member, "aud": "authenticated", "role": "authenticated",
-        "iss": issuer_for(LOCAL_SUPABASE_URL), "exp": chrono::Utc::now().timestamp() + 600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(LOCAL_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
 struct Api {
     _db: TestDb,
+    auth: SupabaseAuth,
     router: axum::Router,
     a: Uuid,
     b: Uuid,
@@ -66,14 +54,19 @@ async fn api(service_token: Option<&str>) -> Api {
         pool.clone(),
     ));
     let container = shared::lambda::Container::new(pool, transport, shared::clock::Clock::system());
+    let auth = SupabaseAuth::start().await.unwrap();
     let config = metrics::api::Config {
         token: service_token.map(|token| token.to_string().into()),
         cors_origins: vec![APP_ORIGIN.into()],
-        ..metrics::api::Config::local()
+        jwt: shared::jwt::JwtConfig {
+            supabase_url: auth.url(),
+            legacy_secret: None,
+        },
     };
     let router = metrics::api::router(Arc::new(metrics::api::ApiDeps::new(&container, config)));
     Api {
         _db: db,
+        auth,
         router,
         a,
         b,
@@ -83,6 +76,12 @@ async fn api(service_token: Option<&str>) -> Api {
 }
 
 impl Api {
+    /// A member's access token as the project's Supabase Auth signs it.
+    fn member_token(&self, member: Uuid) -> String {
+        self.auth
+            .access_token(member, chrono::Utc::now().timestamp())
+    }
+
     async fn get(&self, workspace: Uuid, bearer: Option<&str>) -> (StatusCode, Value) {
         let mut request = Request::get(format!(
             "/metrics?workspace={workspace}&from=2026-12-01&to=2026-12-01"
@@ -107,8 +106,8 @@ impl Api {
 #[tokio::test]
 async fn members_read_their_workspaces_and_servers_any_with_the_service_token() {
     let api = api(Some(SERVICE_TOKEN)).await;
-    let ada = member_token(api.ada);
-    let eve = member_token(api.eve);
+    let ada = api.member_token(api.ada);
+    let eve = api.member_token(api.eve);
     let forged = {
         let mut token = ada.clone();
         token.push('x');
@@ -163,7 +162,7 @@ async fn without_a_service_token_only_members_get_in() {
     let api = api(None).await;
     let (status, _) = api.get(api.a, Some(SERVICE_TOKEN)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = api.get(api.a, Some(&member_token(api.ada))).await;
+    let (status, _) = api.get(api.a, Some(&api.member_token(api.ada))).await;
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -153,7 +153,7 @@ mod feedback_api {
             .get(0);
         let config = suggestions::api::Config {
             jwt: shared::jwt::JwtConfig {
-                secret: String::from_utf8(SECRET.to_vec()).unwrap().into(),
+                legacy_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap().into()),
                 supabase_url: SUPABASE_URL.into(),
             },
             cors_origins: Vec::new(),
