@@ -6,13 +6,13 @@
 //! * events: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` for the whole batch,
 //!   so duplicates (by workspace and id) are dropped by the key, even across concurrent
 //!   batches ([`write`]);
-//! * users: `$identify` / `$set` / signup events create or update `users` (email, name,
-//!   timezone, signed_up_at — the earliest signup wins), again one statement;
+//! * users: `$identify`, `$set` / `$set_once` / `$unset` and signup events create or update
+//!   the audience's people in `users`, again one statement ([`crate::people`]);
 //! * messages: one metrics recompute per workspace and UTC day that got new events
 //!   (deduplicated per five minutes downstream), and a signup notice for users whose
 //!   `signed_up_at` was set by this batch ([`announce`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::db::{DbContext, DbError};
 use crate::messages::MetricsRecompute;
+use crate::people::People;
 use crate::queue::outbox::{Outbox, Pending};
 use crate::queue::{Message, QueueError};
 use crate::retry::{RetryClass, Retryable};
@@ -112,52 +113,28 @@ pub struct Stored {
     pub refused: Vec<(usize, String)>,
 }
 
-/// A person as a batch describes them.
-#[derive(Debug, Default)]
-struct Person {
-    email: Option<String>,
-    name: Option<String>,
-    /// An IANA name, as the tenant's analytics sent it.
-    timezone: Option<String>,
-    signed_up_at: Option<DateTime<Utc>>,
-}
-
-fn person_updates<'a>(events: &[&'a Event]) -> BTreeMap<&'a str, Person> {
-    let mut people: BTreeMap<&str, Person> = BTreeMap::new();
+/// What the events of a batch say about their people, in arrival order ([`crate::people`]).
+fn person_updates<'a>(events: &[&'a Event]) -> People<'a> {
+    let mut people = People::new();
     for event in events {
-        let set = event
-            .properties
-            .get("$set")
-            .or_else(|| event.properties.get("$set_once"));
+        let Some(properties) = event.properties.as_object() else {
+            continue;
+        };
+        let operations = ["$set", "$set_once", "$unset"]
+            .iter()
+            .any(|key| properties.contains_key(*key));
         let signup = SIGNUP_EVENTS.contains(&event.name.as_str());
-        if set.is_none() && !signup && event.name != "$identify" {
+        if !operations && !signup && event.name != "$identify" {
             continue;
         }
-        let person = people.entry(&event.distinct_id).or_default();
-        let field = |key: &str| {
-            set.and_then(|set| set.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        person.email = field("email").or_else(|| person.email.take());
-        person.name = field("name").or_else(|| person.name.take());
+        let person = people.entry(event.distinct_id.as_str()).or_default();
         // posthog-js puts the browser's zone on every event as `$timezone`.
-        person.timezone = field("timezone")
-            .or_else(|| field("$timezone"))
-            .or_else(|| {
-                event
-                    .properties
-                    .get("$timezone")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .or_else(|| person.timezone.take());
+        if let Some(timezone) = properties.get("$timezone").and_then(Value::as_str) {
+            person.seen_in_timezone(timezone);
+        }
+        person.apply_operations(properties);
         if signup {
-            person.signed_up_at = Some(
-                person
-                    .signed_up_at
-                    .map_or(event.timestamp, |at| at.min(event.timestamp)),
-            );
+            person.signed_up(event.timestamp);
         }
     }
     people
@@ -219,9 +196,11 @@ pub async fn write(
     source: Source,
     events: &[(usize, &Event)],
 ) -> Result<Written, StoreError> {
+    let in_arrival_order: Vec<&Event> = events.iter().map(|(_, event)| *event).collect();
+    let people = person_updates(&in_arrival_order);
     // Rows are inserted in id order: two batches sharing events (an SDK retrying) then take
     // their key locks in the same order and cannot deadlock.
-    let mut sorted: Vec<&Event> = events.iter().map(|(_, event)| *event).collect();
+    let mut sorted = in_arrival_order.clone();
     sorted.sort_by_key(|event| event.id);
     let events = sorted;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
@@ -251,51 +230,7 @@ pub async fn write(
         .context("insert events")?;
     let days: BTreeSet<NaiveDate> = inserted_days.iter().map(|row| row.get(0)).collect();
 
-    let people = person_updates(&events);
-    let mut signups = 0usize;
-    if !people.is_empty() {
-        let who: Vec<&str> = people.keys().copied().collect();
-        let emails: Vec<Option<&str>> = people.values().map(|p| p.email.as_deref()).collect();
-        let full_names: Vec<Option<&str>> = people.values().map(|p| p.name.as_deref()).collect();
-        let timezones: Vec<Option<&str>> = people.values().map(|p| p.timezone.as_deref()).collect();
-        let signed_up: Vec<Option<DateTime<Utc>>> =
-            people.values().map(|p| p.signed_up_at).collect();
-        let rows = transaction
-            .query_typed(
-                "WITH before AS (
-                     SELECT distinct_id, signed_up_at FROM users
-                      WHERE workspace_id = $1 AND distinct_id = ANY ($2)
-                 )
-                 INSERT INTO users AS u (workspace_id, distinct_id, email, name, signed_up_at, timezone)
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                 ON CONFLICT (workspace_id, distinct_id) DO UPDATE
-                    SET email = COALESCE(EXCLUDED.email, u.email),
-                        name = COALESCE(EXCLUDED.name, u.name),
-                        timezone = COALESCE(EXCLUDED.timezone, u.timezone),
-                        signed_up_at = LEAST(u.signed_up_at, EXCLUDED.signed_up_at),
-                        updated_at = now()
-                 RETURNING u.distinct_id, u.signed_up_at,
-                           (SELECT b.signed_up_at FROM before b WHERE b.distinct_id = u.distinct_id)",
-                &[
-                    (&workspace, Type::UUID),
-                    (&who, Type::TEXT_ARRAY),
-                    (&emails, Type::TEXT_ARRAY),
-                    (&full_names, Type::TEXT_ARRAY),
-                    (&signed_up, Type::TIMESTAMPTZ_ARRAY),
-                    (&timezones, Type::TEXT_ARRAY),
-                ],
-            )
-            .await
-            .context("update users")?;
-        // A first signup: the person had no signup time before this batch.
-        signups = rows
-            .iter()
-            .filter(|row| {
-                row.get::<_, Option<DateTime<Utc>>>(1).is_some()
-                    && row.get::<_, Option<DateTime<Utc>>>(2).is_none()
-            })
-            .count();
-    }
+    let signups = crate::people::apply(transaction, workspace, &people).await?;
     Ok(Written {
         considered: events.len(),
         inserted: inserted_days.len(),

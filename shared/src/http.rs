@@ -7,8 +7,9 @@
 //!   reason; anything else may pass: 503 with `Retry-After`).
 //! * [`BearerToken`] and [`SupabaseUser`] — extractors for `Authorization: Bearer …` and for
 //!   a signed-in member, whose token is verified by [`crate::jwt`] against the agent's clock.
-//! * [`limit_body`] and [`cors`] — the body limit (413 with a reason, whether the size is
-//!   announced or not) and the CORS policy for routes a browser calls.
+//! * [`limit_body`], [`cors`] and [`public_cors`] — the body limit (413 with a reason,
+//!   whether the size is announced or not), the CORS policy of the member APIs (the app's
+//!   origins only) and that of the capture routes (any website).
 //! * [`edge`] — keeps one request's failure inside that request: a panic becomes a 500 and
 //!   the process goes on serving (the release profile unwinds rather than aborts for this
 //!   reason), and a request that cannot finish within [`REQUEST_DEADLINE`] is answered 503
@@ -298,6 +299,21 @@ pub fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600))
+}
+
+/// The CORS policy of routes any website may call, as PostHog's and Mixpanel's ingestion
+/// answer them: any origin (mirrored, since mixpanel-browser sends credentials and a browser
+/// refuses `*` then), the headers the preflight asks for, GET and POST, a day's preflight
+/// cache. Safe because these routes read no cookie: their only credential is a public
+/// project token in the body.
+pub fn public_cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, AllowOrigin};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(86_400))
 }
 
 /// `router` with panics caught and a deadline on every request.

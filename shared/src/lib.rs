@@ -22,14 +22,15 @@
 //! * [`entry`] — an agent's queue consumer and schedule handler, instrumented by the run log.
 //! * [`lambda`] — adapters from Lambda events (HTTP, SQS FIFO batches, schedules) to the
 //!   agents' handlers.
-//! * [`events`] — the `events` table and the people it describes, written by the analytics
-//!   and the email agents alike.
+//! * [`events`] — the `events` table, written by the analytics and the email agents alike;
+//!   [`people`] — the audience's people those events and Mixpanel's people updates describe.
 //! * [`messages`] — the messages agents send each other (body, group, deduplication id).
 //! * [`runs`] — the agents' run log (`agent_runs`, and embedded metrics inside Lambda).
 //! * [`schedule`] — the schedules, defined once and mirrored by `infra/template.yaml`.
 //! * [`webhook`] — HMAC signature checks for Stripe, Shopify and Svix (Resend).
 //! * [`crypto`] — platform tokens sealed (AES-256-GCM envelopes), webhook secrets hashed.
-//! * [`jwt`] — Supabase access tokens, every claim checked against our clock.
+//! * [`jwt`] — Supabase access tokens (ES256/RS256 from the project's published keys, HS256
+//!   legacy), every claim checked against our clock.
 //! * [`redact`] — credentials removed from any text before it is stored or shown.
 //! * [`text`] — outside text cut on character boundaries and checked for what PostgreSQL
 //!   refuses; [`quarantine`] keeps deliveries it refused anyway.
@@ -50,6 +51,7 @@ pub mod lambda;
 pub mod lease;
 pub mod membership;
 pub mod messages;
+pub mod people;
 pub mod quarantine;
 pub mod queue;
 pub mod redact;

@@ -176,7 +176,7 @@ fn storable(name: &str, distinct_id: &str, properties: &Value) -> Result<(), Eve
 }
 
 /// A distinct id as kept: at most [`MAX_DISTINCT_ID`] bytes, whole characters.
-fn kept_distinct_id(distinct_id: String) -> String {
+pub(crate) fn kept_distinct_id(distinct_id: String) -> String {
     if distinct_id.len() <= MAX_DISTINCT_ID {
         return distinct_id;
     }

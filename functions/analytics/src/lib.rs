@@ -11,6 +11,13 @@
 //! * `POST /track`, `/import` — Mixpanel's ingestion; `/track` takes the project token in
 //!   each event, `/import` authenticates as Mixpanel does (API secret or service account) and
 //!   reports partial success as Mixpanel does ([`mixpanel`]).
+//! * `POST /engage` — Mixpanel's people updates (`$set`, `$set_once`, `$unset`) of the
+//!   audience ([`engage`]).
+//! * `POST /flags/`, `GET /array/{token}/config` — what posthog-js asks for on start: no
+//!   flags, and a configuration that turns everything optional off ([`startup`]).
+//!
+//! Browsers call all but the webhook and `/import` from the tenant's own site, so those
+//! routes answer CORS preflights for any origin ([`shared::http::public_cors`]).
 //!
 //! Layout, in the order a request meets it: [`decode`] turns the body into JSON text within
 //! [`MAX_DECODED_BYTES`]; [`json`] splits it into events' texts, counting them, and builds
@@ -25,10 +32,12 @@
 //! delivery that can never be stored is acknowledged and kept in the quarantine.
 
 pub mod decode;
+pub mod engage;
 pub mod events;
 pub mod json;
 pub mod mixpanel;
 pub mod posthog;
+pub mod startup;
 pub mod store;
 pub mod tokens;
 
@@ -37,8 +46,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, header};
-use axum::routing::post;
+use axum::http::{HeaderMap, Method, header};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use shared::agents::Agent;
 use shared::clock::Clock;
@@ -297,20 +306,55 @@ pub(crate) async fn store_events(
     Ok(stored.inserted.saturating_add(stored.duplicates))
 }
 
-/// The analytics agent's routes.
-pub fn router(deps: Arc<AnalyticsDeps>) -> Router {
-    let mut router = Router::new().route("/webhooks/posthog", post(posthog::webhook));
-    for path in ["/batch", "/e", "/i/v0/e", "/capture"] {
-        router = router
-            .route(path, post(posthog::capture))
-            .route(&format!("{path}/"), post(posthog::capture));
+/// Who calls a route, which decides its method in API Gateway and its CORS policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A page on the tenant's site: any origin, so preflights are answered.
+    Browser,
+    /// A server: no preflight.
+    Server,
+}
+
+/// Every route of the agent: path, method, caller. The SDKs call the ingestion paths with
+/// and without a trailing `/`, so both are served.
+pub fn routes() -> Vec<(String, Method, Caller)> {
+    let mut routes = Vec::new();
+    for path in [
+        "/batch", "/e", "/i/v0/e", "/capture", "/flags", "/decide", "/track", "/engage",
+    ] {
+        for path in [path.to_string(), format!("{path}/")] {
+            routes.push((path, Method::POST, Caller::Browser));
+        }
     }
-    for path in ["/track", "/track/"] {
-        router = router.route(path, post(mixpanel::track));
-    }
+    routes.push(("/array/{token}/{file}".into(), Method::GET, Caller::Browser));
+    routes.push(("/webhooks/posthog".into(), Method::POST, Caller::Server));
     for path in ["/import", "/import/"] {
-        router = router.route(path, post(mixpanel::import));
+        routes.push((path.into(), Method::POST, Caller::Server));
     }
+    routes
+}
+
+/// The analytics agent's routes. The routes browsers call answer any origin, as PostHog's
+/// and Mixpanel's do; the webhook and `/import` are server-to-server and answer no
+/// preflight.
+pub fn router(deps: Arc<AnalyticsDeps>) -> Router {
+    let (mut browser, mut servers) = (Router::new(), Router::new());
+    for (path, _, caller) in routes() {
+        let handler = match path.trim_end_matches('/') {
+            "/flags" | "/decide" => post(startup::flags),
+            "/track" => post(mixpanel::track),
+            "/engage" => post(engage::engage),
+            "/import" => post(mixpanel::import),
+            "/webhooks/posthog" => post(posthog::webhook),
+            "/array/{token}/{file}" => get(startup::remote_config),
+            _ => post(posthog::capture),
+        };
+        match caller {
+            Caller::Browser => browser = browser.route(&path, handler),
+            Caller::Server => servers = servers.route(&path, handler),
+        }
+    }
+    let router = browser.layer(shared::http::public_cors()).merge(servers);
     let runs = shared::runs::RunLog::new(deps.pool.clone(), Agent::Analytics);
     runs.layer(shared::http::limit_body(router, MAX_BODY_BYTES).with_state(deps))
 }

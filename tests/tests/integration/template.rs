@@ -1,6 +1,7 @@
 //! `infra/template.yaml` against the definitions in code: the same queues (FIFO, explicit
 //! deduplication, visibility timeout, dead-letter queue after `max_receives`), the same
-//! schedules targeting the same functions, and consumers that report partial batch failures.
+//! schedules targeting the same functions, consumers that report partial batch failures, and
+//! the analytics routes.
 
 use serde_json::Value;
 use shared::queue::catalog::QUEUES;
@@ -352,4 +353,38 @@ fn every_function_and_dead_letter_queue_has_an_alarm_on_the_topic() {
         assert!(rate_agents.contains(&agent), "no rate alarm reads {agent}");
         assert!(status::deployed_agents().contains(&agent));
     }
+}
+
+#[test]
+fn the_analytics_routes_match_the_code_and_browser_routes_take_preflights() {
+    let template = template();
+    let events = template["Resources"]["AnalyticsFunction"]["Properties"]["Events"]
+        .as_object()
+        .expect("AnalyticsFunction has events");
+    let mut deployed: Vec<(String, String)> = events
+        .values()
+        .filter(|event| event["Type"] == "HttpApi")
+        .map(|event| {
+            let properties = &event["Properties"];
+            (
+                properties["Path"].as_str().unwrap().to_string(),
+                properties["Method"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    deployed.sort();
+    // A browser route must let OPTIONS through to the function (which answers the
+    // preflight), so it is ANY; a server route is exactly its method.
+    let mut expected: Vec<(String, String)> = analytics::routes()
+        .into_iter()
+        .map(|(path, method, caller)| {
+            let method = match caller {
+                analytics::Caller::Browser => "ANY".to_string(),
+                analytics::Caller::Server => method.to_string(),
+            };
+            (path, method)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(deployed, expected);
 }

@@ -16,11 +16,11 @@ use shared::queue::postgres::PostgresTransport;
 use shared::queue::{Transport, catalog};
 use tower::ServiceExt;
 
-struct Analytics {
-    db: TestDb,
-    router: Router,
+pub(super) struct Analytics {
+    pub(super) db: TestDb,
+    pub(super) router: Router,
     transport: Arc<PostgresTransport>,
-    workspace: uuid::Uuid,
+    pub(super) workspace: uuid::Uuid,
 }
 
 /// The Mixpanel project's API secret and service account (`username:secret`), and its id.
@@ -28,7 +28,7 @@ const API_SECRET: &str = "mp-api-secret";
 const SERVICE_ACCOUNT: &str = "importer.mp-service-account:sa-secret";
 const PROJECT_ID: &str = "4242";
 
-async fn analytics() -> Analytics {
+pub(super) async fn analytics() -> Analytics {
     analytics_at(shared::clock::Clock::system()).await
 }
 
@@ -75,7 +75,7 @@ fn basic(credentials: &str) -> String {
     )
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2_writer();
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
@@ -85,7 +85,7 @@ fn flate2_writer() -> flate2::write::GzEncoder<Vec<u8>> {
     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default())
 }
 
-fn form(data: &str) -> Vec<u8> {
+pub(super) fn form(data: &str) -> Vec<u8> {
     format!("data={}", urlencode(data)).into_bytes()
 }
 
@@ -101,7 +101,7 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-fn posthog_event(name: &str, distinct_id: &str) -> Value {
+pub(super) fn posthog_event(name: &str, distinct_id: &str) -> Value {
     json!({"event": name, "distinct_id": distinct_id, "uuid": uuid::Uuid::new_v4().to_string(),
            "timestamp": chrono_now(), "properties": {"$lib": "test"}})
 }
@@ -111,7 +111,7 @@ fn chrono_now() -> String {
 }
 
 impl Analytics {
-    async fn post(
+    pub(super) async fn post(
         &self,
         path: &str,
         body: Vec<u8>,
@@ -138,7 +138,7 @@ impl Analytics {
         )
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(super) async fn count(&self, sql: &str) -> i64 {
         self.db
             .client()
             .await
@@ -151,8 +151,8 @@ impl Analytics {
 
 type Headers = Vec<(&'static str, &'static str)>;
 
-const JSON: (&str, &str) = ("content-type", "application/json");
-const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+pub(super) const JSON: (&str, &str) = ("content-type", "application/json");
+pub(super) const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
 #[tokio::test]
 async fn posthog_capture_accepts_every_body_format() {

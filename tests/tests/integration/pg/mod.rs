@@ -3,6 +3,7 @@
 mod analytics;
 mod billing;
 mod billing_load;
+mod browser_routes;
 mod consumer;
 mod email;
 mod etl;
