@@ -2,11 +2,11 @@
 # Installs the official analytics SDK clients that tests/tests/integration/sdk_clients.rs
 # drives against the local stack:
 #   - the `posthog` and `mixpanel` Python packages pinned in tests/sdk/requirements.txt,
-#   - `posthog-node` from tests/sdk/package.json + package-lock.json (npm ci), into
-#     tests/sdk/node_modules,
+#   - `posthog-node`, and the browser SDKs `posthog-js` and `mixpanel-browser`, from
+#     tests/sdk/package.json + package-lock.json (npm ci), into tests/sdk/node_modules,
 # and python3 / pip / node / npm themselves (Debian packages) when they are missing;
 # plus Debian's Chromium, which playwright-core (also in package.json) drives for the status
-# page's browser test (tests/tests/integration/browser.rs).
+# page's and the browser SDKs' tests (tests/tests/integration/browser.rs, browser_sdks.rs).
 #
 # Idempotent and quick when everything is in place: pip runs only when an installed
 # version differs from a pin, npm only when node_modules was not installed from the

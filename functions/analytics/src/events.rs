@@ -293,9 +293,13 @@ pub fn posthog_event(
         .find_map(|key| token_in(object.get(*key)))
         .or_else(|| token_in(properties.get("token")))
         .or_else(|| token_in(properties.get("$token")));
-    // The webhook destination carries `$set` on the person rather than the event.
-    if let Some(set) = object.remove("$set").filter(Value::is_object) {
-        properties.entry("$set").or_insert(set);
+    // posthog-js sends `identify`'s and `setPersonProperties`' operations beside the
+    // properties, not in them (and the webhook destination its person's `$set`): they are
+    // kept with the properties, where the people rules read them.
+    for operation in ["$set", "$set_once", "$unset"] {
+        if let Some(value) = object.remove(operation).filter(|value| !value.is_null()) {
+            properties.entry(operation).or_insert(value);
+        }
     }
     let properties = Value::Object(properties);
     storable(&name, &distinct_id, &properties)?;
