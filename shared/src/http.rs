@@ -286,6 +286,15 @@ fn too_large(max_bytes: usize) -> ApiError {
     ApiError::payload_too_large(format!("the body is larger than {max_bytes} bytes"))
 }
 
+/// Where a frontend runs locally (the Supabase CLI project's `site_url`, see
+/// `supabase/config.toml`): the local stack's member APIs let these origins read them.
+pub fn local_app_origins() -> Vec<String> {
+    vec![
+        "http://localhost:3000".into(),
+        "http://127.0.0.1:3000".into(),
+    ]
+}
+
 /// The CORS policy of routes a browser calls: `origins` (exact, e.g.
 /// `https://app.example.com`) may send GET and POST with a bearer token and JSON; any other
 /// origin gets no CORS headers, so its browser keeps the answer from it.

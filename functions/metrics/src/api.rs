@@ -51,7 +51,7 @@ impl Config {
         Self {
             token: Some(SecretString::from(LOCAL_TOKEN)),
             jwt: JwtConfig::local(),
-            cors_origins: Vec::new(),
+            cors_origins: shared::http::local_app_origins(),
         }
     }
 }

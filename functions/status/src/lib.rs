@@ -9,6 +9,8 @@
 //! * Both need a credential ([`access`]); `POST /status/login` turns the token typed into the
 //!   page's form into a signed, expiring session cookie (never the token itself), and slows
 //!   repeated failures.
+//! * `GET /status/workspace.json?workspace=…` is the members' view ([`workspace_view`]): one
+//!   workspace's connections, freshness and chart, for its members' access tokens.
 //!
 //! Failures are part of the answer, not errors: a status page that fails when the database
 //! is down would hide exactly what it exists to show.
@@ -16,6 +18,7 @@
 pub mod access;
 pub mod kpis;
 pub mod page;
+pub mod workspace_view;
 
 use std::sync::Arc;
 
@@ -57,8 +60,10 @@ pub fn deployed_agents() -> Vec<&'static str> {
 pub struct Config {
     /// Opens the page and its JSON (`STATUS_TOKEN`).
     pub token: SecretString,
-    /// Lets a Supabase admin in with their access token, when `SUPABASE_JWT_SECRET` is set.
+    /// Lets admins and members in with their access tokens, when `SUPABASE_URL` is set.
     pub jwt: Option<JwtConfig>,
+    /// Origins whose browsers may read the member view (`CORS_ALLOWED_ORIGINS`).
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
         Ok(Self {
             token: env.secret("STATUS_TOKEN")?,
             jwt: JwtConfig::optional_from_env(env)?,
+            cors_origins: env.list("CORS_ALLOWED_ORIGINS"),
         })
     }
 
@@ -74,6 +80,7 @@ impl Config {
         Self {
             token: SecretString::from(LOCAL_TOKEN),
             jwt: Some(JwtConfig::local()),
+            cors_origins: shared::http::local_app_origins(),
         }
     }
 }
@@ -87,6 +94,7 @@ pub struct StatusDeps {
     pub transport: Arc<dyn Transport>,
     pub access: Access,
     pub clock: shared::clock::Clock,
+    pub cors_origins: Vec<String>,
 }
 
 impl StatusDeps {
@@ -99,6 +107,7 @@ impl StatusDeps {
                 config.jwt.as_ref().map(JwtVerifier::from_config),
             ),
             clock: container.clock.clone(),
+            cors_origins: config.cors_origins,
         }
     }
 }
@@ -374,7 +383,7 @@ async fn chart(
     let client = pool.get().await.context("check out a connection")?;
     let chosen = client
         .query_typed_opt(
-            "SELECT w.id, w.name, w.currency, w.timezone FROM workspaces w
+            "SELECT w.id FROM workspaces w
               WHERE w.id = $1
                  OR ($1::uuid IS NULL AND w.id = (SELECT workspace_id FROM daily_metrics
                                                   ORDER BY date DESC, computed_at DESC LIMIT 1))",
@@ -382,18 +391,37 @@ async fn chart(
         )
         .await
         .context("choose the chart's workspace")?;
-    let Some(chosen) = chosen else {
+    match chosen {
+        Some(row) => chart_of(&**client, row.get(0), clock).await,
+        None => Ok(None),
+    }
+}
+
+/// The last 30 days of `workspace` (in its time zone), or `None` when there is no such
+/// workspace.
+pub(crate) async fn chart_of(
+    client: &impl tokio_postgres::GenericClient,
+    workspace: Uuid,
+    clock: &shared::clock::Clock,
+) -> Result<Option<Chart>, shared::db::DbError> {
+    let Some(chosen) = client
+        .query_typed_opt(
+            "SELECT name, currency, timezone FROM workspaces WHERE id = $1",
+            &[(&workspace, Type::UUID)],
+        )
+        .await
+        .context("read the chart's workspace")?
+    else {
         return Ok(None);
     };
-    let id: Uuid = chosen.get(0);
-    let today = clock.today_in_named(chosen.get(3));
+    let today = clock.today_in_named(chosen.get(2));
     let days = client
         .query_typed(
             "SELECT d::date, COALESCE(m.spend, 0), COALESCE(m.revenue, 0), m.roas
                FROM generate_series($2::date - 29, $2::date, interval '1 day') AS d
                LEFT JOIN daily_metrics m ON m.workspace_id = $1 AND m.date = d::date
               ORDER BY d",
-            &[(&id, Type::UUID), (&today, Type::DATE)],
+            &[(&workspace, Type::UUID), (&today, Type::DATE)],
         )
         .await
         .context("read the chart's days")?
@@ -408,20 +436,20 @@ async fn chart(
         })
         .collect();
     Ok(Some(Chart {
-        workspace: id,
-        workspace_name: chosen.get(1),
-        currency: chosen.get(2),
+        workspace,
+        workspace_name: chosen.get(0),
+        currency: chosen.get(1),
         days,
     }))
 }
 
 #[derive(Debug, Deserialize)]
-struct ChartQuery {
+pub(crate) struct ChartQuery {
     workspace: Option<String>,
 }
 
 /// The chosen workspace, or the reason it cannot be.
-fn chosen_workspace(query: &ChartQuery) -> Result<Option<Uuid>, String> {
+pub(crate) fn chosen_workspace(query: &ChartQuery) -> Result<Option<Uuid>, String> {
     match query.workspace.as_deref().filter(|text| !text.is_empty()) {
         None => Ok(None),
         Some(text) => text
@@ -541,6 +569,10 @@ pub fn router(deps: Arc<StatusDeps>) -> Router {
             .route("/status.json", get(status_json))
             .route("/status", get(status_page))
             .route("/status/login", post(login))
+            .route(
+                "/status/workspace.json",
+                get(workspace_view::workspace_json).layer(shared::http::cors(&deps.cors_origins)),
+            )
             .with_state(deps),
     )
 }

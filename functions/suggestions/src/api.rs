@@ -50,7 +50,7 @@ impl Config {
     pub fn local() -> Self {
         Self {
             jwt: JwtConfig::local(),
-            cors_origins: Vec::new(),
+            cors_origins: shared::http::local_app_origins(),
         }
     }
 }

@@ -756,7 +756,7 @@ async fn webhooks_are_verified_deduplicated_and_become_events_and_rates() {
             &container_of(&t.pool),
             status::Config {
                 token: "t".to_string().into(),
-                jwt: None,
+                ..status::Config::local()
             },
         ),
         None,

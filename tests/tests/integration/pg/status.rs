@@ -18,6 +18,7 @@ fn status_deps(container: &Container) -> status::StatusDeps {
     let config = status::Config {
         token: TOKEN.to_string().into(),
         jwt: None,
+        cors_origins: Vec::new(),
     };
     status::StatusDeps::new(container, config)
 }
@@ -420,3 +421,163 @@ async fn the_whole_report_is_served_from_a_pool_of_one_connection() {
         "the report took {took:?}: something waited for a second connection"
     );
 }
+
+/// The members' view: one workspace's connections, freshness and chart, for its members'
+/// access tokens (ES256 from a Supabase Auth stand-in), any workspace for operators, and
+/// nothing of another tenant or of the deployment.
+#[tokio::test]
+async fn members_see_their_own_workspace_only_and_operators_any() {
+    use integration_tests::fixtures::{auth_user, membership, workspace};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let (a, b) = (workspace(&client, "A").await, workspace(&client, "B").await);
+    let ada = auth_user(&client, "ada@example.com").await;
+    membership(&client, a, ada, "member").await;
+    let eve = auth_user(&client, "eve@example.com").await;
+    client
+        .execute(
+            "WITH c AS (
+                 INSERT INTO connections (workspace_id, platform, external_account_id, last_synced_at)
+                 VALUES ($1, 'meta', 'act_1', now()) RETURNING id)
+             INSERT INTO etl_runs (connection_id, platform, account_id, window_start, window_end,
+                                   status, finished_at, error)
+             SELECT id, 'meta', 'act_1', current_date, current_date, 'failed', now(),
+                    'HTTP 400 from https://graph.facebook.com?access_token=EAAsecret123' FROM c",
+            &[&a],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO connections (workspace_id, platform, external_account_id)
+             VALUES ($1, 'shopify', 'other-shop')",
+            &[&b],
+        )
+        .await
+        .unwrap();
+    let auth = standins::supabase_auth::SupabaseAuth::start()
+        .await
+        .unwrap();
+    let container = db.container(2, Clock::system());
+    let deps = status::StatusDeps::new(
+        &container,
+        status::Config {
+            token: TOKEN.to_string().into(),
+            jwt: Some(shared::jwt::JwtConfig {
+                supabase_url: auth.url(),
+                legacy_secret: None,
+            }),
+            cors_origins: vec![APP_ORIGIN.into()],
+        },
+    );
+    let router = status::router(Arc::new(deps));
+    let now = chrono::Utc::now().timestamp();
+    let (ada_token, eve_token) = (auth.access_token(ada, now), auth.access_token(eve, now));
+    let ask = |workspace: String, bearer: Option<String>| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::get(format!("/status/workspace.json?workspace={workspace}"));
+            if let Some(bearer) = bearer {
+                request = request.header("authorization", format!("Bearer {bearer}"));
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let code = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let cases = [
+        (
+            "a member, their workspace",
+            a.to_string(),
+            Some(ada_token.clone()),
+            StatusCode::OK,
+        ),
+        (
+            "a member, another's",
+            b.to_string(),
+            Some(ada_token.clone()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a non-member",
+            a.to_string(),
+            Some(eve_token),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "the operator, any",
+            b.to_string(),
+            Some(TOKEN.into()),
+            StatusCode::OK,
+        ),
+        (
+            "no credential",
+            a.to_string(),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a forged token",
+            a.to_string(),
+            Some(format!("{ada_token}x")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no workspace",
+            String::new(),
+            Some(ada_token.clone()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not a uuid",
+            "x'--".into(),
+            Some(ada_token.clone()),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (who, workspace, bearer, expected) in cases {
+        let (code, body) = ask(workspace, bearer).await;
+        assert_eq!(code, expected, "{who}: {body}");
+        if code != StatusCode::OK {
+            assert!(body["error"].is_string(), "{who}: {body}");
+        }
+    }
+    let (_, view) = ask(a.to_string(), Some(ada_token)).await;
+    assert_eq!(view["workspace"], a.to_string());
+    let connections = view["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 1, "only A's: {view}");
+    assert_eq!(connections[0]["platform"], "meta");
+    assert_eq!(connections[0]["last_run"], "failed");
+    let error = connections[0]["last_error"].as_str().unwrap();
+    assert!(!error.contains("EAAsecret123"), "redacted: {error}");
+    assert_eq!(view["chart"]["days"].as_array().map(Vec::len), Some(30));
+    for private in ["queues", "agents", "kpis", "outbox", "quarantine"] {
+        assert!(view.get(private).is_none(), "{private} is the operator's");
+    }
+    // The frontend's origin may read it from a browser; another site may not.
+    for (origin, allowed) in [(APP_ORIGIN, true), ("https://evil.example", false)] {
+        let preflight = Request::options("/status/workspace.json")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(preflight).await.unwrap();
+        let allow = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|value| value.to_str().unwrap().to_string());
+        assert_eq!(allow, allowed.then(|| origin.to_string()), "{origin}");
+    }
+}
+
+const APP_ORIGIN: &str = "https://app.example.test";
