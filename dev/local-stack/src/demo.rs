@@ -51,6 +51,26 @@ pub const DEMO_MEMBER: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de
 /// Their confirmed address, where their lifecycle emails go.
 pub const DEMO_MEMBER_EMAIL: &str = "owner@demo.growth-agents.local";
 
+/// An access token of [`DEMO_MEMBER`] as the local Supabase project signs it (HS256 with its
+/// legacy secret), valid for `ttl` from `now`.
+pub fn member_token(
+    secret: &str,
+    issuer: &str,
+    now: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let claims = json!({
+        "sub": DEMO_MEMBER, "aud": "authenticated", "role": "authenticated",
+        "email": DEMO_MEMBER_EMAIL, "iss": issuer,
+        "iat": now.timestamp(), "exp": (now + ttl).timestamp(),
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
 /// Namespace of the demo's event ids.
 const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_61b0_2a7c_4c55_8f14_c0de_de30_0001);
 
@@ -508,16 +528,13 @@ impl Demo {
 
     /// The demo member's Supabase access token.
     fn member_token(&self) -> Option<String> {
-        let claims = json!({
-            "sub": DEMO_MEMBER, "aud": "authenticated", "role": "authenticated",
-            "iss": self.jwt_issuer, "exp": self.clock.now().timestamp() + 3600,
-        });
         warn_on_error(
             "sign the member's token",
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::default(),
-                &claims,
-                &jsonwebtoken::EncodingKey::from_secret(self.jwt_secret.as_bytes()),
+            member_token(
+                &self.jwt_secret,
+                &self.jwt_issuer,
+                self.clock.now(),
+                chrono::Duration::hours(1),
             ),
         )
     }
@@ -577,23 +594,28 @@ impl Demo {
             .unwrap_or(false)
     }
 
-    /// Reads the workspace's metrics as the frontend does: as the demo member.
+    /// Reads the workspace's metrics and its health as the frontend does: as the demo member.
     async fn read_metrics(&self, http: &reqwest::Client) {
         let Some(token) = self.member_token() else {
             return;
         };
         let today = self.clock.now().date_naive();
-        let read = http
-            .get(format!(
-                "{}/metrics?workspace={}&from={}&to={today}",
-                self.origin,
-                self.workspace,
-                today - chrono::Duration::days(29)
-            ))
-            .bearer_auth(token)
-            .send()
-            .await;
-        warn_on_error("read metrics", read);
+        let from = today - chrono::Duration::days(29);
+        for path in [
+            format!(
+                "/metrics?workspace={}&from={from}&to={today}",
+                self.workspace
+            ),
+            format!("/status/workspace.json?workspace={}", self.workspace),
+        ] {
+            let read = http
+                .get(format!("{}{path}", self.origin))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            warn_on_error("read as the member", read);
+        }
     }
 }
 

@@ -181,9 +181,21 @@ pub struct LocalStack {
     pub addr: SocketAddr,
     pub data: DataLocation,
     pub pool: Pool,
+    /// In demo mode: the member a person can read the APIs as.
+    pub demo: Option<DemoMember>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     postgres: Option<ThrowawayPostgres>,
+}
+
+/// The demo's workspace owner, for a person to call the member APIs as (the banner prints
+/// this).
+#[derive(Debug, Clone)]
+pub struct DemoMember {
+    pub workspace: uuid::Uuid,
+    pub email: &'static str,
+    /// Valid for a day from the stack's start.
+    pub access_token: String,
 }
 
 impl LocalStack {
@@ -457,6 +469,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         }
     }
 
+    let mut demo_member = None;
     if let Some((_, handles)) = standins {
         let outbox = Outbox::new(pool.clone(), transport.clone());
         let seeded = demo::seed(
@@ -493,6 +506,17 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             jwt_issuer: shared::jwt::issuer_for(&jwt.supabase_url),
             clock: clock.clone(),
         };
+        demo_member = Some(DemoMember {
+            workspace: seeded.workspace,
+            email: demo::DEMO_MEMBER_EMAIL,
+            access_token: demo::member_token(
+                &driver.jwt_secret,
+                &driver.jwt_issuer,
+                clock.now(),
+                chrono::Duration::days(1),
+            )
+            .context("sign the demo member's access token")?,
+        });
         tasks.spawn(demo::drive(driver, shutdown.clone()));
     }
 
@@ -500,6 +524,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
         addr,
         data,
         pool,
+        demo: demo_member,
         shutdown,
         tasks,
         postgres,

@@ -142,6 +142,23 @@ async fn main() -> anyhow::Result<()> {
             "RESEND_WEBHOOK_SECRET"
         )
     );
+    if let Some(member) = &stack.demo {
+        let workspace = member.workspace;
+        let today = chrono::Utc::now().date_naive();
+        let from = today - chrono::Duration::days(29);
+        println!(
+            "  member    {} owns workspace {workspace}; read as them (token valid 24 h):",
+            member.email
+        );
+        println!("            export MEMBER_TOKEN={}", member.access_token);
+        for path in [
+            format!("/metrics?workspace={workspace}&from={from}&to={today}"),
+            format!("/suggestions?workspace={workspace}"),
+            format!("/status/workspace.json?workspace={workspace}"),
+        ] {
+            println!("            curl -H \"Authorization: Bearer $MEMBER_TOKEN\" '{url}{path}'");
+        }
+    }
     println!("  stop      Ctrl-C");
     shutdown_signal().await;
     println!("stopping…");

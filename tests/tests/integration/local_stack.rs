@@ -152,6 +152,63 @@ async fn demo_mode_sends_d1_emails_to_the_demo_signups() {
     let (status, report) = get(stack.addr, "/status.json").await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["email_campaigns_30d"][0]["sent"], 3, "{report}");
+
+    // The members are Auth users in the demo workspace, and the one the banner prints reads
+    // its metrics, suggestions and health through the APIs with their access token.
+    let member = stack.demo.clone().expect("demo mode has a member");
+    let members: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM workspace_members m JOIN auth.users u ON u.id = m.user_id
+              WHERE m.workspace_id = $1",
+            &[&member.workspace],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(members as usize, 1 + local_stack::demo::DEMO_PEOPLE.len());
+    let http = reqwest::Client::new();
+    let today = chrono::Utc::now().date_naive();
+    let workspace = serde_json::json!(member.workspace);
+    for (path, shows) in [
+        (
+            format!(
+                "/metrics?workspace={}&from={}&to={today}",
+                member.workspace,
+                today - chrono::Duration::days(6)
+            ),
+            "/workspace",
+        ),
+        (
+            format!("/suggestions?workspace={}", member.workspace),
+            "/suggestions",
+        ),
+        (
+            format!("/status/workspace.json?workspace={}", member.workspace),
+            "/workspace",
+        ),
+    ] {
+        let url = format!("{}{path}", stack.url());
+        let as_member = http
+            .get(&url)
+            .bearer_auth(&member.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(as_member.status(), 200, "{path}");
+        let body: serde_json::Value = as_member.json().await.unwrap();
+        let shown = body
+            .pointer(shows)
+            .unwrap_or_else(|| panic!("{path}: {body}"));
+        if shows == "/workspace" {
+            assert_eq!(shown, &workspace, "{path}");
+        } else {
+            assert!(shown.is_array(), "{path}: {body}");
+        }
+        let anonymous = http.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path} without a token");
+    }
     stack.stop().await;
     std::fs::remove_dir_all(&mailbox).ok();
 }
