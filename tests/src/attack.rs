@@ -152,6 +152,9 @@ pub fn catalogue(target: &Target, now: i64) -> Vec<Attack> {
         "/i/v0/e/",
         "/capture/",
         "/track",
+        "/engage/",
+        "/flags/?v=2&config=true",
+        "/decide/",
         "/import",
         "/status/login",
         "/email/unsubscribe",
@@ -339,6 +342,9 @@ pub fn catalogue(target: &Target, now: i64) -> Vec<Attack> {
         "/metrics?workspace=ü&from=9999-99-99&to=x",
         "/suggestions?workspace=%00",
         "/suggestions/adoption?workspace=nope",
+        "/status/workspace.json?workspace=ü",
+        "/array/%00/config",
+        "/array/phc_%F0%9F%92%A5/config.js",
     ] {
         attacks.push(attack(
             &format!("GET {path} with a huge bearer"),
@@ -357,6 +363,39 @@ pub fn catalogue(target: &Target, now: i64) -> Vec<Attack> {
             )],
             "",
         ));
+        // Asymmetric headers: a key the project never published, and a signature of noise.
+        for (what, header) in [
+            (
+                "a made-up ES256 key",
+                r#"{"alg":"ES256","kid":"made-up","typ":"JWT"}"#,
+            ),
+            (
+                "an RS256 header over HS256",
+                r#"{"alg":"RS256","kid":"k","typ":"JWT"}"#,
+            ),
+            (
+                "a huge kid",
+                &format!(r#"{{"alg":"ES256","kid":"{}"}}"#, "k".repeat(4_000)),
+            ),
+        ] {
+            use base64::Engine;
+            let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+            let token = format!(
+                "{}.{}.{}",
+                encode(header),
+                encode(
+                    r#"{"sub":"00000000-0000-0000-0000-000000000001","aud":"authenticated","exp":9999999999}"#
+                ),
+                encode("noise")
+            );
+            attacks.push(attack(
+                &format!("GET {path} with {what}"),
+                "GET",
+                path,
+                &[("authorization", &format!("Bearer {token}"))],
+                "",
+            ));
+        }
         attacks.push(attack(
             &format!("GET {path} with a garbage cookie"),
             "GET",

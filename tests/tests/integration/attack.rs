@@ -9,9 +9,18 @@ use integration_tests::test_db::TestDb;
 #[tokio::test]
 async fn no_hostile_request_crashes_poisons_or_leaks() {
     let db = TestDb::empty().await;
+    // The project's signing keys are reachable, as in production: a forged asymmetric token
+    // is then the token's fault (401), not an outage (503).
+    let auth = standins::supabase_auth::SupabaseAuth::start()
+        .await
+        .unwrap();
     let stack = local_stack::start(local_stack::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(db.url.clone()),
+        agents: local_stack::AgentConfigs::local().with_jwt(shared::jwt::JwtConfig {
+            supabase_url: auth.url(),
+            ..shared::jwt::JwtConfig::local()
+        }),
         ..Default::default()
     })
     .await
