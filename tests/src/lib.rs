@@ -2,6 +2,8 @@
 //!
 //! * [`attack`] — the hostile-request catalogue, run against the local stack by the suite and
 //!   by the `attack` binary against any URL (a `--release` build).
+//! * [`browser`] — the Node scripts that drive Chromium for the browser tests.
+//! * [`routes`] — a request through a router, answered as status and JSON.
 //! * [`test_db`] — one fresh, migrated database per test, created from `DATABASE_URL`.
 //! * [`moto`] — SQS queues on the moto server the test command starts (`MOTO_ENDPOINT`).
 //! * [`resend_standin`] — Resend's `POST /emails` on a local port, with idempotency and scripted failures.
@@ -15,11 +17,13 @@
 
 pub mod attack;
 pub mod bench_http;
+pub mod browser;
 pub mod contract;
 pub mod email_fixtures;
 pub mod fixtures;
 pub mod moto;
 pub mod resend_standin;
+pub mod routes;
 pub mod stripe_check;
 pub mod stripe_events;
 pub mod test_db;

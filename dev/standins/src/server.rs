@@ -141,16 +141,7 @@ pub async fn start(config: StandinConfig) -> anyhow::Result<Standins> {
             br#"{"error":"no stand-in serves this path"}"#.to_vec(),
         )
     });
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "API stand-ins failed");
-        }
-    });
+    let (shutdown, task) = serve(listener, router, "the API stand-ins");
     Ok(Standins {
         addr,
         config,
@@ -158,6 +149,26 @@ pub async fn start(config: StandinConfig) -> anyhow::Result<Standins> {
         shutdown,
         task: Some(task),
     })
+}
+
+/// Serves `router` on `listener` until the returned token is cancelled; `what` names the
+/// server in the log if it fails.
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    what: &'static str,
+) -> (CancellationToken, JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, what, "a stand-in server failed");
+        }
+    });
+    (shutdown, task)
 }
 
 #[cfg(test)]

@@ -160,16 +160,7 @@ impl SupabaseAuth {
         let router = Router::new()
             .route("/auth/v1/.well-known/jwks.json", get(jwks))
             .with_state(state.clone());
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "the Supabase Auth stand-in failed");
-            }
-        });
+        let (shutdown, task) = crate::server::serve(listener, router, "the Supabase Auth stand-in");
         Ok(Self {
             addr,
             state,

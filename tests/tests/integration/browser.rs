@@ -4,7 +4,6 @@
 //! turns green. Each run leaves a screenshot under `target/` to look at.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use integration_tests::test_db::TestDb;
@@ -23,32 +22,13 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 /// What the page showed, as `status_page.mjs` reports it.
 async fn open_status_page(url: &str, screenshot: &Path) -> Value {
-    let output = tokio::time::timeout(
+    let screenshot_arg = screenshot.to_string_lossy();
+    let page = integration_tests::browser::run_script(
+        "status_page.mjs",
+        &[url, TOKEN, &screenshot_arg],
         Duration::from_secs(90),
-        tokio::process::Command::new("node")
-            .arg("tests/sdk/status_page.mjs")
-            .arg(url)
-            .arg(TOKEN)
-            .arg(screenshot)
-            .current_dir(ROOT)
-            // Under scripts/test-shifted-clock.sh every process runs under libfaketime, which
-            // Chromium's crash handler cannot: the browser keeps the real clock (it only renders
-            // what the shifted server says).
-            .env_remove("LD_PRELOAD")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .expect("the browser finished within 90 s")
-    .expect("node runs (scripts/install-sdk-clients.sh installs it, playwright-core and Chromium)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "status_page.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let page: Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    .await;
     assert_eq!(
         page["signInStatus"], 401,
         "the page asks for the token first"

@@ -5,7 +5,6 @@
 //! retried.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use analytics::TokenKind;
 use integration_tests::test_db::TestDb;
 use serde_json::{Value, json};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const POSTHOG_TOKEN: &str = "phc_browser_site";
 const MIXPANEL_TOKEN: &str = "mp_browser_site";
 
@@ -51,38 +49,16 @@ async fn serve_analytics(db: &TestDb) -> (String, tokio::task::JoinHandle<()>) {
     (url, server)
 }
 
-async fn run_page(api: &str) -> Value {
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg("tests/sdk/browser_sdks.mjs")
-            .arg(api)
-            .arg(POSTHOG_TOKEN)
-            .arg(MIXPANEL_TOKEN)
-            .current_dir(ROOT)
-            // Chromium's crash handler cannot run under libfaketime (see browser.rs).
-            .env_remove("LD_PRELOAD")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the browser finished within 120 s")
-    .expect("node runs (scripts/install-sdk-clients.sh installs it, the SDKs and Chromium)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser_sdks.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
-}
-
 #[tokio::test]
 async fn posthog_js_and_mixpanel_browser_from_another_origin_store_every_event_once() {
     let db = TestDb::new().await;
     let (api, server) = serve_analytics(&db).await;
-    let page = run_page(&api).await;
+    let page = integration_tests::browser::run_script(
+        "browser_sdks.mjs",
+        &[&api, POSTHOG_TOKEN, MIXPANEL_TOKEN],
+        Duration::from_secs(120),
+    )
+    .await;
     server.abort();
     // No CORS refusal, no failed or errored request, no script error.
     assert_eq!(page["failed"], json!([]), "{page:#}");

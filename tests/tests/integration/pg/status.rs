@@ -30,15 +30,7 @@ async fn get_status(container: &Container) -> (StatusCode, serde_json::Value) {
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .unwrap();
-    let response = status::router(Arc::new(deps))
-        .oneshot(request)
-        .await
-        .unwrap();
-    let code = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (code, serde_json::from_slice(&body).unwrap())
+    integration_tests::routes::answer(&status::router(Arc::new(deps)), request).await
 }
 
 #[tokio::test]
@@ -480,18 +472,7 @@ async fn members_see_their_own_workspace_only_and_operators_any() {
             if let Some(bearer) = bearer {
                 request = request.header("authorization", format!("Bearer {bearer}"));
             }
-            let response = router
-                .oneshot(request.body(Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let code = response.status();
-            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            (
-                code,
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-            )
+            integration_tests::routes::answer(&router, request.body(Body::empty()).unwrap()).await
         }
     };
     let cases = [
