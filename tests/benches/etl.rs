@@ -51,6 +51,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
             meta_base_url: standins.meta_base_url(),
             tiktok_base_url: standins.tiktok_base_url(),
             shopify_base_url: format!("{}/shopify", standins.url()),
+            ..Endpoints::default()
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
     };

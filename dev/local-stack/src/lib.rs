@@ -342,6 +342,7 @@ pub async fn start(options: Options) -> anyhow::Result<LocalStack> {
             meta_base_url: format!("{origin}/meta"),
             tiktok_base_url: format!("{origin}/tiktok"),
             shopify_base_url: format!("{origin}/shopify"),
+            ..etl::Endpoints::default()
         };
         etl_config.meta_app_secret = standin_config.meta.app_secret.clone().map(Into::into);
         etl_config.endpoints = endpoints.clone();

@@ -70,9 +70,16 @@ impl EtlDeps {
             endpoints: config.endpoints,
             retry: RetryPolicy::default(),
             meta_app_secret: config.meta_app_secret,
+            bulk_poll_interval: BULK_POLL_INTERVAL,
+            bulk_deadline: BULK_DEADLINE,
         })
     }
 }
+
+/// Shopify bulk operations: asked about every 2 s (a poll costs one point), waited for up to
+/// ten minutes, well inside the function's timeout; one not done by then is the next run's.
+pub const BULK_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub const BULK_DEADLINE: Duration = Duration::from_secs(600);
 
 /// The `etl.fifo` consumer, recorded in the run log. A run that fails is recorded and
 /// alerted, and the next schedule tries again, so only infrastructure errors (database, lease

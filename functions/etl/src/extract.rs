@@ -48,7 +48,20 @@ pub(crate) async fn fetch_json(
     url: &str,
     credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    request_json(http, platform, url, credentials)
+    request_json(http, platform, url, credentials, None)
+        .await
+        .map_err(|error| error.redacted(&credentials.secrets()))
+}
+
+/// [`fetch_json`] as a `POST` of `body` (Shopify's GraphQL).
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    url: &str,
+    credentials: &Credentials,
+    body: &serde_json::Value,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    request_json(http, platform, url, credentials, Some(body))
         .await
         .map_err(|error| error.redacted(&credentials.secrets()))
 }
@@ -58,13 +71,18 @@ async fn request_json(
     platform: Platform,
     url: &str,
     credentials: &Credentials,
+    body: Option<&serde_json::Value>,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
     let token = credentials.token.expose_secret();
+    let request = match body {
+        Some(body) => http.post(url).json(body),
+        None => http.get(url),
+    };
     let request = match platform {
         // The proof is already in `url`; the token never is.
-        Platform::Meta => http.get(url).bearer_auth(token),
-        Platform::Tiktok => http.get(url).header("Access-Token", token),
-        Platform::Shopify => http.get(url).header("X-Shopify-Access-Token", token),
+        Platform::Meta => request.bearer_auth(token),
+        Platform::Tiktok => request.header("Access-Token", token),
+        Platform::Shopify => request.header("X-Shopify-Access-Token", token),
     };
     let response = request.send().await.map_err(transport_error)?;
     let status = response.status();

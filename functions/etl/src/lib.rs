@@ -45,7 +45,7 @@ pub mod tiktok;
 pub mod tokens;
 
 pub use config::{Config, WebhookConfig, consumer, on_tick};
-pub(crate) use extract::fetch_json;
+pub(crate) use extract::{fetch_json, post_json};
 pub(crate) use run::{Connection, Credentials, check_page_budget, complete};
 pub use run::{backfill, dispatch, fetch_window, run};
 pub use shopify::{WebhookDeps, router};
@@ -265,7 +265,7 @@ pub fn redacted(text: &str, secrets: &[&str]) -> String {
 
 /// A transport failure as text without the URL it failed on (which may carry credentials),
 /// with its causes.
-fn transport_error(error: reqwest::Error) -> ExtractError {
+pub(crate) fn transport_error(error: reqwest::Error) -> ExtractError {
     let error = error.without_url();
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(&error);
@@ -306,6 +306,8 @@ pub struct Endpoints {
     /// `/{shop}` appended (the stand-in: `http://127.0.0.1:PORT/shopify`). See
     /// [`Endpoints::shopify_shop_url`].
     pub shopify_base_url: String,
+    /// The Shopify Admin API version requests name (`SHOPIFY_API_VERSION`).
+    pub shopify_api_version: String,
 }
 
 impl Endpoints {
@@ -317,12 +319,22 @@ impl Endpoints {
             ("META_API_BASE_URL", &mut endpoints.meta_base_url),
             ("TIKTOK_API_BASE_URL", &mut endpoints.tiktok_base_url),
             ("SHOPIFY_API_BASE_URL", &mut endpoints.shopify_base_url),
+            ("SHOPIFY_API_VERSION", &mut endpoints.shopify_api_version),
         ] {
             if let Some(url) = lookup(name).filter(|url| !url.is_empty()) {
                 *field = url;
             }
         }
         endpoints
+    }
+
+    /// One shop's GraphQL Admin API endpoint.
+    pub fn shopify_graphql_url(&self, shop: &str) -> String {
+        format!(
+            "{}/admin/api/{}/graphql.json",
+            self.shopify_shop_url(shop),
+            self.shopify_api_version
+        )
     }
 
     /// The base URL of one shop's Admin API (append `/admin/api/…`).
@@ -342,6 +354,7 @@ impl Default for Endpoints {
             meta_base_url: "https://graph.facebook.com".into(),
             tiktok_base_url: "https://business-api.tiktok.com".into(),
             shopify_base_url: "https://{shop}.myshopify.com".into(),
+            shopify_api_version: shopify::graphql::DEFAULT_API_VERSION.into(),
         }
     }
 }
@@ -359,6 +372,10 @@ pub struct EtlDeps {
     /// The Meta app's secret, which signs every request's `appsecret_proof`
     /// ([`meta_app_secret`]); without it requests carry none (apps that do not require it).
     pub meta_app_secret: Option<SecretString>,
+    /// How often a Shopify bulk operation is asked whether it is done, and how long a run
+    /// waits for it ([`shopify::bulk`]).
+    pub bulk_poll_interval: Duration,
+    pub bulk_deadline: Duration,
 }
 
 /// The HTTP client the agent calls platforms with: a whole-request `timeout`, and no

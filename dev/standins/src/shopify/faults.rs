@@ -3,10 +3,11 @@
 //! truth a test compares a sync against. The handle's helpers that change orders are in
 //! `changes`; those that build webhooks in `webhooks`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
+use super::graphql::{BulkOperations, CostPlan};
 use super::shop::Shop;
 use super::throttle::Throttling;
 use crate::config::StandinConfig;
@@ -38,6 +39,10 @@ pub(super) struct ShopifyState {
     pub(super) shops: Vec<Shop>,
     pub(super) throttling: Throttling,
     pub(super) switches: Switches,
+    /// GraphQL: the shops' cost bucket, the bulk operations, and how many polls one takes.
+    pub(super) cost_plan: Mutex<CostPlan>,
+    pub(super) bulk: Mutex<BulkOperations>,
+    pub(super) bulk_polls: Mutex<u32>,
 }
 
 fault_handle! {
@@ -56,10 +61,13 @@ impl ShopifyFaults {
             shops: scenario
                 .shops
                 .iter()
-                .map(|spec| Shop::new(config.seed, config.today, spec))
+                .map(|spec| Shop::new(config.seed, config.today, spec, scenario.cost_plan))
                 .collect(),
             throttling: Throttling::new(scenario),
             switches: Switches::default(),
+            cost_plan: Mutex::new(scenario.cost_plan),
+            bulk: Mutex::new(BulkOperations::default()),
+            bulk_polls: Mutex::new(scenario.bulk_polls),
         }))
     }
 

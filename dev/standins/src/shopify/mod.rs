@@ -1,4 +1,4 @@
-//! Shopify Admin REST stand-in: orders as `https://{shop}.myshopify.com/admin/api/{version}/`
+//! Shopify Admin API stand-in (REST and GraphQL): orders as `https://{shop}.myshopify.com/admin/api/{version}/`
 //! serves them, plus signed webhook deliveries for tests.
 //!
 //! Modelled:
@@ -33,7 +33,9 @@
 //!   [`StandinConfig::clock`](crate::StandinConfig::clock) when the delivery is built. A test rewrites headers with
 //!   [`WebhookDelivery::set_header`] (Shopify signs the body only) to play a replay.
 //!
-//! Left out: GraphQL and bulk operations, every other resource, `since_id`, other sort
+//! The GraphQL Admin API (orders, bulk operations, cost-based throttling) is in `graphql`.
+//!
+//! Left out: every other resource, `since_id`, other sort
 //! orders, `financial_status`/`fulfillment_status` filters, the 60-day limit without
 //! `read_all_orders`, shipping/tax line details beyond totals, multi-currency presentment
 //! (the presentment currency is the shop's), and exact 400 texts (approximations).
@@ -50,6 +52,7 @@ mod auth;
 mod changes;
 mod data;
 mod faults;
+mod graphql;
 mod order_json;
 mod orders;
 mod pagination;
@@ -60,7 +63,7 @@ mod throttle;
 mod webhooks;
 
 pub use faults::{ShopTotals, ShopifyFaults};
-pub(crate) use orders::routes;
+pub use graphql::CostPlan;
 pub use throttle::LeakyBucket;
 pub use webhooks::{ShopifyTopic, WebhookDelivery};
 
@@ -71,6 +74,11 @@ pub const DEFAULT_SHOP: &str = "demo-store";
 pub const API_VERSION: &str = "2024-10";
 /// The most orders one shop may be seeded with.
 pub const MAX_ORDERS: usize = 1_000_000;
+
+/// The REST orders endpoints and the GraphQL Admin API with its bulk result files.
+pub(crate) fn routes(faults: &ShopifyFaults) -> axum::Router {
+    orders::routes(faults).merge(graphql::routes(faults))
+}
 
 /// The part of [`StandinConfig`](crate::StandinConfig) that shapes the Shopify stand-in.
 #[derive(Debug, Clone)]
@@ -83,6 +91,10 @@ pub struct ShopifyScenario {
     /// A simulated leaky bucket that throttles a client calling too fast; `None` never
     /// throttles on its own (the call-limit header then reads `1/40`).
     pub bucket: Option<LeakyBucket>,
+    /// The GraphQL cost bucket of every shop.
+    pub cost_plan: CostPlan,
+    /// How many status polls a bulk operation takes to complete (at least 1).
+    pub bulk_polls: u32,
 }
 
 impl Default for ShopifyScenario {
@@ -92,6 +104,8 @@ impl Default for ShopifyScenario {
             access_token: DEFAULT_SHOPIFY_TOKEN.into(),
             retry_after_seconds: 1.0,
             bucket: None,
+            cost_plan: CostPlan::PLUS,
+            bulk_polls: 3,
         }
     }
 }

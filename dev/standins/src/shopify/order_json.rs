@@ -104,6 +104,18 @@ pub(super) struct RefundJson {
 }
 
 #[derive(Serialize)]
+struct Money {
+    amount: String,
+    currency_code: String,
+}
+
+#[derive(Serialize)]
+struct MoneySet {
+    shop_money: Money,
+    presentment_money: Money,
+}
+
+#[derive(Serialize)]
 pub(super) struct OrderJson {
     id: u64,
     admin_graphql_api_id: String,
@@ -127,6 +139,9 @@ pub(super) struct OrderJson {
     total_discounts: String,
     total_tax: String,
     current_total_price: String,
+    /// The total in the shop's and the buyer's currency, as every REST order and webhook
+    /// carries it.
+    total_price_set: MoneySet,
     taxes_included: bool,
     test: bool,
     source_name: &'static str,
@@ -227,6 +242,16 @@ impl Shop {
             total_discounts: money(model.discount.map_or(0, |(_, cents)| cents)),
             total_tax: money(model.tax_cents),
             current_total_price: money(model.remaining_cents()),
+            total_price_set: MoneySet {
+                shop_money: Money {
+                    amount: money(model.total_cents),
+                    currency_code: self.spec.currency.clone(),
+                },
+                presentment_money: Money {
+                    amount: money(model.total_cents),
+                    currency_code: self.spec.currency.clone(),
+                },
+            },
             taxes_included: false,
             test: false,
             source_name: "web",

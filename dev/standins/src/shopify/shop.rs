@@ -11,6 +11,7 @@ use chrono::{FixedOffset, NaiveDate};
 
 use super::changes::Patch;
 use super::data::{DAY, OrderModel};
+use super::graphql::{CostLevel, CostPlan};
 use super::throttle::BucketLevel;
 use super::{MAX_ORDERS, ShopSpec};
 use crate::config::today_at;
@@ -54,10 +55,17 @@ pub(super) struct Shop {
     pub(super) inner: Mutex<ShopInner>,
     /// How full its leaky bucket is.
     pub(super) bucket: Mutex<BucketLevel>,
+    /// How full its GraphQL cost bucket is.
+    pub(super) cost: Mutex<CostLevel>,
 }
 
 impl Shop {
-    pub(super) fn new(seed: u64, today: Option<NaiveDate>, spec: &ShopSpec) -> Self {
+    pub(super) fn new(
+        seed: u64,
+        today: Option<NaiveDate>,
+        spec: &ShopSpec,
+        cost_plan: CostPlan,
+    ) -> Self {
         assert!(
             spec.orders <= MAX_ORDERS,
             "a stand-in shop holds at most {MAX_ORDERS} orders"
@@ -97,6 +105,7 @@ impl Shop {
                 clock: anchor,
             }),
             bucket: Mutex::new(BucketLevel::empty()),
+            cost: Mutex::new(CostLevel::full(cost_plan)),
         };
         let mut clock = anchor;
         let index: BTreeSet<(i64, u64)> = (0..spec.orders as u64)

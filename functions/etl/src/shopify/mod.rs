@@ -45,7 +45,9 @@
 //! answers); [`store`] writes orders and refunds; [`poll`] is the paged sync; [`webhook`] and
 //! [`delivery`] are the push half.
 
+mod bulk;
 pub mod delivery;
+pub mod graphql;
 mod poll;
 pub mod store;
 pub mod webhook;

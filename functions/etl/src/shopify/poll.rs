@@ -1,27 +1,59 @@
-//! The paged sync of one shop: from the cursor minus the lookback, page after page on the
-//! shop's own host, pacing by the call-limit bucket, each page written under the run's lease.
+//! The sync of one shop: a bulk operation when the run reaches back further than the cursor
+//! (a first sync, a backfill), else pages of the orders query from the cursor minus the
+//! lookback, paced by the cost bucket, each page written under the run's lease.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use super::store::{Source, upsert_orders};
-use super::wire::{
-    cursor_updated_at, first_page, next_page, parse_page, pause_for, shop_handle, updated_at_min,
-};
-
-use chrono::SecondsFormat;
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use serde_json::json;
 use shared::db::{Budget, DbContext};
 use shared::lease::Lease;
 use shared::retry::retry;
 
+use super::bulk;
+use super::graphql::{OrdersPage, orders_request, pace, parse_orders_page};
+use super::store::{Source, upsert_orders};
+use super::wire::{cursor_updated_at, shop_handle};
 use crate::{
     Connection, EtlDeps, EtlError, EtlRun, Platform, RunReport, check_page_budget, complete,
-    fetch_json,
+    post_json,
 };
 
-/// The Shopify half of [`crate::run`]: pages of orders since the cursor, each stored under the
-/// lease (the next page is fetched meanwhile); then the cursor moves to the newest
-/// `updated_at` seen.
+/// How a run reads a shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// One bulk operation over every order changed since then (`None`: every order the
+    /// token may read — all of them with `read_all_orders`, else the last 60 days).
+    Bulk { since: Option<DateTime<Utc>> },
+    /// Pages of the orders query changed since then.
+    Pages { since: DateTime<Utc> },
+}
+
+/// Which [`Plan`] a run follows, in order:
+///
+/// 1. no cursor (a first sync): bulk, over every order the token may read;
+/// 2. a window that starts more than a day before the cursor minus the lookback (a
+///    backfill): bulk, from the window start;
+/// 3. otherwise pages, from the cursor minus the lookback — an order edited while a run was
+///    paging, or stamped slightly out of order, would otherwise be skipped for good.
+pub fn plan(cursor: Option<DateTime<Utc>>, window_start: NaiveDate, lookback_days: i64) -> Plan {
+    let start = window_start.and_time(NaiveTime::MIN).and_utc();
+    let Some(newest) = cursor else {
+        return Plan::Bulk { since: None };
+    };
+    let since = newest
+        .checked_sub_signed(chrono::Duration::days(lookback_days))
+        .unwrap_or(newest);
+    if start < since - chrono::Duration::days(1) {
+        Plan::Bulk { since: Some(start) }
+    } else {
+        Plan::Pages { since }
+    }
+}
+
+/// The Shopify half of [`crate::run`]: the [`plan`]'s reads, then the cursor moves to the
+/// newest `updated_at` seen.
 pub(crate) async fn extract_and_load(
     deps: &EtlDeps,
     run: &EtlRun,
@@ -31,42 +63,85 @@ pub(crate) async fn extract_and_load(
 ) -> Result<(), EtlError> {
     let shop = shop_handle(&run.account_id);
     let previous = connection.cursor.as_ref().and_then(cursor_updated_at);
-    let since = updated_at_min(
+    let graphql_url = deps.endpoints.shopify_graphql_url(shop);
+    let (newest, dates) = match plan(
         previous,
         run.window_start,
         Platform::Shopify.lookback_days(),
-    );
-    let shop_url = deps.endpoints.shopify_shop_url(shop);
-    let fetch_page = |page_url: String| async move {
-        retry(deps.retry, || {
-            fetch_json(
+    ) {
+        Plan::Bulk { since } => {
+            let stored =
+                bulk::sync(deps, lease, report, connection, shop, &graphql_url, since).await?;
+            (
+                stored.newest.into_iter().chain(previous).max(),
+                stored.dates,
+            )
+        }
+        Plan::Pages { since } => {
+            pages(
+                deps,
+                lease,
+                report,
+                connection,
+                shop,
+                &graphql_url,
+                since,
+                previous,
+            )
+            .await?
+        }
+    };
+    let cursor =
+        newest.map(|at| json!({ "updated_at": at.to_rfc3339_opts(SecondsFormat::Secs, true) }));
+    complete(
+        deps,
+        lease,
+        run,
+        connection.workspace_id,
+        cursor.as_ref(),
+        &dates,
+    )
+    .await
+}
+
+/// Rule 3: page after page, waiting before a request the bucket cannot hold yet.
+#[allow(clippy::too_many_arguments)]
+async fn pages(
+    deps: &EtlDeps,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+    shop: &str,
+    graphql_url: &str,
+    since: DateTime<Utc>,
+    previous: Option<DateTime<Utc>>,
+) -> Result<(Option<DateTime<Utc>>, BTreeSet<NaiveDate>), EtlError> {
+    let fetch_page = |cursor: Option<String>| async move {
+        retry(deps.retry, || async {
+            let (_, answer) = post_json(
                 &deps.http,
                 Platform::Shopify,
-                &page_url,
+                graphql_url,
                 &connection.credentials,
+                &orders_request(since, cursor.as_deref()),
             )
+            .await?;
+            parse_orders_page(&answer)
         })
         .await
     };
-    let mut fetched = Some(fetch_page(first_page(&shop_url, since)).await);
+    let mut fetched: Option<Result<OrdersPage, _>> = Some(fetch_page(None).await);
     let mut newest = previous;
     let mut dates = BTreeSet::new();
     while let Some(answer) = fetched.take() {
         check_page_budget(report)?;
-        let (headers, body) = answer?;
-        let mut page = parse_page(&headers, &body)?;
-        page.next = page
-            .next
-            .map(|next| next_page(&next, &shop_url))
-            .transpose()?;
-        let pause = page
-            .call_limit
-            .and_then(|(used, size)| pause_for(used, size));
-        // The next page is asked for while this one is stored, unless the call limit asks
-        // us to slow down first.
+        let page = answer?;
+        let wait: Option<Duration> = page.cost.as_ref().and_then(pace);
+        // The next page is asked for while this one is stored, unless the bucket asks us to
+        // wait first.
         let prefetch = async {
-            match (&page.next, pause) {
-                (Some(next), None) => Some(fetch_page(next.clone()).await),
+            match (&page.next, wait) {
+                (Some(next), None) => Some(fetch_page(Some(next.clone())).await),
                 _ => None,
             }
         };
@@ -102,24 +177,45 @@ pub(crate) async fn extract_and_load(
         fetched = match (prefetched, page.next) {
             (Some(answer), _) => Some(answer),
             (None, Some(next)) => {
-                if let Some(wait) = pause {
-                    tracing::info!(?wait, call_limit = ?page.call_limit, "Shopify call limit near; pausing");
+                if let Some(wait) = wait {
+                    tracing::info!(?wait, cost = ?page.cost, "Shopify cost bucket low; pausing");
                     tokio::time::sleep(wait).await;
                 }
-                Some(fetch_page(next).await)
+                Some(fetch_page(Some(next)).await)
             }
             (None, None) => None,
         };
     }
-    let cursor =
-        newest.map(|at| json!({ "updated_at": at.to_rfc3339_opts(SecondsFormat::Secs, true) }));
-    complete(
-        deps,
-        lease,
-        run,
-        connection.workspace_id,
-        cursor.as_ref(),
-        &dates,
-    )
-    .await
+    Ok((newest, dates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_syncs_and_backfills_are_bulk_and_the_rest_pages() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        let at = |d: u32| day(d).and_time(NaiveTime::MIN).and_utc();
+        assert_eq!(plan(None, day(1), 7), Plan::Bulk { since: None }, "rule 1");
+        let cursor = Some(at(20) + chrono::Duration::hours(5));
+        assert_eq!(
+            plan(cursor, day(1), 7),
+            Plan::Bulk { since: Some(at(1)) },
+            "rule 2"
+        );
+        assert_eq!(
+            plan(cursor, day(13), 7),
+            Plan::Pages {
+                since: at(13) + chrono::Duration::hours(5)
+            },
+            "rule 3: within a day of the lookback"
+        );
+        assert_eq!(
+            plan(cursor, day(19), 7),
+            Plan::Pages {
+                since: at(13) + chrono::Duration::hours(5)
+            }
+        );
+    }
 }

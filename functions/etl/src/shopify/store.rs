@@ -117,21 +117,27 @@ pub async fn upsert_orders(
         .iter()
         .map(|order| order.customer_email.as_deref())
         .collect();
+    let presentment_currencies: Vec<Option<&str>> = orders
+        .iter()
+        .map(|order| order.presentment_currency.as_deref())
+        .collect();
     let raw: Vec<&Value> = orders.iter().map(|order| &order.raw).collect();
     let rows = transaction
         .query_typed(
             "INSERT INTO orders AS o (shop, order_id, workspace_id, name, created_at, updated_at, processed_at, cancelled_at,
                                       currency, total_price, subtotal_price, total_tax, total_discounts, refunded_amount,
-                                      financial_status, customer_id, customer_email, raw, run_id, source)
+                                      financial_status, customer_id, customer_email, presentment_currency,
+                                      presentment_total_price, raw, run_id, source)
              SELECT $1, r.id, $2, r.name, r.created, r.updated, r.processed, r.cancelled, r.currency, r.total, r.subtotal,
                     r.tax, r.discounts,
                     COALESCE((SELECT sum(f.amount) FROM order_refunds f WHERE f.shop = $1 AND f.order_id = r.id), 0),
-                    r.status, r.customer, r.email, r.raw, $3, $4
+                    r.status, r.customer, r.email, r.presentment_currency, r.presentment_total, r.raw, $3, $4
                FROM unnest($5::int8[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
                            $10::timestamptz[], $11::text[], $12::numeric[], $13::numeric[], $14::numeric[],
-                           $15::numeric[], $16::text[], $17::int8[], $18::text[], $19::jsonb[])
+                           $15::numeric[], $16::text[], $17::int8[], $18::text[], $19::jsonb[], $20::text[],
+                           $21::numeric[])
                     AS r(id, name, created, updated, processed, cancelled, currency, total, subtotal, tax, discounts,
-                         status, customer, email, raw)
+                         status, customer, email, raw, presentment_currency, presentment_total)
              ON CONFLICT (shop, order_id) DO UPDATE
                 SET workspace_id = EXCLUDED.workspace_id, name = EXCLUDED.name, created_at = EXCLUDED.created_at,
                     updated_at = EXCLUDED.updated_at, processed_at = EXCLUDED.processed_at,
@@ -140,10 +146,23 @@ pub async fn upsert_orders(
                     total_tax = EXCLUDED.total_tax, total_discounts = EXCLUDED.total_discounts,
                     refunded_amount = EXCLUDED.refunded_amount, financial_status = EXCLUDED.financial_status,
                     customer_id = EXCLUDED.customer_id, customer_email = EXCLUDED.customer_email,
+                    presentment_currency = EXCLUDED.presentment_currency,
+                    presentment_total_price = EXCLUDED.presentment_total_price,
                     raw = EXCLUDED.raw, run_id = EXCLUDED.run_id, source = EXCLUDED.source, stored_at = now()
+              -- A newer version, or the same version with other facts (the payload alone may
+              -- differ in shape: a webhook's REST JSON, a poll's GraphQL node).
               WHERE o.updated_at < EXCLUDED.updated_at
                  OR (o.updated_at = EXCLUDED.updated_at
-                     AND (o.raw IS DISTINCT FROM EXCLUDED.raw OR o.refunded_amount IS DISTINCT FROM EXCLUDED.refunded_amount))
+                     AND ((o.name, o.processed_at, o.cancelled_at, o.currency, o.total_price, o.subtotal_price,
+                           o.total_tax, o.total_discounts, o.financial_status, o.customer_id, o.customer_email,
+                           o.refunded_amount)
+                          IS DISTINCT FROM
+                          (EXCLUDED.name, EXCLUDED.processed_at, EXCLUDED.cancelled_at, EXCLUDED.currency,
+                           EXCLUDED.total_price, EXCLUDED.subtotal_price, EXCLUDED.total_tax, EXCLUDED.total_discounts,
+                           EXCLUDED.financial_status, EXCLUDED.customer_id, EXCLUDED.customer_email,
+                           EXCLUDED.refunded_amount)
+                          OR (o.presentment_currency, o.presentment_total_price)
+                             IS DISTINCT FROM (EXCLUDED.presentment_currency, EXCLUDED.presentment_total_price)))
              RETURNING (xmax = 0), (COALESCE(o.processed_at, o.created_at) AT TIME ZONE 'UTC')::date",
             &[
                 (&shop, Type::TEXT),
@@ -165,6 +184,8 @@ pub async fn upsert_orders(
                 (&customers, Type::INT8_ARRAY),
                 (&emails, Type::TEXT_ARRAY),
                 (&raw, Type::JSONB_ARRAY),
+                (&presentment_currencies, Type::TEXT_ARRAY),
+                (&money(|o| o.presentment_total_price), Type::NUMERIC_ARRAY),
             ],
         )
         .await

@@ -102,6 +102,9 @@ pub struct Order {
     pub financial_status: Option<String>,
     pub customer_id: Option<i64>,
     pub customer_email: Option<String>,
+    /// The buyer's currency and the total in it, when Shopify says (multi-currency shops).
+    pub presentment_currency: Option<String>,
+    pub presentment_total_price: Option<Decimal>,
     pub refunds: Vec<Refund>,
     pub raw: Value,
 }
@@ -115,7 +118,7 @@ pub struct OrdersPage {
     pub call_limit: Option<(u32, u32)>,
 }
 
-fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
+pub(super) fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(value?.as_str()?)
         .ok()
         .map(|at| at.with_timezone(&Utc))
@@ -150,7 +153,10 @@ fn money(value: &Value) -> Money {
 }
 
 /// A required or optional money field as a result: `what` names it in the error.
-fn money_field(value: Option<&Value>, what: &str) -> Result<Option<Decimal>, OrderError> {
+pub(super) fn money_field(
+    value: Option<&Value>,
+    what: &str,
+) -> Result<Option<Decimal>, OrderError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(value) => match money(value) {
@@ -254,6 +260,11 @@ pub fn parse_order(body: &Value) -> Result<Order, OrderError> {
         customer_email: customer
             .and_then(|customer| text(customer.get("email")))
             .or_else(|| text(body.get("email"))),
+        presentment_currency: text(body.get("presentment_currency")),
+        presentment_total_price: money_field(
+            body.pointer("/total_price_set/presentment_money/amount"),
+            &format!("order {order_id}: `total_price_set`"),
+        )?,
         refunds,
         raw: body.clone(),
     })

@@ -64,6 +64,7 @@ async fn etl() -> Etl {
             meta_base_url: standins.meta_base_url(),
             tiktok_base_url: standins.tiktok_base_url(),
             shopify_base_url: format!("{}/shopify", standins.url()),
+            ..Endpoints::default()
         },
         meta_app_secret: Some(DEFAULT_META_APP_SECRET.into()),
     };

@@ -51,6 +51,7 @@ const SERVICE_ONLY: &[&str] = &[
     "email_suppressions",
     "email_unsubscribes",
     "member_email_unsubscribes",
+    "shopify_compliance_requests",
     "shopify_webhook_deliveries",
     "workspace_tokens",
 ];

@@ -29,6 +29,8 @@ use uuid::Uuid;
 const TODAY: &str = "2026-11-30";
 /// Earlier than every seeded order (90 days of history).
 const BACKFILL_FROM: &str = "2026-06-01";
+/// The window a scheduled run of [`TODAY`] starts (seven days of lookback).
+const SCHEDULED_FROM: &str = "2026-11-24";
 const SECRET: &str = "shpss_test_secret";
 /// A second shop, of another workspace, with its own token.
 const OTHER_SHOP: &str = "other-store";
@@ -55,6 +57,11 @@ fn cents(value: &Value) -> i64 {
 }
 
 async fn shop() -> Shop {
+    shop_of(2_000, 90).await
+}
+
+/// [`shop`] with a default shop of `orders` orders over `history_days`.
+async fn shop_of(orders: usize, history_days: u32) -> Shop {
     let db = TestDb::new().await;
     let pool = db.pool(4);
     let client = db.client().await;
@@ -81,6 +88,8 @@ async fn shop() -> Shop {
         ..StandinConfig::default()
     };
     config.shopify.retry_after_seconds = 0.3;
+    config.shopify.shops[0].orders = orders;
+    config.shopify.shops[0].history_days = history_days;
     config.shopify.shops.push(ShopSpec {
         access_token: Some(OTHER_TOKEN.into()),
         ..ShopSpec::new(OTHER_SHOP, 40)
@@ -138,8 +147,10 @@ impl Shop {
         }
     }
 
+    /// A scheduled run: the lookback window up to today. Without a cursor it is a first
+    /// sync (one bulk operation over every order); with one, pages since the cursor.
     async fn sync(&self) -> etl::RunReport {
-        let report = etl::run(&self.deps, &self.run(BACKFILL_FROM), "worker-a")
+        let report = etl::run(&self.deps, &self.run(SCHEDULED_FROM), "worker-a")
             .await
             .unwrap();
         assert_eq!(report.status, RunStatus::Ok, "{report:?}");
@@ -254,12 +265,26 @@ impl Shop {
     }
 }
 
-fn updated_at_min(e: &Shop) -> Vec<String> {
+/// The GraphQL operations the stand-in was asked, in order.
+fn operations(e: &Shop) -> Vec<String> {
     e.faults()
         .requests()
         .iter()
-        .filter_map(|request| request.param("updated_at_min").map(str::to_string))
+        .filter_map(|request| request.param("operation").map(str::to_string))
         .collect()
+}
+
+/// The distinct searches of the orders pages asked for.
+fn searches(e: &Shop) -> Vec<String> {
+    let mut searched: Vec<String> = e
+        .faults()
+        .requests()
+        .iter()
+        .filter(|request| request.param("operation") == Some("orders"))
+        .filter_map(|request| request.param("query").map(str::to_string))
+        .collect();
+    searched.dedup();
+    searched
 }
 
 #[tokio::test]
@@ -270,21 +295,29 @@ async fn a_full_sync_stores_exactly_what_the_shop_has() {
     assert!(expected.0 >= 2_000 && expected.4 > 0, "{expected:?}");
     assert_eq!(report.rows_inserted as i64, expected.0);
     assert_eq!(report.rows_updated, 0);
-    assert_eq!(report.pages as i64, (expected.0 + 249) / 250);
+    // A first sync is one bulk operation: started, polled until it completed (the stand-in
+    // takes three polls), its file streamed — not pages.
+    assert_eq!(report.pages, 3, "the status polls");
     assert_eq!(e.stored().await, expected);
     let requests = e.faults().requests();
     assert!(requests.iter().all(|r| r.outcome == Outcome::Ok));
-    assert_eq!(requests[0].param("status"), Some("any"));
-    assert_eq!(requests[0].param("limit"), Some("250"));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path.ends_with("/admin/api/2026-10/graphql.json")),
+        "the GraphQL Admin API at the configured version"
+    );
     assert_eq!(
-        requests[0].param("updated_at_min"),
-        Some("2026-06-01T00:00:00Z")
+        operations(&e),
+        ["bulkOperationRunQuery", "node", "node", "node"]
     );
     assert!(
-        requests[1..]
-            .iter()
-            .all(|r| r.param("page_info").is_some() && r.param("updated_at_min").is_none()),
-        "follow-ups carry only page_info"
+        requests[0]
+            .param("query")
+            .unwrap()
+            .contains("{ orders(sortKey: UPDATED_AT)"),
+        "every order, whatever the window: {:?}",
+        requests[0].param("query")
     );
     let newest: DateTime<Utc> =
         e.db.client()
@@ -333,9 +366,17 @@ async fn an_incremental_sync_picks_up_exactly_the_changes() {
     faults.clear_requests();
     let report = e.sync().await;
     assert_eq!(
-        updated_at_min(&e),
-        vec![(cursor - chrono::Duration::days(7)).to_rfc3339_opts(SecondsFormat::Secs, true)],
-        "the cursor minus 7 days of lookback"
+        searches(&e),
+        vec![format!(
+            "updated_at:>='{}'",
+            (cursor - chrono::Duration::days(7)).to_rfc3339_opts(SecondsFormat::Secs, true)
+        )],
+        "pages from the cursor minus 7 days of lookback"
+    );
+    assert!(
+        operations(&e).iter().all(|operation| operation == "orders"),
+        "an incremental sync pages: {:?}",
+        operations(&e)
     );
     assert_eq!(
         (report.rows_inserted, report.rows_updated),
@@ -392,7 +433,7 @@ async fn re_running_changes_nothing() {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_after_retry_after() {
+async fn throttling_is_retried_after_the_bucket_refills() {
     let e = shop().await;
     e.faults().throttle_next(2);
     let started = Instant::now();
@@ -402,20 +443,22 @@ async fn throttling_is_retried_after_retry_after() {
     assert_eq!(report.status, RunStatus::Ok, "{report:?}");
     assert_eq!(e.faults().count(Outcome::Throttled), 2);
     assert!(
-        started.elapsed() >= Duration::from_millis(600),
-        "waited Retry-After (0.3 s) twice, not the 10 ms backoff: {:?}",
+        started.elapsed() >= Duration::from_secs(2),
+        "waited for the emptied bucket (at least 1 s) twice, not the 10 ms backoff: {:?}",
         started.elapsed()
     );
-    let served: usize = e
-        .faults()
-        .requests()
-        .iter()
-        .filter(|r| r.outcome == Outcome::Ok)
-        .map(|r| r.rows)
-        .sum();
-    assert!(served > 0);
-    assert_eq!(report.rows_inserted as usize, served);
-    assert_eq!(e.stored().await.0 as usize, served);
+    // The two throttled answers were the bulk operation's start: it ran once, and the sync
+    // is whole.
+    assert_eq!(
+        operations(&e)
+            .iter()
+            .filter(|o| *o == "bulkOperationRunQuery")
+            .count(),
+        3,
+        "two throttled, one run"
+    );
+    assert_eq!(report.rows_inserted as i64, e.expected().0);
+    assert_eq!(e.stored().await, e.expected());
 }
 
 #[tokio::test]
@@ -1090,4 +1133,48 @@ async fn odd_headers_are_refused_and_unicode_bodies_kept_as_sent() {
             .unwrap()
             .get(0);
     assert_eq!(stored, name);
+}
+
+/// The scale: a shop of 200,000 orders is one bulk operation (a handful of calls, not
+/// 2,500 pages), and the poll after it pages only the lookback; one row per order throughout.
+#[tokio::test]
+async fn a_first_sync_of_200000_orders_is_one_bulk_operation_and_then_pages() {
+    let e = shop_of(200_000, 365).await;
+    let first = e.sync().await;
+    assert_eq!(first.rows_inserted, 200_000, "{first:?}");
+    assert!(
+        e.faults().request_count() <= 5,
+        "one bulk operation and its polls: {:?}",
+        operations(&e)
+    );
+    assert_eq!(e.stored().await, e.expected());
+    let faults = e.faults();
+    let added = faults.add_orders(DEFAULT_SHOP, 5).unwrap();
+    let [refunded] = e.paid_orders(1)[..] else {
+        panic!("a paid order")
+    };
+    faults
+        .refund_order(DEFAULT_SHOP, refunded, Some(700))
+        .unwrap();
+    faults.clear_requests();
+    let next = e.sync().await;
+    assert!(
+        operations(&e).iter().all(|operation| operation == "orders"),
+        "{:?}",
+        operations(&e)
+    );
+    assert_eq!((next.rows_inserted, next.rows_updated), (5, 1), "{next:?}");
+    assert_eq!(
+        e.stored().await,
+        e.expected(),
+        "one row per order, exact sums"
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM orders").await,
+        200_005,
+        "no duplicates"
+    );
+    for id in added {
+        assert!(e.order(id).await.is_some());
+    }
 }
