@@ -1,6 +1,7 @@
 //! ETL throughput: rows per second from a platform stand-in to the table, through the same
 //! `etl::run` path as production (lease, pages, fenced upserts, cursor, metrics requests),
-//! for a 90-day × 500-ad Meta account (45,000 rows) and the same TikTok advertiser. Each
+//! for a 90-day × 500-ad Meta account (45,000 rows), the same TikTok advertiser, and a
+//! Shopify shop of 100,000 orders synced for the first time (one bulk operation). Each
 //! figure is set beside the stand-in's own serving rate (pages fetched and parsed, nothing
 //! stored), to show the API side is not the bottleneck.
 //!
@@ -86,9 +87,8 @@ async fn main() {
         let elapsed = started.elapsed();
         assert_eq!(report.status, etl::RunStatus::Ok, "{report:?}");
         let rows = (report.rows_inserted + report.rows_updated) as f64;
-        // Orders are not ad rows; the stand-in's own measurement served ~85,000 orders/s.
         let api_alone = if platform == Platform::Shopify {
-            f64::NAN
+            bulk_serve_rate(&standins).await
         } else {
             serve_rate(&deps, &run).await
         };
@@ -103,6 +103,60 @@ async fn main() {
         );
     }
     standins.stop().await;
+}
+
+/// Orders per second the Shopify stand-in serves as a bulk operation's JSONL when nothing is
+/// stored: the operation started and polled over GraphQL, the file read and every line parsed.
+async fn bulk_serve_rate(standins: &Standins) -> f64 {
+    let http = reqwest::Client::new();
+    let graphql = format!(
+        "{}/shopify/{DEFAULT_SHOP}/admin/api/{}/graphql.json",
+        standins.url(),
+        etl::shopify::graphql::DEFAULT_API_VERSION
+    );
+    let call = |body: serde_json::Value| {
+        let (http, graphql) = (http.clone(), graphql.clone());
+        async move {
+            http.post(graphql)
+                .header("X-Shopify-Access-Token", DEFAULT_SHOPIFY_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let started = Instant::now();
+    let run = call(etl::shopify::graphql::bulk_run_request(
+        &etl::shopify::graphql::bulk_orders_query(None),
+    ))
+    .await;
+    let id = run["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = loop {
+        let status = call(etl::shopify::graphql::bulk_status_request(&id)).await;
+        if let Some(url) = status["data"]["node"]["url"].as_str() {
+            break url.to_string();
+        }
+    };
+    let mut response = http.get(url).send().await.unwrap();
+    let (mut orders, mut pending) = (0usize, Vec::new());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|byte| *byte == b'\n') {
+            let line: serde_json::Value =
+                serde_json::from_slice(&pending[start..start + end]).unwrap();
+            orders += usize::from(line.get("__parentId").is_none());
+            start += end + 1;
+        }
+        pending.drain(..start);
+    }
+    orders as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Rows per second the stand-in serves for the same window when nothing is stored: the run

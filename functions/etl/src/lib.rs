@@ -45,7 +45,7 @@ pub mod tiktok;
 pub mod tokens;
 
 pub use config::{Config, WebhookConfig, consumer, on_tick};
-pub(crate) use extract::{fetch_json, post_json};
+pub(crate) use extract::post_json;
 pub(crate) use run::{Connection, Credentials, check_page_budget, complete};
 pub use run::{backfill, dispatch, fetch_window, run};
 pub use shopify::{WebhookDeps, router};

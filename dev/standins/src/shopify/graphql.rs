@@ -11,6 +11,7 @@
 //!   - `bulkOperationRunQuery(query:)` over the orders the inner query's `updated_at` filter
 //!     selects, taken as a snapshot when it starts (at most five running per shop, as API
 //!     2026-01+ allows; a sixth gets the `OPERATION_IN_PROGRESS` user error);
+//!   - `order(id:)`, the order's ids or `null` when the shop has no such order;
 //!   - `node(id:)` of a bulk operation: `CREATED`, then `RUNNING`, then `COMPLETED` after
 //!     [`ShopifyScenario::bulk_polls`] polls, with `url`, `objectCount` and `fileSize`; a
 //!     fault makes the next operation `FAILED` with a `partialDataUrl` holding its first half.
@@ -381,6 +382,29 @@ impl ShopifyState {
         self.answer(shop, requested, actual, data, rows)
     }
 
+    /// `order(id:)`: the order's ids when this shop has it, `null` otherwise.
+    fn one_order(&self, shop: &Shop, variables: &Value) -> Answer {
+        let id = variables
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|gid| gid.strip_prefix("gid://shopify/Order/"))
+            .and_then(|id| id.parse::<u64>().ok());
+        let found = id.filter(|id| {
+            let inner = shop.lock();
+            shop.find(&inner, *id).is_some()
+        });
+        let order = found.map(|id| {
+            json!({"id": format!("gid://shopify/Order/{id}"), "legacyResourceId": id.to_string()})
+        });
+        self.answer(
+            shop,
+            1.0,
+            1.0,
+            json!({ "order": order }),
+            usize::from(order.is_some()),
+        )
+    }
+
     fn run_bulk(&self, shop: &Shop, variables: &Value) -> Answer {
         let inner_query = variables.get("query").and_then(Value::as_str).unwrap_or("");
         let mut bulk = lock(&self.bulk);
@@ -539,6 +563,7 @@ async fn graphql(
         let mut answer = match operation(query) {
             "bulkOperationRunQuery" => state.run_bulk(found, &variables),
             "node" => state.bulk_status(found, &variables),
+            "order" => state.one_order(found, &variables),
             "orders" => state.orders(found, query, &variables),
             _ => Answer::refused(
                 graphql_errors(
@@ -560,6 +585,8 @@ fn operation(query: &str) -> &'static str {
         "bulkOperationRunQuery"
     } else if query.contains("node(id:") {
         "node"
+    } else if query.contains("order(id:") {
+        "order"
     } else if query.contains("orders(") {
         "orders"
     } else {

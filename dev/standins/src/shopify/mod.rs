@@ -70,8 +70,8 @@ pub use webhooks::{ShopifyTopic, WebhookDelivery};
 pub const DEFAULT_SHOPIFY_TOKEN: &str = "shpat_local_token";
 /// The default shop: `demo-store.myshopify.com`.
 pub const DEFAULT_SHOP: &str = "demo-store";
-/// The API version the helpers use and webhooks announce.
-pub const API_VERSION: &str = "2024-10";
+/// The API version the REST helpers use and webhooks announce.
+pub const API_VERSION: &str = "2026-10";
 /// The most orders one shop may be seeded with.
 pub const MAX_ORDERS: usize = 1_000_000;
 

@@ -1,5 +1,6 @@
 //! Webhook deliveries as Shopify POSTs them, for tests to send to the webhook endpoint:
-//! the order's (or its latest refund's) current JSON, signed with `X-Shopify-Hmac-Sha256`,
+//! the order's (or its latest refund's) current JSON — or, for `app/uninstalled` and the
+//! compliance topics, the shop or the customer and their orders — signed with `X-Shopify-Hmac-Sha256`,
 //! with a webhook and event id that stay the same for a redelivery of the same topic and
 //! order state and change with the next change.
 
@@ -21,6 +22,13 @@ pub enum ShopifyTopic {
     OrdersCancelled,
     /// The body is the order's latest refund, not the order.
     RefundsCreate,
+    /// The shop removed the app: the body is the shop.
+    AppUninstalled,
+    /// The mandatory compliance topics: a customer asks for their data, or to be erased;
+    /// a shop's data is to be erased (48 hours after it uninstalled the app).
+    CustomersDataRequest,
+    CustomersRedact,
+    ShopRedact,
 }
 
 impl ShopifyTopic {
@@ -31,6 +39,10 @@ impl ShopifyTopic {
             ShopifyTopic::OrdersPaid => "orders/paid",
             ShopifyTopic::OrdersCancelled => "orders/cancelled",
             ShopifyTopic::RefundsCreate => "refunds/create",
+            ShopifyTopic::AppUninstalled => "app/uninstalled",
+            ShopifyTopic::CustomersDataRequest => "customers/data_request",
+            ShopifyTopic::CustomersRedact => "customers/redact",
+            ShopifyTopic::ShopRedact => "shop/redact",
         }
     }
 }
@@ -113,6 +125,70 @@ impl ShopifyFaults {
             order_id,
             updated as u64,
         ]);
+        Ok(self.signed(shop, topic, body, id_key, secret))
+    }
+
+    /// The delivery of a shop-level topic ([`ShopifyTopic::AppUninstalled`] and the
+    /// compliance topics), with the body Shopify sends: for `customers/*` the customer of
+    /// `order_id` and `orders` as the orders to redact or report.
+    pub fn shop_webhook(
+        &self,
+        shop: &str,
+        topic: ShopifyTopic,
+        order_id: Option<u64>,
+        orders: &[u64],
+        secret: &str,
+    ) -> anyhow::Result<WebhookDelivery> {
+        let shop = self.shop(shop)?;
+        let shop_id = 900_000 + shop.key % 100_000;
+        let customer = match order_id {
+            Some(id) => {
+                let inner = shop.lock();
+                let model = shop.order_model(&inner, id)?;
+                let order = serde_json::to_value(shop.order_json(&model))?;
+                serde_json::json!({"id": order["customer"]["id"], "email": order["customer"]["email"],
+                                   "phone": null})
+            }
+            None => serde_json::Value::Null,
+        };
+        let domain = shop.spec.domain();
+        let body = match topic {
+            ShopifyTopic::AppUninstalled => serde_json::json!({
+                "id": shop_id, "name": shop.spec.shop, "domain": domain,
+                "myshopify_domain": domain, "currency": shop.spec.currency,
+            }),
+            ShopifyTopic::CustomersRedact => serde_json::json!({
+                "shop_id": shop_id, "shop_domain": domain, "customer": customer,
+                "orders_to_redact": orders,
+            }),
+            ShopifyTopic::CustomersDataRequest => serde_json::json!({
+                "shop_id": shop_id, "shop_domain": domain, "customer": customer,
+                "orders_requested": orders, "data_request": {"id": 9_000 + orders.len()},
+            }),
+            ShopifyTopic::ShopRedact => {
+                serde_json::json!({"shop_id": shop_id, "shop_domain": domain})
+            }
+            other => anyhow::bail!("{} carries an order: use `webhook`", other.as_str()),
+        };
+        let body = serde_json::to_vec(&body)?;
+        let id_key = key(&[
+            self.0.seed,
+            shop.key,
+            hash_str(topic.as_str()),
+            crate::seeded::hash_str(&String::from_utf8_lossy(&body)),
+        ]);
+        Ok(self.signed(shop, topic, body, id_key, secret))
+    }
+
+    /// `body` as Shopify delivers it: signed, with ids drawn from `id_key`.
+    fn signed(
+        &self,
+        shop: &super::shop::Shop,
+        topic: ShopifyTopic,
+        body: Vec<u8>,
+        id_key: u64,
+        secret: &str,
+    ) -> WebhookDelivery {
         let uuid = |salt: u64| {
             let mut draw = Draw::new(id_key ^ salt);
             let (a, b) = (draw.next_u64(), draw.next_u64());
@@ -143,11 +219,11 @@ impl ShopifyFaults {
             ("X-Shopify-Event-Id".into(), uuid(2)),
             ("X-Shopify-Triggered-At".into(), triggered),
         ];
-        Ok(WebhookDelivery {
+        WebhookDelivery {
             topic,
             headers,
             body,
-        })
+        }
     }
 }
 

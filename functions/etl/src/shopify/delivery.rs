@@ -20,8 +20,10 @@
 //!    and refuses a delivery captured earlier; 5 minutes absorbs clock skew. Outside the
 //!    window: refused as a replay (401).
 //! 4. The body is JSON (400 otherwise). `orders/*` topics but `orders/delete` carry an
-//!    order, `refunds/create` a refund (a body that is not one is a 400); other topics are
-//!    recorded unread. A body the database could never store — `\u0000` anywhere in an
+//!    order, `refunds/create` a refund (a body that is not one is a 400); `app/uninstalled`
+//!    is read as the shop leaving, and the compliance topics (`customers/data_request`,
+//!    `customers/redact`, `shop/redact`) as the customer and orders they name; other topics
+//!    are recorded unread. A body the database could never store — `\u0000` anywhere in an
 //!    order or refund, money beyond an exact decimal — is [`PayloadError::Unstorable`]:
 //!    acknowledged and quarantined, since Shopify would retry a refusal for hours.
 
@@ -29,6 +31,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
+use super::wire::id;
 use super::{Order, OrderError, Refund, parse_order, parse_refund};
 
 /// The oldest `X-Shopify-Triggered-At` accepted (rule 3).
@@ -171,8 +174,40 @@ pub fn read(headers: &HeaderMap, now: DateTime<Utc>) -> Result<Delivery<'_>, Del
 pub enum Payload {
     Order(Box<Order>),
     Refund(Refund),
+    /// `app/uninstalled`: the shop removed the app.
+    Uninstalled,
+    /// A compliance request (`customers/data_request`, `customers/redact`, `shop/redact`).
+    Compliance(Compliance),
     /// A topic we record without reading.
     Other,
+}
+
+/// What a compliance request names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compliance {
+    pub topic: ComplianceTopic,
+    /// The customer, for the `customers/*` topics.
+    pub customer_id: Option<i64>,
+    /// `orders_to_redact` or `orders_requested`.
+    pub orders: Vec<i64>,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComplianceTopic {
+    DataRequest,
+    CustomerRedact,
+    ShopRedact,
+}
+
+impl ComplianceTopic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComplianceTopic::DataRequest => "customers/data_request",
+            ComplianceTopic::CustomerRedact => "customers/redact",
+            ComplianceTopic::ShopRedact => "shop/redact",
+        }
+    }
 }
 
 impl Payload {
@@ -181,7 +216,7 @@ impl Payload {
         match self {
             Payload::Order(order) => Some(order.order_id),
             Payload::Refund(refund) => Some(refund.order_id),
-            Payload::Other => None,
+            Payload::Uninstalled | Payload::Compliance(_) | Payload::Other => None,
         }
     }
 }
@@ -211,6 +246,52 @@ impl From<OrderError> for PayloadError {
 pub fn payload(topic: &str, body: &[u8]) -> Result<Payload, PayloadError> {
     let json: Value =
         serde_json::from_slice(body).map_err(|error| PayloadError::NotJson(error.to_string()))?;
+    let compliance = match topic {
+        "app/uninstalled" => return Ok(Payload::Uninstalled),
+        "customers/data_request" => Some(ComplianceTopic::DataRequest),
+        "customers/redact" => Some(ComplianceTopic::CustomerRedact),
+        "shop/redact" => Some(ComplianceTopic::ShopRedact),
+        _ => None,
+    };
+    if let Some(topic) = compliance {
+        if let Some(at) = shared::text::unstorable(&json) {
+            return Err(PayloadError::Unstorable(format!(
+                "the body holds \\u0000 at {at}, which the database cannot store"
+            )));
+        }
+        let orders_key = match topic {
+            ComplianceTopic::DataRequest => "orders_requested",
+            _ => "orders_to_redact",
+        };
+        let orders = match json.get(orders_key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|order| id(Some(order)))
+                .collect::<Option<Vec<i64>>>()
+                .ok_or_else(|| {
+                    PayloadError::Malformed(format!("`{orders_key}` holds a non-numeric id"))
+                })?,
+            Some(_) => {
+                return Err(PayloadError::Malformed(format!(
+                    "`{orders_key}` is not a list"
+                )));
+            }
+        };
+        let customer_id = id(json.pointer("/customer/id"));
+        if topic != ComplianceTopic::ShopRedact && customer_id.is_none() {
+            return Err(PayloadError::Malformed(format!(
+                "{} without a numeric `customer.id`",
+                topic.as_str()
+            )));
+        }
+        return Ok(Payload::Compliance(Compliance {
+            topic,
+            customer_id,
+            orders,
+            body: json,
+        }));
+    }
     let carries_order = topic.starts_with("orders/") && topic != "orders/delete";
     if !carries_order && topic != "refunds/create" {
         return Ok(Payload::Other);
@@ -392,7 +473,38 @@ mod tests {
             Ok(Payload::Order(_))
         ));
         assert_eq!(payload("orders/delete", b"{\"id\": 1}"), Ok(Payload::Other));
-        assert_eq!(payload("app/uninstalled", b"{}"), Ok(Payload::Other));
+        assert_eq!(payload("app/uninstalled", b"{}"), Ok(Payload::Uninstalled));
+        assert_eq!(payload("shop/update", b"{}"), Ok(Payload::Other));
+        let redact = payload(
+            "customers/redact",
+            br#"{"shop_domain": "s.myshopify.com", "customer": {"id": 7}, "orders_to_redact": [1, "2"]}"#,
+        );
+        assert!(
+            matches!(&redact, Ok(Payload::Compliance(request))
+                if request.customer_id == Some(7) && request.orders == [1, 2]),
+            "{redact:?}"
+        );
+        for refused in [
+            &br#"{"customer": {}}"#[..],
+            br#"{"customer": {"id": 7}, "orders_to_redact": ["x"]}"#,
+            br#"{"customer": {"id": 7}, "orders_to_redact": 3}"#,
+        ] {
+            assert!(matches!(
+                payload("customers/redact", refused),
+                Err(PayloadError::Malformed(_))
+            ));
+        }
+        assert!(matches!(
+            payload("shop/redact", br#"{"shop_domain": "s.myshopify.com"}"#),
+            Ok(Payload::Compliance(request)) if request.customer_id.is_none()
+        ));
+        assert!(matches!(
+            payload(
+                "customers/data_request",
+                br#"{"customer": {"id": 1}, "x": "\u0000"}"#
+            ),
+            Err(PayloadError::Unstorable(_))
+        ));
         assert!(matches!(
             payload("orders/create", b"{\"id\": 1,"),
             Err(PayloadError::NotJson(_))

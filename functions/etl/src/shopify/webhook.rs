@@ -19,15 +19,16 @@
 //! 5. **Ownership** ([`Owner`]). Shopify's order ids are unique across shops, so an order id
 //!    stored for another shop means the body was re-sent under this shop's domain: 401. An
 //!    order this shop already holds is its own. An order nobody holds yet (an
-//!    `orders/create`, or a refund's order) is read back from the named shop's Admin API —
-//!    `GET {shop}/admin/api/2024-10/orders/{id}.json?fields=id` with that shop's token,
-//!    through [`crate::fetch_json`] — before it is trusted: a 404 means it is not that
-//!    shop's order and a token the shop refuses means it cannot be verified (both 401);
+//!    `orders/create`, or a refund's order) is asked of the named shop's GraphQL Admin API —
+//!    `order(id: "gid://shopify/Order/{id}")` with that shop's token — before it is
+//!    trusted: no such order means it is not that shop's order and a token the shop refuses
+//!    means it cannot be verified (both 401);
 //!    throttling or an outage is a 503 with `Retry-After`, and Shopify retries.
 //! 6. **The effect**, in one `Budget::REQUEST` transaction with the delivery's row: orders
 //!    through [`upsert_orders`] (newest `updated_at` wins, so a replayed old body changes
-//!    nothing), refunds through [`apply_refund`] (stored once by refund id), and the
-//!    metrics agent told of the dates that changed (outbox). A value the database refuses
+//!    nothing), refunds through [`apply_refund`] (stored once by refund id), an uninstall
+//!    through [`disconnect`], a compliance request through [`comply`], and the metrics agent
+//!    told of the dates that changed (outbox). A value the database refuses
 //!    (money beyond `numeric(18,4)`) rolls it all back and quarantines the delivery (200).
 //!
 //! Transient failures (a lock or statement timeout, a lost connection, the pool) answer 503
@@ -55,12 +56,13 @@ use shared::retry::{RetryClass, Retryable};
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use super::delivery::{self, Delivery, Payload, PayloadError};
+use super::delivery::{self, Compliance, ComplianceTopic, Delivery, Payload, PayloadError};
+use super::graphql;
 use super::store::apply_refund;
 use super::wire::id;
-use super::{API_VERSION, Source, upsert_orders};
+use super::{Source, upsert_orders};
 use crate::tokens::{self, StoredToken, TokenError};
-use crate::{Credentials, Endpoints, ExtractError, Platform, fetch_json};
+use crate::{Credentials, Endpoints, ExtractError, Platform, post_json};
 
 /// Order webhooks are a few kilobytes; a very large order stays well under this.
 pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
@@ -103,6 +105,10 @@ pub enum WebhookOutcome {
     Duplicate,
     /// Recorded; the topic is not modelled.
     Unsupported,
+    /// `app/uninstalled`: the connection is marked so and no longer synced.
+    Disconnected,
+    /// A compliance request acted on and recorded (`shopify_compliance_requests`).
+    Complied,
     /// No Shopify connection has this shop: acknowledged, not recorded.
     UnknownShop,
     /// The database can never store what it carries: kept in `quarantine`, acknowledged.
@@ -372,10 +378,11 @@ async fn verify_with_shop(
         )));
     };
     let credentials = Credentials { token, proof: None };
-    let url = format!(
-        "{}/admin/api/{API_VERSION}/orders/{order_id}.json?fields=id",
-        deps.endpoints.shopify_shop_url(delivery.shop)
-    );
+    let url = deps.endpoints.shopify_graphql_url(delivery.shop);
+    let question = json!({
+        "query": "query Verify($id: ID!) { order(id: $id) { legacyResourceId } }",
+        "variables": { "id": format!("gid://shopify/Order/{order_id}") },
+    });
     let cannot_verify = |reason: &str| {
         WebhookError::Refused(format!(
             "order {order_id} cannot be verified with shop {}: {}",
@@ -383,10 +390,15 @@ async fn verify_with_shop(
             shared::text::clip(reason, MAX_REASON_BYTES)
         ))
     };
-    match fetch_json(&deps.http, Platform::Shopify, &url, &credentials).await {
-        Ok((_, answer)) if id(answer.pointer("/order/id")) == Some(order_id) => Ok(()),
-        Ok(_) => Err(cannot_verify("the shop answered with another order")),
-        Err(ExtractError::NotFound(_)) => Err(WebhookError::Refused(format!(
+    let answer = post_json(&deps.http, Platform::Shopify, &url, &credentials, &question)
+        .await
+        .and_then(|(_, answer)| graphql::data(&answer).map(|data| data.get("order").cloned()));
+    match answer {
+        Ok(Some(order)) if id(order.get("legacyResourceId")) == Some(order_id) => Ok(()),
+        Ok(Some(order)) if !order.is_null() => {
+            Err(cannot_verify("the shop answered with another order"))
+        }
+        Ok(_) | Err(ExtractError::NotFound(_)) => Err(WebhookError::Refused(format!(
             "order {order_id} is not an order of shop {}",
             delivery.shop
         ))),
@@ -461,6 +473,14 @@ async fn apply(
             Some(None) => (WebhookOutcome::Pending, BTreeSet::new()),
             Some(Some(date)) => (WebhookOutcome::Applied, BTreeSet::from([date])),
         },
+        Payload::Uninstalled => {
+            disconnect(&transaction, connection.id).await?;
+            (WebhookOutcome::Disconnected, BTreeSet::new())
+        }
+        Payload::Compliance(request) => (
+            WebhookOutcome::Complied,
+            comply(&transaction, shop, delivery.event_id, request).await?,
+        ),
         Payload::Other => (WebhookOutcome::Unsupported, BTreeSet::new()),
     };
     let now = deps.clock.now();
@@ -477,6 +497,113 @@ async fn apply(
         tracing::warn!(%error, "metrics requests left for the outbox relay");
     }
     Ok(outcome)
+}
+
+/// `app/uninstalled`: the shop's token is dead, so the connection stops being synced
+/// (dispatch reads active connections only); its data stays until `shop/redact`.
+async fn disconnect(
+    transaction: &tokio_postgres::Transaction<'_>,
+    connection: Uuid,
+) -> Result<(), DbError> {
+    transaction
+        .execute_typed(
+            "UPDATE connections SET status = 'revoked', updated_at = now() WHERE id = $1",
+            &[(&connection, Type::UUID)],
+        )
+        .await
+        .context("mark the connection uninstalled")?;
+    Ok(())
+}
+
+/// The compliance topics, acted on the data we hold and recorded once per event:
+/// * `customers/redact`: the customer's details are erased from their orders (the named
+///   `orders_to_redact` and any other order of that customer id); the sums stay;
+/// * `shop/redact`: the shop's orders and refunds are deleted;
+/// * `customers/data_request`: what we hold of the customer (their orders' ids) is recorded
+///   for the shop's owner to be given.
+///
+/// Returns the order dates whose numbers changed (a deleted shop's).
+async fn comply(
+    transaction: &tokio_postgres::Transaction<'_>,
+    shop: &str,
+    event_id: &str,
+    request: &Compliance,
+) -> Result<BTreeSet<chrono::NaiveDate>, DbError> {
+    let mut dates = BTreeSet::new();
+    let outcome = match request.topic {
+        ComplianceTopic::CustomerRedact => {
+            let redacted = transaction
+                .execute_typed(
+                    "UPDATE orders
+                        SET customer_email = NULL, customer_id = NULL,
+                            raw = raw - 'customer' - 'email' - 'contact_email' - 'phone'
+                                      - 'billing_address' - 'shipping_address',
+                            stored_at = now()
+                      WHERE shop = $1 AND (customer_id = $2 OR order_id = ANY ($3))",
+                    &[
+                        (&shop, Type::TEXT),
+                        (&request.customer_id, Type::INT8),
+                        (&request.orders, Type::INT8_ARRAY),
+                    ],
+                )
+                .await
+                .context("redact a customer's orders")?;
+            json!({ "orders_redacted": redacted })
+        }
+        ComplianceTopic::ShopRedact => {
+            let refunds = transaction
+                .execute_typed(
+                    "DELETE FROM order_refunds WHERE shop = $1",
+                    &[(&shop, Type::TEXT)],
+                )
+                .await
+                .context("delete the shop's refunds")?;
+            let rows = transaction
+                .query_typed(
+                    "DELETE FROM orders WHERE shop = $1
+                     RETURNING (COALESCE(processed_at, created_at) AT TIME ZONE 'UTC')::date",
+                    &[(&shop, Type::TEXT)],
+                )
+                .await
+                .context("delete the shop's orders")?;
+            dates.extend(rows.iter().map(|row| row.get::<_, chrono::NaiveDate>(0)));
+            json!({ "orders_deleted": rows.len(), "refunds_deleted": refunds })
+        }
+        ComplianceTopic::DataRequest => {
+            let held: Vec<i64> = transaction
+                .query_typed(
+                    "SELECT order_id FROM orders
+                      WHERE shop = $1 AND (customer_id = $2 OR order_id = ANY ($3)) ORDER BY order_id",
+                    &[
+                        (&shop, Type::TEXT),
+                        (&request.customer_id, Type::INT8),
+                        (&request.orders, Type::INT8_ARRAY),
+                    ],
+                )
+                .await
+                .context("find what we hold of a customer")?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            json!({ "orders_held": held })
+        }
+    };
+    transaction
+        .execute_typed(
+            "INSERT INTO shopify_compliance_requests (shop, topic, event_id, customer_id, payload, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (shop, event_id) DO NOTHING",
+            &[
+                (&shop, Type::TEXT),
+                (&request.topic.as_str(), Type::TEXT),
+                (&event_id, Type::TEXT),
+                (&request.customer_id, Type::INT8),
+                (&request.body, Type::JSONB),
+                (&outcome, Type::JSONB),
+            ],
+        )
+        .await
+        .context("record the compliance request")?;
+    Ok(dates)
 }
 
 /// Step 4 (and a refusal in step 6): keep the delivery and acknowledge it.

@@ -1,23 +1,17 @@
-//! Shopify's REST Admin API as it reaches us: orders and refunds read with exact money,
-//! pages and their `Link` headers, the call-limit bucket, `Retry-After`, and error answers
-//! classified into what may be retried.
+//! Shopify's order and refund JSON as webhooks (and the REST Admin API) deliver it, read
+//! with exact money; `Retry-After`; and error answers classified into what may be retried.
+//! The GraphQL side is in `graphql`.
 
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
-use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::retry::RetryClass;
 
 use crate::{ExtractError, MAX_QUOTED_BODY};
 
-/// The Admin API version the requests name.
-pub const API_VERSION: &str = "2024-10";
-/// Orders a page asks for (Shopify's maximum).
-pub const PAGE_LIMIT: u32 = 250;
-/// The longest pause [`pause_for`] asks for.
-const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` read as a wait; longer ones are this (the retry policy then
 /// gives up rather than hold a Lambda).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
@@ -39,39 +33,9 @@ pub fn shop_handle(shop: &str) -> &str {
     shop.strip_suffix(".myshopify.com").unwrap_or(shop)
 }
 
-/// `updated_at_min` of a run: the cursor minus the lookback, or the window start.
-pub fn updated_at_min(
-    cursor: Option<DateTime<Utc>>,
-    window_start: NaiveDate,
-    lookback_days: i64,
-) -> DateTime<Utc> {
-    match cursor {
-        Some(newest) => newest
-            .checked_sub_signed(chrono::Duration::days(lookback_days))
-            .unwrap_or(newest),
-        None => window_start.and_time(NaiveTime::MIN).and_utc(),
-    }
-}
-
 /// The newest `updated_at` a stored cursor (`{"updated_at": "…"}`) names.
 pub fn cursor_updated_at(cursor: &Value) -> Option<DateTime<Utc>> {
     timestamp(cursor.get("updated_at"))
-}
-
-/// The first page's URL for a shop (`shop_url` as [`crate::Endpoints::shopify_shop_url`]).
-pub fn first_page(shop_url: &str, since: DateTime<Utc>) -> String {
-    let since = since.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let limit = PAGE_LIMIT.to_string();
-    let query = crate::meta::form_query(&[
-        ("status", "any"),
-        ("updated_at_min", &since),
-        ("limit", &limit),
-        ("order", "updated_at asc"),
-    ]);
-    format!(
-        "{}/admin/api/{API_VERSION}/orders.json?{query}",
-        shop_url.trim_end_matches('/')
-    )
 }
 
 /// One refund: its id, order, and the money it returned.
@@ -107,15 +71,6 @@ pub struct Order {
     pub presentment_total_price: Option<Decimal>,
     pub refunds: Vec<Refund>,
     pub raw: Value,
-}
-
-/// One page of orders and where the next one is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrdersPage {
-    pub orders: Vec<Order>,
-    pub next: Option<String>,
-    /// `X-Shopify-Shop-Api-Call-Limit` as (used, bucket size).
-    pub call_limit: Option<(u32, u32)>,
 }
 
 pub(super) fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
@@ -270,85 +225,6 @@ pub fn parse_order(body: &Value) -> Result<Order, OrderError> {
     })
 }
 
-/// The URL of `Link: <…>; rel="next"`, if any.
-pub fn next_link(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all("link")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|part| {
-            let (target, params) = part.split_once(';')?;
-            params
-                .split(';')
-                .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
-                .then(|| {
-                    target
-                        .trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_string()
-                })
-        })
-}
-
-/// `X-Shopify-Shop-Api-Call-Limit: 32/40` as (32, 40).
-pub fn call_limit(headers: &HeaderMap) -> Option<(u32, u32)> {
-    let value = headers
-        .get("x-shopify-shop-api-call-limit")?
-        .to_str()
-        .ok()?;
-    let (used, size) = value.trim().split_once('/')?;
-    Some((used.trim().parse().ok()?, size.trim().parse().ok()?))
-}
-
-/// How long to wait before the next request when the shop's bucket is at `used` of `size`:
-/// nothing below 80 %, else half a second (one leak at the standard 2 req/s) for every
-/// request above 80 %, at most 10 s — e.g. 32/40 → 0.5 s, 40/40 → 4.5 s.
-pub fn pause_for(used: u32, size: u32) -> Option<Duration> {
-    let threshold = u64::from(size) * 4 / 5;
-    let used = u64::from(used);
-    if size == 0 || used < threshold {
-        return None;
-    }
-    let over = used - threshold + 1;
-    Some(Duration::from_millis(over.saturating_mul(500)).min(MAX_PAUSE))
-}
-
-/// The URL of a `Link: rel="next"` to follow: only on the shop's own host (`shop_url`), which
-/// is the only host the shop's token may be sent to.
-pub fn next_page(next: &str, shop_url: &str) -> Result<String, ExtractError> {
-    let url = reqwest::Url::parse(next)
-        .map_err(|_| ExtractError::Malformed("the Link rel=\"next\" is not a URL".into()))?;
-    let shop = reqwest::Url::parse(shop_url)
-        .map_err(|_| ExtractError::Malformed("the shop's API URL is not a URL".into()))?;
-    if url.origin() != shop.origin() {
-        return Err(ExtractError::Malformed(format!(
-            "the next page is on {}, not on the shop's {}",
-            url.origin().ascii_serialization(),
-            shop.origin().ascii_serialization()
-        )));
-    }
-    Ok(url.into())
-}
-
-/// Reads one page of `orders.json`.
-pub fn parse_page(headers: &HeaderMap, body: &Value) -> Result<OrdersPage, ExtractError> {
-    let orders = body
-        .get("orders")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ExtractError::Malformed("orders answer without `orders`".into()))?
-        .iter()
-        .map(parse_order)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    Ok(OrdersPage {
-        orders,
-        next: next_link(headers),
-        call_limit: call_limit(headers),
-    })
-}
-
 /// `Retry-After` as Shopify sends it (`2.0`), or as delay-seconds or an HTTP date, at most
 /// an hour.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -427,27 +303,6 @@ mod tests {
     }
 
     #[test]
-    fn link_and_call_limit_headers_are_read() {
-        let map = headers(&[
-            (
-                "link",
-                r#"<https://s/admin/api/2024-10/orders.json?limit=250&page_info=abc>; rel="previous", <https://s/admin/api/2024-10/orders.json?limit=250&page_info=def>; rel="next""#,
-            ),
-            ("x-shopify-shop-api-call-limit", "32/40"),
-        ]);
-        assert_eq!(
-            next_link(&map).as_deref(),
-            Some("https://s/admin/api/2024-10/orders.json?limit=250&page_info=def")
-        );
-        assert_eq!(call_limit(&map), Some((32, 40)));
-        assert_eq!(pause_for(1, 40), None);
-        assert_eq!(pause_for(31, 40), None);
-        assert_eq!(pause_for(32, 40), Some(Duration::from_millis(500)));
-        assert_eq!(pause_for(40, 40), Some(Duration::from_millis(4500)));
-        assert_eq!(pause_for(0, 0), None);
-    }
-
-    #[test]
     fn errors_are_classified() {
         let throttled = classify(
             reqwest::StatusCode::TOO_MANY_REQUESTS,
@@ -465,20 +320,6 @@ mod tests {
         assert!(matches!(auth, ExtractError::Auth(message) if message.contains("Invalid API key")));
         let bad = classify(reqwest::StatusCode::BAD_REQUEST, &HeaderMap::new(), "{}");
         assert!(matches!(bad, ExtractError::Api(_)));
-    }
-
-    #[test]
-    fn the_first_page_reads_from_the_cursor_minus_the_lookback() {
-        let cursor = cursor_updated_at(&json!({"updated_at": "2026-11-30T04:59:59Z"}));
-        let since = updated_at_min(cursor, "2026-01-01".parse().unwrap(), 7);
-        assert_eq!(since.to_rfc3339(), "2026-11-23T04:59:59+00:00");
-        let first = updated_at_min(None, "2026-11-01".parse().unwrap(), 7);
-        assert_eq!(first.to_rfc3339(), "2026-11-01T00:00:00+00:00");
-        assert_eq!(
-            first_page("http://x/shopify/demo", since),
-            "http://x/shopify/demo/admin/api/2024-10/orders.json?status=any&updated_at_min=2026-11-23T04%3A59%3A59Z&limit=250&order=updated_at%20asc"
-        );
-        assert_eq!(shop_handle("demo.myshopify.com"), "demo");
     }
 
     fn order_with(field: &str, value: Value) -> Value {
@@ -522,12 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn extreme_call_limits_and_retry_afters_are_bounded() {
-        assert_eq!(pause_for(u32::MAX, 1), Some(MAX_PAUSE));
-        assert_eq!(
-            pause_for(u32::MAX, u32::MAX),
-            Some(Duration::from_millis(500).max(MAX_PAUSE).min(MAX_PAUSE))
-        );
+    fn extreme_retry_afters_are_bounded() {
         for value in ["1e30", "18446744073709551615", "-1", "inf", "NaN"] {
             let wait = retry_after(&headers(&[("retry-after", value)]));
             assert!(
@@ -538,23 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn next_pages_stay_on_the_shop() {
-        let shop = "https://demo.myshopify.com";
-        assert!(
-            next_page(
-                "https://demo.myshopify.com/admin/api/2024-10/orders.json?page_info=x",
-                shop
-            )
-            .is_ok()
-        );
-        assert!(
-            next_page(
-                "https://evil.example/admin/api/2024-10/orders.json?page_info=x",
-                shop
-            )
-            .is_err()
-        );
-        assert!(next_page("/relative", shop).is_err());
+    fn a_missing_order_is_not_found() {
         assert!(matches!(
             classify(
                 reqwest::StatusCode::NOT_FOUND,
@@ -563,15 +383,6 @@ mod tests {
             ),
             ExtractError::NotFound(_)
         ));
-    }
-
-    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..200),
-            "[ -~]{0,80}".prop_map(String::into_bytes),
-            "(<[ -~]{0,20}>; ?rel=\"?(next|previous)\"?,? ?){0,3}".prop_map(String::into_bytes),
-            "[0-9]{0,12}/[0-9]{0,12}".prop_map(String::into_bytes),
-        ]
     }
 
     proptest! {
@@ -587,27 +398,6 @@ mod tests {
         }
 
         #[test]
-        fn any_page_headers_are_read_without_a_panic(link in header_bytes(), limit in header_bytes(), wait in header_bytes()) {
-            let mut map = HeaderMap::new();
-            for (name, value) in [("link", link), ("x-shopify-shop-api-call-limit", limit), ("retry-after", wait)] {
-                if let Ok(value) = axum::http::HeaderValue::from_bytes(&value) {
-                    map.append(name, value);
-                }
-            }
-            let _ = next_link(&map);
-            if let Some((used, size)) = call_limit(&map) {
-                prop_assert!(pause_for(used, size).is_none_or(|pause| pause <= MAX_PAUSE));
-            }
-            prop_assert!(retry_after(&map).is_none_or(|wait| wait <= MAX_RETRY_AFTER));
-            let _ = parse_page(&map, &json!({"orders": []}));
-        }
-
-        #[test]
-        fn any_bucket_reading_pauses_at_most_ten_seconds(used in any::<u32>(), size in any::<u32>()) {
-            prop_assert!(pause_for(used, size).is_none_or(|pause| pause <= MAX_PAUSE));
-        }
-
-        #[test]
         fn any_error_answer_is_classified(code in 100u16..600, body in ".{0,400}", wait in "[ -~]{0,20}") {
             let status = reqwest::StatusCode::from_u16(code).unwrap_or(reqwest::StatusCode::BAD_REQUEST);
             let mut map = HeaderMap::new();
@@ -615,13 +405,6 @@ mod tests {
                 map.insert("retry-after", value);
             }
             let _ = classify(status, &map, &body);
-        }
-
-        #[test]
-        fn any_next_link_is_followed_only_on_the_shop(next in ".{0,80}") {
-            if let Ok(url) = next_page(&next, "https://demo.myshopify.com") {
-                prop_assert!(url.starts_with("https://demo.myshopify.com/"));
-            }
         }
     }
 }

@@ -817,13 +817,14 @@ async fn a_delivery_resent_under_another_shop_writes_nothing_there() {
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(
         asked[0].path,
-        format!("/shopify/{OTHER_SHOP}/admin/api/2024-10/orders/{unseen}.json")
+        format!("/shopify/{OTHER_SHOP}/admin/api/2026-10/graphql.json")
     );
+    assert_eq!(asked[0].param("operation"), Some("order"));
     assert_eq!(
-        asked[0].outcome,
-        Outcome::Rejected,
-        "404 from the named shop"
+        asked[0].param("id").map(str::to_string),
+        Some(format!("gid://shopify/Order/{unseen}"))
     );
+    assert_eq!(asked[0].rows, 0, "the named shop has no such order");
 
     // A refund of demo-store's order, re-sent as other-store's.
     e.faults()
@@ -1177,4 +1178,123 @@ async fn a_first_sync_of_200000_orders_is_one_bulk_operation_and_then_pages() {
     for id in added {
         assert!(e.order(id).await.is_some());
     }
+}
+
+/// The mandatory compliance topics act on what we hold and are recorded once; an uninstall
+/// stops the syncing; a shop's redaction deletes its orders.
+#[tokio::test]
+async fn compliance_requests_and_an_uninstall_act_on_the_data_we_hold() {
+    let e = shop().await;
+    e.sync().await;
+    let before = e.stored().await;
+    let [asked, erased] = e.paid_orders(2)[..] else {
+        panic!("two paid orders")
+    };
+    let faults = e.faults();
+    let send = |topic: ShopifyTopic, order: Option<u64>, orders: &[u64]| {
+        faults
+            .shop_webhook(DEFAULT_SHOP, topic, order, orders, SECRET)
+            .unwrap()
+    };
+    let outcome = |answer: (StatusCode, Value)| {
+        assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+        answer.1["outcome"].as_str().unwrap().to_string()
+    };
+    let recorded = |topic: &'static str| {
+        let db = &e.db;
+        async move {
+            db.client()
+                .await
+                .query_typed_one(
+                    "SELECT outcome FROM shopify_compliance_requests WHERE topic = $1",
+                    &[(&topic, Type::TEXT)],
+                )
+                .await
+                .unwrap()
+                .get::<_, Value>(0)
+        }
+    };
+
+    // A data request: what we hold of the customer is recorded for the shop's owner.
+    let request = send(ShopifyTopic::CustomersDataRequest, Some(asked), &[asked]);
+    assert_eq!(
+        outcome(e.post(request.request("/webhooks/shopify")).await),
+        "complied"
+    );
+    let held = recorded("customers/data_request").await;
+    assert!(
+        held["orders_held"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(asked)),
+        "{held}"
+    );
+    assert_eq!(
+        outcome(e.post(request.request("/webhooks/shopify")).await),
+        "duplicate",
+        "a redelivery is recorded once"
+    );
+
+    // A customer's erasure: their details leave every order of theirs; the sums stay.
+    let redact = send(ShopifyTopic::CustomersRedact, Some(erased), &[erased]);
+    assert_eq!(
+        outcome(e.post(redact.request("/webhooks/shopify")).await),
+        "complied"
+    );
+    let (email, customer, raw): (Option<String>, Option<i64>, Value) = {
+        let row = e
+            .db
+            .client()
+            .await
+            .query_typed_one(
+                "SELECT customer_email, customer_id, raw FROM orders WHERE shop = $1 AND order_id = $2",
+                &[(&DEFAULT_SHOP, Type::TEXT), (&(erased as i64), Type::INT8)],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!((email, customer), (None, None));
+    assert!(
+        raw.get("customer").is_none() && raw.get("email").is_none(),
+        "{raw}"
+    );
+    assert!(recorded("customers/redact").await["orders_redacted"].as_u64() >= Some(1));
+    assert_eq!(e.stored().await, before, "the numbers do not move");
+
+    // An uninstall: the connection stops being dispatched.
+    let uninstalled = send(ShopifyTopic::AppUninstalled, None, &[]);
+    assert_eq!(
+        outcome(e.post(uninstalled.request("/webhooks/shopify")).await),
+        "disconnected"
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM connections WHERE status = 'revoked'")
+            .await,
+        1
+    );
+    assert_eq!(
+        etl::dispatch(&e.deps, Platform::Shopify, day(TODAY))
+            .await
+            .unwrap(),
+        1,
+        "only the other shop's connection is still synced"
+    );
+
+    // The shop's redaction (48 hours later): its orders and refunds are gone, and recorded.
+    let shop_redact = send(ShopifyTopic::ShopRedact, None, &[]);
+    assert_eq!(
+        outcome(e.post(shop_redact.request("/webhooks/shopify")).await),
+        "complied"
+    );
+    assert_eq!(e.stored().await.0, 0);
+    assert_eq!(
+        e.count("SELECT count(*) FROM order_refunds WHERE shop = 'demo-store'")
+            .await,
+        0
+    );
+    assert_eq!(
+        recorded("shop/redact").await["orders_deleted"].as_i64(),
+        Some(before.0)
+    );
 }
