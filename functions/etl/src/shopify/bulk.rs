@@ -311,38 +311,57 @@ async fn stream(
         let status = response.status();
         return Err(ExtractError::Api(format!("the bulk result answered HTTP {status}")).into());
     }
-    let mut assembly = Assembly::default();
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(crate::transport_error)?;
-        let done = chunk.is_none();
-        if let Some(chunk) = chunk {
-            pending.extend_from_slice(&chunk);
+    // The file is read and assembled while the previous batch is written: a reader and a
+    // writer joined by a channel of two batches, so neither the download nor PostgreSQL
+    // waits for the other.
+    let (batches, ready) = tokio::sync::mpsc::channel::<Vec<Order>>(2);
+    let read = async move {
+        let mut assembly = Assembly::default();
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(crate::transport_error)?;
+            let done = chunk.is_none();
+            if let Some(chunk) = chunk {
+                pending.extend_from_slice(&chunk);
+            }
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|byte| *byte == b'\n') {
+                read_line(&mut assembly, &pending[start..start + end])?;
+                start += end + 1;
+            }
+            pending.drain(..start);
+            if pending.len() > MAX_LINE_BYTES {
+                return Err(ExtractError::Malformed(format!(
+                    "a bulk line is longer than {MAX_LINE_BYTES} bytes"
+                )));
+            }
+            if done {
+                read_line(&mut assembly, &pending)?;
+            }
+            if assembly.open.len() > BATCH_ORDERS || (done && !assembly.open.is_empty()) {
+                let orders = assembly.take(done)?;
+                // The writer stopped: its error is the one to report.
+                if batches.send(orders).await.is_err() {
+                    break;
+                }
+            }
+            if done {
+                break;
+            }
         }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|byte| *byte == b'\n') {
-            read_line(&mut assembly, &pending[start..start + end])?;
-            start += end + 1;
-        }
-        pending.drain(..start);
-        if pending.len() > MAX_LINE_BYTES {
-            return Err(ExtractError::Malformed(format!(
-                "a bulk line is longer than {MAX_LINE_BYTES} bytes"
-            ))
-            .into());
-        }
-        if done {
-            read_line(&mut assembly, &pending)?;
-        }
-        if assembly.open.len() > BATCH_ORDERS || (done && !assembly.open.is_empty()) {
-            let orders = assembly.take(done)?;
+        Ok::<_, ExtractError>(assembly.late)
+    };
+    let write = async {
+        // Owned here, so a writer that fails drops it and the reader stops sending.
+        let mut ready = ready;
+        while let Some(orders) = ready.recv().await {
             write_batch(deps, lease, report, connection, shop, &orders, stored).await?;
         }
-        if done {
-            break;
-        }
-    }
-    append_late_children(deps, lease, shop, &assembly.late).await
+        Ok::<_, EtlError>(())
+    };
+    let (late, written) = tokio::join!(read, write);
+    written?;
+    append_late_children(deps, lease, shop, &late?).await
 }
 
 fn read_line(assembly: &mut Assembly, line: &[u8]) -> Result<(), ExtractError> {
