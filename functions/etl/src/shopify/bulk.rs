@@ -31,7 +31,7 @@ use tokio_postgres::types::Type;
 use super::graphql::{
     bulk_orders_query, bulk_run_request, bulk_status_request, data, parse_order_node,
 };
-use super::store::{Source, upsert_orders};
+use super::store::store_fenced;
 use super::wire::Order;
 use crate::{
     Connection, EtlDeps, EtlError, ExtractError, Platform, RunReport, check_page_budget, post_json,
@@ -155,45 +155,36 @@ pub(crate) async fn sync(
 
     let shop_api = deps.endpoints.shopify_shop_url(shop);
     let mut stored = BulkStored::default();
-    match finished.status.as_str() {
-        // An operation with no match completes without a file.
-        "COMPLETED" => {
-            if let Some(url) = &finished.url {
-                stream(
-                    deps,
-                    lease,
-                    report,
-                    connection,
-                    shop,
-                    &shop_api,
-                    url,
-                    &mut stored,
-                )
-                .await?;
-            }
-            Ok(stored)
-        }
-        other => {
-            if let Some(url) = &finished.partial_url {
-                stream(
-                    deps,
-                    lease,
-                    report,
-                    connection,
-                    shop,
-                    &shop_api,
-                    url,
-                    &mut stored,
-                )
-                .await?;
-            }
-            Err(ExtractError::Api(format!(
-                "Shopify bulk operation {id} ended {other} ({})",
-                finished.error_code.as_deref().unwrap_or("no error code")
-            ))
-            .into())
-        }
+    // What it produced: the whole file, or what a failed one got through (an operation with
+    // no match completes without a file).
+    let completed = finished.status == "COMPLETED";
+    let file = if completed {
+        &finished.url
+    } else {
+        &finished.partial_url
+    };
+    if let Some(url) = file {
+        stream(
+            deps,
+            lease,
+            report,
+            connection,
+            shop,
+            &shop_api,
+            url,
+            &mut stored,
+        )
+        .await?;
     }
+    if completed {
+        return Ok(stored);
+    }
+    Err(ExtractError::Api(format!(
+        "Shopify bulk operation {id} ended {} ({})",
+        finished.status,
+        finished.error_code.as_deref().unwrap_or("no error code")
+    ))
+    .into())
 }
 
 /// Rule 3: where a result file may be fetched from.
@@ -383,20 +374,15 @@ async fn write_batch(
     orders: &[Order],
     stored: &mut BulkStored,
 ) -> Result<(), EtlError> {
-    let mut client = deps.pool.get().await.context("check out a connection")?;
-    let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
-    lease.fence(&*transaction).await?;
-    let written = upsert_orders(
-        &transaction,
+    let written = store_fenced(
+        &deps.pool,
+        lease,
         shop,
         connection.workspace_id,
-        Some(report.run_id),
-        Source::Poll,
+        report.run_id,
         orders,
     )
     .await?;
-    transaction.commit().await.context("commit a bulk batch")?;
-    lease.renew(&**client).await?;
     report.rows_inserted = report.rows_inserted.saturating_add(written.inserted);
     report.rows_updated = report.rows_updated.saturating_add(written.updated);
     stored.dates.extend(written.dates);

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use serde_json::json;
-use shared::db::{Budget, DbContext};
 use shared::lease::Lease;
 use shared::retry::retry;
 
 use super::bulk;
 use super::graphql::{OrdersPage, orders_request, pace, parse_orders_page};
-use super::store::{Source, upsert_orders};
+use super::store::store_fenced;
 use super::wire::{cursor_updated_at, shop_handle};
 use crate::{
     Connection, EtlDeps, EtlError, EtlRun, Platform, RunReport, check_page_budget, complete,
@@ -145,23 +144,14 @@ async fn pages(
                 _ => None,
             }
         };
-        let store = async {
-            let mut client = deps.pool.get().await.context("check out a connection")?;
-            let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
-            lease.fence(&*transaction).await?;
-            let written = upsert_orders(
-                &transaction,
-                shop,
-                connection.workspace_id,
-                Some(report.run_id),
-                Source::Poll,
-                &page.orders,
-            )
-            .await?;
-            transaction.commit().await.context("commit page")?;
-            lease.renew(&**client).await?;
-            Ok::<_, EtlError>(written)
-        };
+        let store = store_fenced(
+            &deps.pool,
+            lease,
+            shop,
+            connection.workspace_id,
+            report.run_id,
+            &page.orders,
+        );
         let (written, prefetched) = tokio::join!(store, prefetch);
         let written = written?;
         report.pages = report.pages.saturating_add(1);

@@ -75,6 +75,33 @@ async fn store_refunds(
         .context("store refunds")
 }
 
+/// Upserts `orders` of a run in a transaction of their own, fenced by the run's `lease`
+/// (which is renewed after), as a polled page or a bulk batch is written.
+pub(crate) async fn store_fenced(
+    pool: &shared::db::Pool,
+    lease: &shared::lease::Lease,
+    shop: &str,
+    workspace: Uuid,
+    run_id: Uuid,
+    orders: &[Order],
+) -> Result<Written, crate::EtlError> {
+    let mut client = pool.get().await.context("check out a connection")?;
+    let transaction = shared::db::begin(&mut client, shared::db::Budget::BACKGROUND).await?;
+    lease.fence(&*transaction).await?;
+    let written = upsert_orders(
+        &transaction,
+        shop,
+        workspace,
+        Some(run_id),
+        Source::Poll,
+        orders,
+    )
+    .await?;
+    transaction.commit().await.context("commit orders")?;
+    lease.renew(&**client).await?;
+    Ok(written)
+}
+
 /// Upserts orders (and their refunds) in the caller's transaction; newest `updated_at` wins.
 pub async fn upsert_orders(
     transaction: &Transaction<'_>,
