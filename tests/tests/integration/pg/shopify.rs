@@ -108,6 +108,8 @@ async fn shop_of(orders: usize, history_days: u32) -> Shop {
     };
     let deps = EtlDeps {
         retry: integration_tests::fixtures::fast_retries(3),
+        // The stand-in's bulk operations finish in three polls; no need to wait 2 s apart.
+        bulk_poll_interval: Duration::from_millis(20),
         ..EtlDeps::new(&container, config).unwrap()
     };
     let webhook_config = etl::WebhookConfig {
@@ -1297,4 +1299,33 @@ async fn compliance_requests_and_an_uninstall_act_on_the_data_we_hold() {
         recorded("shop/redact").await["orders_deleted"].as_i64(),
         Some(before.0)
     );
+}
+
+/// A bulk operation that fails keeps what its partial file held, fails the run with
+/// Shopify's error code and leaves the cursor alone; the next run's bulk operation completes
+/// the sync without a duplicate.
+#[tokio::test]
+async fn a_failed_bulk_operation_keeps_its_partial_data_and_the_next_run_completes() {
+    let e = shop().await;
+    e.faults().fail_next_bulk_operation();
+    let failed = etl::run(&e.deps, &e.run(SCHEDULED_FROM), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains("FAILED") && error.contains("INTERNAL_SERVER_ERROR"),
+        "{error}"
+    );
+    let expected = e.expected();
+    let partial = e.stored().await.0;
+    assert_eq!(
+        partial,
+        expected.0 / 2,
+        "the partial file's orders are kept"
+    );
+    assert_eq!(e.cursor().await, None, "the cursor does not move");
+    let report = e.sync().await;
+    assert_eq!(report.rows_inserted as i64, expected.0 - partial);
+    assert_eq!(e.stored().await, expected);
 }
