@@ -22,19 +22,38 @@ use crate::{BillingDeps, BillingError, Ingested, StripeEvent, ordering};
 /// database failures; an event that can never be stored is quarantined instead.
 pub async fn ingest(deps: &BillingDeps, payload: &[u8]) -> Result<Ingested, BillingError> {
     let event = StripeEvent::parse(payload)?;
+    ingest_parsed(deps, &event, payload).await
+}
+
+/// [`ingest`] of an event built here rather than received: an API read of the backfill
+/// ([`StripeEvent::api_read`]). Its payload is what the ledger (and a quarantine) keeps.
+pub async fn ingest_event(
+    deps: &BillingDeps,
+    event: &StripeEvent,
+) -> Result<Ingested, BillingError> {
+    let payload = serde_json::to_vec(&event.payload)
+        .map_err(|error| BillingError::Malformed(error.to_string()))?;
+    ingest_parsed(deps, event, &payload).await
+}
+
+async fn ingest_parsed(
+    deps: &BillingDeps,
+    event: &StripeEvent,
+    payload: &[u8],
+) -> Result<Ingested, BillingError> {
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     // Found here, the NUL is refused with where it is, and costs no transaction.
     let applied = match shared::text::unstorable(&event.payload) {
         Some(path) => Err(BillingError::Unstorable(format!(
             "`\\u0000` at {path}: PostgreSQL's text and jsonb cannot hold it"
         ))),
-        None => retry(RetryPolicy::default(), || apply(deps, &outbox, &event)).await,
+        None => retry(RetryPolicy::default(), || apply(deps, &outbox, event)).await,
     };
     let (outcome, pending) = match applied {
         Ok(applied) => applied,
         Err(error) => {
             return match error.unstorable_reason() {
-                Some(reason) => quarantine(deps, &event, &reason, payload).await,
+                Some(reason) => quarantine(deps, event, &reason, payload).await,
                 None => Err(error),
             };
         }
@@ -110,7 +129,7 @@ async fn apply(
         .transaction()
         .await
         .context("begin event transaction")?;
-    let Some(route) = mirror::route(&event.event_type) else {
+    let Some(route) = event.route() else {
         let (limited, recorded) = tokio::join!(
             shared::db::limit(&transaction, Budget::REQUEST),
             record(&transaction, event, None, LedgerOutcome::Unsupported),
