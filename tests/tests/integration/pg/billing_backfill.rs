@@ -434,3 +434,49 @@ async fn an_api_read_never_overwrites_a_newer_or_same_second_event() {
         ]
     );
 }
+
+#[tokio::test]
+async fn refund_events_write_refunds_and_payment_intents_are_mirrored() {
+    let setup = setup(StripeAccount::from_objects(NOW, []), 4).await;
+    let refund = json!({"id": "re_1", "object": "refund", "amount": 300, "charge": "ch_1",
+        "payment_intent": "pi_1", "currency": "eur", "status": "succeeded",
+        "reason": "requested_by_customer", "created": NOW - 10});
+    let intent = json!({"id": "pi_1", "object": "payment_intent", "amount": 900,
+        "amount_received": 900, "currency": "eur", "customer": "cus_1", "status": "succeeded",
+        "latest_charge": "ch_1", "created": NOW - 20});
+    for (id, kind, object) in [
+        ("evt_refund", "charge.refund.updated", refund),
+        ("evt_intent", "payment_intent.succeeded", intent),
+    ] {
+        let body = json!({"id": id, "object": "event", "api_version": "2025-03-31.basil",
+            "created": NOW, "livemode": false, "type": kind, "data": {"object": object}})
+        .to_string();
+        let (status, answer) = setup.deliver(&body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(answer.contains("applied"), "{kind}: {answer}");
+    }
+    let client = setup.db.client().await;
+    let refund = client
+        .query_typed_one(
+            "SELECT charge, amount, currency, status FROM stripe.refunds WHERE id = 're_1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            refund.get::<_, String>(0),
+            refund.get::<_, i64>(1),
+            refund.get::<_, String>(2),
+            refund.get::<_, String>(3)
+        ),
+        ("ch_1".into(), 300, "eur".into(), "succeeded".into())
+    );
+    assert_eq!(setup.count("SELECT count(*) FROM stripe.charges").await, 0);
+    assert_eq!(
+        setup
+            .count("SELECT amount_received FROM stripe.payment_intents WHERE id = 'pi_1'")
+            .await,
+        900
+    );
+}
