@@ -77,8 +77,8 @@ impl Resource {
     }
 
     /// Query parameters beyond paging: subscriptions list only live ones unless asked for
-    /// all (their items come with them, at most 20 per subscription; more are paged from
-    /// `/v1/subscription_items`).
+    /// all (their items come with them, a first page of them; when it `has_more`, the rest
+    /// are paged from `/v1/subscription_items`).
     fn query(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Resource::Subscriptions => &[("status", "all")],
