@@ -21,6 +21,8 @@
 //! (100 per second in live mode); a 429 is waited out as Stripe asks (`Retry-After`,
 //! `Stripe-Should-Retry`).
 
+use std::collections::{HashMap, HashSet};
+
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -28,8 +30,9 @@ use shared::db::DbContext;
 use shared::retry::{RetryClass, Retryable};
 use tokio_postgres::types::Type;
 
+use crate::mirror::Table;
 use crate::stripe_api::{ApiError, Page, StripeApi};
-use crate::{BillingDeps, BillingError, Ingested, StripeEvent, ingest};
+use crate::{BillingDeps, BillingError, Ingested, StripeEvent, ingest, ingest_batch};
 
 /// A list endpoint the backfill pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -313,7 +316,11 @@ async fn complete_items(api: &StripeApi, page: &mut Page) -> Result<(), ApiError
     Ok(())
 }
 
-/// Applies one page's objects, each in its own transaction through the webhook's path.
+/// Objects of one batch transaction (a page is cut into a few, written side by side).
+const BATCH: usize = 25;
+
+/// Applies one page's objects through the webhook's path: plain rows of one table in batch
+/// transactions (`ingest_batch`), the rest (subscriptions, deletions) each in its own.
 async fn apply_page(
     deps: &BillingDeps,
     resource: Resource,
@@ -321,16 +328,42 @@ async fn apply_page(
     concurrency: usize,
     report: &mut ApiBackfillReport,
 ) -> Result<(), BackfillError> {
-    let outcomes: Vec<Result<Ingested, BillingError>> =
-        futures::stream::iter(page.data.iter().cloned())
-            .map(|object| async move {
-                let event =
-                    StripeEvent::api_read(object, page.read_at, page.api_version.as_deref())?;
-                ingest::ingest_event(deps, &event).await
-            })
-            .buffer_unordered(concurrency.max(1))
+    let mut outcomes: Vec<Result<Ingested, BillingError>> = Vec::new();
+    let mut batched: Vec<(Table, StripeEvent)> = Vec::new();
+    let mut single: Vec<StripeEvent> = Vec::new();
+    let mut seen = HashSet::new();
+    for object in &page.data {
+        match StripeEvent::api_read(object.clone(), page.read_at, page.api_version.as_deref()) {
+            Err(error) => outcomes.push(Err(error)),
+            Ok(event) => match ingest_batch::batchable(&event) {
+                Some(table) if seen.insert(event.id.clone()) => batched.push((table, event)),
+                _ => single.push(event),
+            },
+        }
+    }
+    let mut groups: HashMap<Table, Vec<StripeEvent>> = HashMap::new();
+    for (table, event) in batched {
+        groups.entry(table).or_default().push(event);
+    }
+    let chunks: Vec<(Table, &[StripeEvent])> = groups
+        .iter()
+        .flat_map(|(table, events)| events.chunks(BATCH).map(|chunk| (*table, chunk)))
+        .collect();
+    let batches: Vec<Result<Vec<Result<Ingested, BillingError>>, BillingError>> =
+        futures::stream::iter(chunks)
+            .map(|(table, chunk)| ingest_batch::ingest_batch(deps, table, chunk))
+            .buffer_unordered(concurrency.clamp(1, 4))
             .collect()
             .await;
+    for batch in batches {
+        outcomes.extend(batch?);
+    }
+    let singles: Vec<Result<Ingested, BillingError>> = futures::stream::iter(&single)
+        .map(|event| ingest::ingest_event(deps, event))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    outcomes.extend(singles);
     report.read += page.data.len() as u64;
     let mut failure = None;
     for outcome in outcomes {

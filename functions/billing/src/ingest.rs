@@ -109,10 +109,22 @@ impl LedgerOutcome {
 /// The stored version of an object.
 pub(crate) struct Stored {
     raw: Value,
-    event_id: String,
+    pub(crate) event_id: String,
     created: i64,
     previous_attributes: Option<Value>,
-    deleted: bool,
+    pub(crate) deleted: bool,
+}
+
+impl Stored {
+    pub(crate) fn version(&self) -> ordering::Version<'_> {
+        ordering::Version {
+            event_id: &self.event_id,
+            created: self.created,
+            object: &self.raw,
+            previous_attributes: self.previous_attributes.as_ref(),
+            deletes: self.deleted,
+        }
+    }
 }
 
 /// One event, one transaction, four round trips: `BEGIN`; the transaction's time limits, the
@@ -183,16 +195,7 @@ async fn apply(
             return Ok((Ingested::Duplicate, Pending::default()));
         }
         Some(stored) if stored.deleted => false,
-        Some(stored) => ordering::is_newer(
-            &event.version(route.deletes),
-            &ordering::Version {
-                event_id: &stored.event_id,
-                created: stored.created,
-                object: &stored.raw,
-                previous_attributes: stored.previous_attributes.as_ref(),
-                deletes: stored.deleted,
-            },
-        ),
+        Some(stored) => ordering::is_newer(&event.version(route.deletes), &stored.version()),
     };
     let (outcome, ledger) = if newer {
         (Ingested::Applied, LedgerOutcome::Applied)
@@ -294,6 +297,38 @@ async fn read(
         previous_attributes: row.get(3),
         deleted: row.get(4),
     }))
+}
+
+/// The stored versions of several objects of one table, by id.
+pub(crate) async fn read_many(
+    transaction: &Transaction<'_>,
+    table: Table,
+    ids: &[&str],
+) -> Result<HashMap<String, Stored>, BillingError> {
+    let sql = format!(
+        "SELECT id, raw, last_event_id, extract(epoch FROM last_event_created)::int8, last_event_previous, deleted
+           FROM stripe.{} WHERE id = ANY ($1)",
+        table.name()
+    );
+    let rows = transaction
+        .query_typed(&sql, &[(&ids, Type::TEXT_ARRAY)])
+        .await
+        .context("read stored objects")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                Stored {
+                    raw: row.get(1),
+                    event_id: row.get(2),
+                    created: row.get(3),
+                    previous_attributes: row.get(4),
+                    deleted: row.get(5),
+                },
+            )
+        })
+        .collect())
 }
 
 /// The object's workspace, if it names one that exists or its customer has one.

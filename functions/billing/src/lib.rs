@@ -43,6 +43,7 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod ingest;
+mod ingest_batch;
 pub mod mirror;
 pub mod ordering;
 pub mod replay;

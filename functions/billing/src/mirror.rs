@@ -15,7 +15,7 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// A mirrored object type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Customers,
     Products,
