@@ -35,8 +35,9 @@
 //!
 //! Layout: [`event`] parses a delivery; [`ingest`] is the transaction; `writes` builds its
 //! statements from the [`mirror`]'s field lists; [`http`] is the route; [`replay`] feeds
-//! stored events through the same path; [`backfill`] pages Stripe's list API through it;
-//! [`config`] builds the agent.
+//! stored events through the same path; [`backfill`] pages Stripe's list API through it,
+//! a page's plain rows of one table sharing one transaction (`ingest_batch`, the same steps
+//! as arrays); [`config`] builds the agent.
 
 pub mod backfill;
 pub mod config;

@@ -269,6 +269,16 @@ async fn an_interrupted_backfill_continues_after_its_last_page_and_stores_each_o
             > 0
     );
 
+    // Plain rows share batch transactions (rows of one transaction share `xmin`).
+    let customers = account.count(standins::stripe::Resource::Customers, true) as i64;
+    let transactions = setup
+        .count("SELECT count(DISTINCT xmin::text) FROM stripe.customers")
+        .await;
+    assert!(
+        transactions * 10 <= customers,
+        "{customers} customers written in {transactions} transactions"
+    );
+
     // Each page was fetched exactly once over both runs, and each list started once.
     let requests = faults.requests();
     let served: Vec<_> = requests.iter().filter(|r| r.status == 200).collect();
