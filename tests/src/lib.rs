@@ -14,6 +14,8 @@
 //! * [`stripe_events`] — seeded, realistic Stripe webhook traffic (out of order, duplicated,
 //!   same-second chains, two API shapes) and the mirror state it must produce.
 //! * [`stripe_check`] — compares a database's `stripe` schema with that state.
+//! * [`stripe_account`] — that traffic cut at one second: the account Stripe's API shows
+//!   then (for the backfill), the later webhooks, and the state both must leave.
 
 pub mod attack;
 pub mod bench_http;
@@ -24,6 +26,7 @@ pub mod fixtures;
 pub mod moto;
 pub mod resend_standin;
 pub mod routes;
+pub mod stripe_account;
 pub mod stripe_check;
 pub mod stripe_events;
 pub mod test_db;

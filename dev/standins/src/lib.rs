@@ -1,7 +1,8 @@
 //! Local HTTP stand-ins for the three APIs the ETL agents read: Meta Ads Insights
 //! ([`meta`]), TikTok's synchronous report ([`tiktok`]) and Shopify's REST orders
 //! ([`shopify`]); and, on a server of its own, for Supabase Auth's signing keys and the
-//! access tokens they sign ([`supabase_auth`]).
+//! access tokens they sign ([`supabase_auth`]); and, on another, for Stripe's list API that
+//! the billing backfill pages ([`stripe`]).
 //!
 //! They speak the real wire formats (paths, query parameters, auth headers, envelopes,
 //! numbers as strings, cursors and `Link` headers, the platforms' own throttling and
@@ -40,6 +41,7 @@
 
 pub mod meta;
 pub mod shopify;
+pub mod stripe;
 pub mod supabase_auth;
 pub mod tiktok;
 

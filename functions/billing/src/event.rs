@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::mirror::{self, Route};
 use crate::{BillingError, MAX_ID_BYTES, ordering};
 
 /// A parsed snapshot event.
@@ -63,6 +64,56 @@ impl StripeEvent {
             api_version: text("api_version"),
             payload,
         })
+    }
+
+    /// An API read of `object` at second `read_at` (the backfill), as an event of type
+    /// `api_read.{object}` whose id ([`ordering::API_READ_PREFIX`]) and `created` (the read's
+    /// second) let the ordering rule tell it from Stripe's events. `api_version` is the one
+    /// the API answered in.
+    pub fn api_read(
+        object: Value,
+        read_at: i64,
+        api_version: Option<&str>,
+    ) -> Result<Self, BillingError> {
+        let kind = object
+            .get("object")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BillingError::Malformed("the object has no `object` type".into()))?;
+        let object_id = object
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BillingError::Malformed(format!("a `{kind}` without an `id`")))?;
+        let id = format!("{}{read_at}_{object_id}", ordering::API_READ_PREFIX);
+        if id.len() > MAX_ID_BYTES {
+            return Err(BillingError::Malformed(format!(
+                "`id` {object_id:?} is too long for a Stripe id"
+            )));
+        }
+        let event_type = mirror::api_read_type(kind);
+        let livemode = object
+            .get("livemode")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let payload = serde_json::json!({
+            "id": id, "object": "event", "type": event_type, "created": read_at,
+            "livemode": livemode, "api_version": api_version, "data": {"object": object},
+        });
+        Ok(Self {
+            id,
+            event_type,
+            created: read_at,
+            livemode,
+            account: None,
+            api_version: api_version.map(str::to_string),
+            payload,
+        })
+    }
+
+    /// The table this event writes, and whether it deletes the object; `None` for types kept
+    /// in the ledger only.
+    pub fn route(&self) -> Option<Route> {
+        mirror::route(&self.event_type)
+            .or_else(|| mirror::api_read_route(&self.event_type, self.object()))
     }
 
     pub fn object(&self) -> &Value {

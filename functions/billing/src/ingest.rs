@@ -22,19 +22,38 @@ use crate::{BillingDeps, BillingError, Ingested, StripeEvent, ordering};
 /// database failures; an event that can never be stored is quarantined instead.
 pub async fn ingest(deps: &BillingDeps, payload: &[u8]) -> Result<Ingested, BillingError> {
     let event = StripeEvent::parse(payload)?;
+    ingest_parsed(deps, &event, payload).await
+}
+
+/// [`ingest`] of an event built here rather than received: an API read of the backfill
+/// ([`StripeEvent::api_read`]). Its payload is what the ledger (and a quarantine) keeps.
+pub async fn ingest_event(
+    deps: &BillingDeps,
+    event: &StripeEvent,
+) -> Result<Ingested, BillingError> {
+    let payload = serde_json::to_vec(&event.payload)
+        .map_err(|error| BillingError::Malformed(error.to_string()))?;
+    ingest_parsed(deps, event, &payload).await
+}
+
+async fn ingest_parsed(
+    deps: &BillingDeps,
+    event: &StripeEvent,
+    payload: &[u8],
+) -> Result<Ingested, BillingError> {
     let outbox = Outbox::new(deps.pool.clone(), deps.transport.clone());
     // Found here, the NUL is refused with where it is, and costs no transaction.
     let applied = match shared::text::unstorable(&event.payload) {
         Some(path) => Err(BillingError::Unstorable(format!(
             "`\\u0000` at {path}: PostgreSQL's text and jsonb cannot hold it"
         ))),
-        None => retry(RetryPolicy::default(), || apply(deps, &outbox, &event)).await,
+        None => retry(RetryPolicy::default(), || apply(deps, &outbox, event)).await,
     };
     let (outcome, pending) = match applied {
         Ok(applied) => applied,
         Err(error) => {
             return match error.unstorable_reason() {
-                Some(reason) => quarantine(deps, &event, &reason, payload).await,
+                Some(reason) => quarantine(deps, event, &reason, payload).await,
                 None => Err(error),
             };
         }
@@ -90,10 +109,22 @@ impl LedgerOutcome {
 /// The stored version of an object.
 pub(crate) struct Stored {
     raw: Value,
-    event_id: String,
+    pub(crate) event_id: String,
     created: i64,
     previous_attributes: Option<Value>,
-    deleted: bool,
+    pub(crate) deleted: bool,
+}
+
+impl Stored {
+    pub(crate) fn version(&self) -> ordering::Version<'_> {
+        ordering::Version {
+            event_id: &self.event_id,
+            created: self.created,
+            object: &self.raw,
+            previous_attributes: self.previous_attributes.as_ref(),
+            deletes: self.deleted,
+        }
+    }
 }
 
 /// One event, one transaction, four round trips: `BEGIN`; the transaction's time limits, the
@@ -110,7 +141,7 @@ async fn apply(
         .transaction()
         .await
         .context("begin event transaction")?;
-    let Some(route) = mirror::route(&event.event_type) else {
+    let Some(route) = event.route() else {
         let (limited, recorded) = tokio::join!(
             shared::db::limit(&transaction, Budget::REQUEST),
             record(&transaction, event, None, LedgerOutcome::Unsupported),
@@ -164,16 +195,7 @@ async fn apply(
             return Ok((Ingested::Duplicate, Pending::default()));
         }
         Some(stored) if stored.deleted => false,
-        Some(stored) => ordering::is_newer(
-            &event.version(route.deletes),
-            &ordering::Version {
-                event_id: &stored.event_id,
-                created: stored.created,
-                object: &stored.raw,
-                previous_attributes: stored.previous_attributes.as_ref(),
-                deletes: stored.deleted,
-            },
-        ),
+        Some(stored) => ordering::is_newer(&event.version(route.deletes), &stored.version()),
     };
     let (outcome, ledger) = if newer {
         (Ingested::Applied, LedgerOutcome::Applied)
@@ -275,6 +297,38 @@ async fn read(
         previous_attributes: row.get(3),
         deleted: row.get(4),
     }))
+}
+
+/// The stored versions of several objects of one table, by id.
+pub(crate) async fn read_many(
+    transaction: &Transaction<'_>,
+    table: Table,
+    ids: &[&str],
+) -> Result<HashMap<String, Stored>, BillingError> {
+    let sql = format!(
+        "SELECT id, raw, last_event_id, extract(epoch FROM last_event_created)::int8, last_event_previous, deleted
+           FROM stripe.{} WHERE id = ANY ($1)",
+        table.name()
+    );
+    let rows = transaction
+        .query_typed(&sql, &[(&ids, Type::TEXT_ARRAY)])
+        .await
+        .context("read stored objects")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                Stored {
+                    raw: row.get(1),
+                    event_id: row.get(2),
+                    created: row.get(3),
+                    previous_attributes: row.get(4),
+                    deleted: row.get(5),
+                },
+            )
+        })
+        .collect())
 }
 
 /// The object's workspace, if it names one that exists or its customer has one.

@@ -14,7 +14,10 @@
 //!    items and its revenue facts ([`revenue`]); a revenue-bearing change asks the metrics
 //!    agent to recompute that workspace's day (outbox, dispatched after commit).
 //!
-//! Nothing reaches Stripe's API: every column comes from the event payload.
+//! Webhooks never reach Stripe's API: every column comes from the event payload. Only the
+//! operator's backfill ([`backfill`], `ops stripe backfill`) reads the API ([`stripe_api`]),
+//! turning each object read into an API read that takes the same transaction; the ordering
+//! rule never lets it overwrite a newer event.
 //!
 //! What can go wrong, and what Stripe hears (Stripe retries every non-2xx for three days):
 //!
@@ -32,21 +35,27 @@
 //!
 //! Layout: [`event`] parses a delivery; [`ingest`] is the transaction; `writes` builds its
 //! statements from the [`mirror`]'s field lists; [`http`] is the route; [`replay`] feeds
-//! stored events through the same path; [`config`] builds the agent.
+//! stored events through the same path; [`backfill`] pages Stripe's list API through it,
+//! a page's plain rows of one table sharing one transaction (`ingest_batch`, the same steps
+//! as arrays); [`config`] builds the agent.
 
+pub mod backfill;
 pub mod config;
 pub mod event;
 pub mod http;
 pub mod ingest;
+mod ingest_batch;
 pub mod mirror;
 pub mod ordering;
 pub mod replay;
 pub mod revenue;
+pub mod stripe_api;
 mod writes;
 
+pub use backfill::{ApiBackfillReport, BackfillOptions, backfill_from_api};
 pub use event::StripeEvent;
 pub use http::router;
-pub use ingest::ingest;
+pub use ingest::{ingest, ingest_event};
 pub use replay::{BackfillReport, backfill, export_ledger, rebuild};
 
 use std::sync::Arc;

@@ -5,6 +5,9 @@
 //! object shapes and the 2025 ("basil") ones: subscription periods that moved onto the items,
 //! and invoices whose subscription moved under `parent.subscription_details` and whose `paid`
 //! flag gave way to `status`.
+//!
+//! An API read (the backfill's snapshot, typed `api_read.{object}`) routes by its object
+//! ([`api_read_route`]) into the same tables and columns as the events of that object.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -12,7 +15,7 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// A mirrored object type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Customers,
     Products,
@@ -22,6 +25,8 @@ pub enum Table {
     Charges,
     Disputes,
     CheckoutSessions,
+    Refunds,
+    PaymentIntents,
 }
 
 impl Table {
@@ -35,6 +40,8 @@ impl Table {
             Table::Charges => "charges",
             Table::Disputes => "disputes",
             Table::CheckoutSessions => "checkout_sessions",
+            Table::Refunds => "refunds",
+            Table::PaymentIntents => "payment_intents",
         }
     }
 
@@ -47,6 +54,7 @@ impl Table {
                 | Table::Charges
                 | Table::Disputes
                 | Table::CheckoutSessions
+                | Table::Refunds
         )
     }
 }
@@ -60,10 +68,46 @@ pub struct Route {
     pub deletes: bool,
 }
 
+/// The event type of an API read of an object of type `object` (`customer`, `subscription`…).
+pub fn api_read_type(object: &str) -> String {
+    format!("api_read.{object}")
+}
+
+/// The table an API read of `object` writes. A read says an object is deleted when Stripe
+/// answers it so (`deleted: true`) or, for a subscription, when it is canceled: Stripe sends
+/// `customer.subscription.deleted` when it cancels one, so a read of a canceled subscription
+/// is what that event would have left.
+pub fn api_read_route(event_type: &str, object: &Value) -> Option<Route> {
+    let kind = event_type.strip_prefix("api_read.")?;
+    let table = match kind {
+        "customer" => Table::Customers,
+        "product" => Table::Products,
+        "price" => Table::Prices,
+        "subscription" => Table::Subscriptions,
+        "invoice" => Table::Invoices,
+        "charge" => Table::Charges,
+        "dispute" => Table::Disputes,
+        "refund" => Table::Refunds,
+        "payment_intent" => Table::PaymentIntents,
+        "checkout.session" => Table::CheckoutSessions,
+        _ => return None,
+    };
+    let deleted = object.get("deleted").and_then(Value::as_bool) == Some(true)
+        || (table == Table::Subscriptions
+            && object.get("status").and_then(Value::as_str) == Some("canceled"));
+    Some(Route {
+        table,
+        deletes: deleted,
+    })
+}
+
 /// The table an event type writes; `None` for types kept in the ledger only.
 pub fn route(event_type: &str) -> Option<Route> {
     let (table, action) = if let Some(action) = event_type.strip_prefix("customer.subscription.") {
         (Table::Subscriptions, action)
+    } else if let Some(action) = event_type.strip_prefix("charge.refund.") {
+        // `charge.refund.updated` carries a refund, not a charge.
+        (Table::Refunds, action)
     } else if let Some(action) = event_type.strip_prefix("charge.dispute.") {
         (Table::Disputes, action)
     } else if let Some(action) = event_type.strip_prefix("checkout.session.") {
@@ -77,6 +121,8 @@ pub fn route(event_type: &str) -> Option<Route> {
             // `invoice.upcoming` describes an invoice that does not exist yet (it has no id).
             "invoice" if action != "upcoming" => Table::Invoices,
             "charge" => Table::Charges,
+            "refund" => Table::Refunds,
+            "payment_intent" => Table::PaymentIntents,
             _ => return None,
         };
         (table, action)
@@ -166,7 +212,10 @@ pub struct WorkspaceRef {
 }
 
 pub fn workspace_ref(table: Table, object: &Value) -> Option<WorkspaceRef> {
-    if matches!(table, Table::Products | Table::Prices | Table::Disputes) {
+    if matches!(
+        table,
+        Table::Products | Table::Prices | Table::Disputes | Table::Refunds
+    ) {
         return None;
     }
     let metadata = object
@@ -319,6 +368,25 @@ pub fn columns(table: Table, object: &Value) -> Vec<(&'static str, Field)> {
             ("reason", text(object, "reason")),
             created,
         ],
+        Table::Refunds => vec![
+            ("charge", id_of(object, "charge")),
+            ("payment_intent", id_of(object, "payment_intent")),
+            ("amount", int(object, "amount")),
+            ("currency", text(object, "currency")),
+            ("status", text(object, "status")),
+            ("reason", text(object, "reason")),
+            created,
+        ],
+        Table::PaymentIntents => vec![
+            ("customer", id_of(object, "customer")),
+            ("invoice", id_of(object, "invoice")),
+            ("latest_charge", id_of(object, "latest_charge")),
+            ("status", text(object, "status")),
+            ("amount", int(object, "amount")),
+            ("amount_received", int(object, "amount_received")),
+            ("currency", text(object, "currency")),
+            created,
+        ],
         Table::CheckoutSessions => vec![
             ("customer", id_of(object, "customer")),
             ("subscription", id_of(object, "subscription")),
@@ -417,6 +485,19 @@ mod tests {
             Some(Table::CheckoutSessions)
         );
         assert_eq!(
+            route("charge.refund.updated").map(|r| r.table),
+            Some(Table::Refunds)
+        );
+        assert_eq!(
+            route("refund.created").map(|r| r.table),
+            Some(Table::Refunds)
+        );
+        assert_eq!(
+            route("payment_intent.succeeded").map(|r| r.table),
+            Some(Table::PaymentIntents)
+        );
+        assert_eq!(route("api_read.customer"), None);
+        assert_eq!(
             route("invoice.payment_succeeded").map(|r| r.table),
             Some(Table::Invoices)
         );
@@ -424,11 +505,37 @@ mod tests {
             "invoice.upcoming",
             "customer.tax_id.created",
             "customer.discount.created",
-            "payment_intent.created",
             "weird",
         ] {
             assert_eq!(route(ignored), None, "{ignored}");
         }
+    }
+
+    #[test]
+    fn api_reads_route_by_object_and_a_canceled_subscription_is_deleted() {
+        let customer = json!({"object": "customer"});
+        assert_eq!(
+            api_read_route(&api_read_type("customer"), &customer),
+            Some(Route {
+                table: Table::Customers,
+                deletes: false
+            })
+        );
+        let canceled = json!({"object": "subscription", "status": "canceled"});
+        assert_eq!(
+            api_read_route(&api_read_type("subscription"), &canceled),
+            Some(Route {
+                table: Table::Subscriptions,
+                deletes: true
+            })
+        );
+        let refund = json!({"object": "refund"});
+        assert_eq!(
+            api_read_route("api_read.refund", &refund).map(|r| r.table),
+            Some(Table::Refunds)
+        );
+        assert_eq!(api_read_route("api_read.balance", &refund), None);
+        assert_eq!(api_read_route("customer.updated", &customer), None);
     }
 
     #[test]

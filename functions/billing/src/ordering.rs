@@ -6,15 +6,22 @@
 //! event that wrote the stored state:
 //!
 //! 1. The same event: not newer (a duplicate).
-//! 2. A later `created` second wins.
-//! 3. Same second, a deletion comes last: nothing happens to an object after it is deleted.
-//! 4. Same second, the change chain: an event whose `data.previous_attributes` equal the other
+//! 2. A later `created` second wins. For an API read (the backfill's snapshot of an object,
+//!    [`is_api_read`]) `created` is the second it was read: the object as of then, so every
+//!    event of an earlier second is already in it and loses, and every later event wins.
+//! 3. Same second, an API read against an event: the event wins. Nothing says whether the
+//!    event happened before or after the read inside that second; if after, it is newer; if
+//!    before, its state is the read's or one step of a same-second chain whose later events
+//!    Stripe delivers too, and rule 5 then settles the chain among events. A read never
+//!    overwrites an event it cannot prove older.
+//! 4. Same second, a deletion comes last: nothing happens to an object after it is deleted.
+//! 5. Same second, the change chain: an event whose `data.previous_attributes` equal the other
 //!    event's object (for every attribute it lists) happened after it.
-//! 5. Same second, no chain: lifecycle progress read from the object itself — a status that
+//! 6. Same second, no chain: lifecycle progress read from the object itself — a status that
 //!    cannot go backwards (invoice draft → open → paid/void/uncollectible; subscription
-//!    incomplete → trialing/active… → canceled), then counters that only grow (amount
-//!    refunded, amount paid).
-//! 6. Still tied: the larger event id, so every replica settles on the same state whatever the
+//!    incomplete → trialing/active… → canceled; refund and payment intent pending → final),
+//!    then counters that only grow (amount refunded, amount paid).
+//! 7. Still tied: the larger event id, so every replica settles on the same state whatever the
 //!    delivery order. (Two such events describe the same state as far as we can tell.)
 //!
 //! Deleted objects are terminal and never replaced; the caller checks that before asking.
@@ -32,6 +39,15 @@ pub struct Version<'a> {
     pub deletes: bool,
 }
 
+/// The id prefix of an API read: `api_read_{second}_{object id}`, so one object read twice
+/// in the same second is one read (a duplicate). Stripe's own event ids start `evt_`.
+pub const API_READ_PREFIX: &str = "api_read_";
+
+/// Whether the version was read from Stripe's API (a backfill) rather than sent as an event.
+pub fn is_api_read(version: &Version<'_>) -> bool {
+    version.event_id.starts_with(API_READ_PREFIX)
+}
+
 /// Whether `incoming` should replace `stored`.
 pub fn is_newer(incoming: &Version<'_>, stored: &Version<'_>) -> bool {
     if incoming.event_id == stored.event_id {
@@ -39,6 +55,9 @@ pub fn is_newer(incoming: &Version<'_>, stored: &Version<'_>) -> bool {
     }
     if incoming.created != stored.created {
         return incoming.created > stored.created;
+    }
+    if is_api_read(incoming) != is_api_read(stored) {
+        return !is_api_read(incoming);
     }
     if incoming.deletes != stored.deletes {
         return incoming.deletes;
@@ -85,6 +104,14 @@ fn progress(object: &Value) -> (u8, i64, i64) {
         (Some("charge"), "succeeded" | "failed") => 1,
         (Some("checkout.session"), "open") => 0,
         (Some("checkout.session"), "complete" | "expired") => 1,
+        (Some("refund"), "pending" | "requires_action") => 0,
+        (Some("refund"), "succeeded" | "failed" | "canceled") => 1,
+        (Some("payment_intent"), "requires_payment_method") => 0,
+        (Some("payment_intent"), "requires_confirmation") => 1,
+        (Some("payment_intent"), "requires_action") => 2,
+        (Some("payment_intent"), "processing") => 3,
+        (Some("payment_intent"), "requires_capture") => 4,
+        (Some("payment_intent"), "succeeded" | "canceled") => 5,
         _ => 0,
     };
     let counter = |name: &str| object.get(name).and_then(Value::as_i64).unwrap_or(0);
@@ -175,6 +202,49 @@ mod tests {
             &version("evt_a", 5, &refunded, None),
             &version("evt_b", 5, &charged, None)
         ));
+    }
+
+    #[test]
+    fn an_api_read_replaces_only_events_of_earlier_seconds() {
+        let read_object = json!({"object": "customer", "email": "read@x.io"});
+        let event_object = json!({"object": "customer", "email": "event@x.io"});
+        let read = version("api_read_100_cus_1", 100, &read_object, None);
+        // An event of an earlier second is in the read already.
+        let older = version("evt_z", 99, &event_object, None);
+        assert!(is_newer(&read, &older));
+        assert!(!is_newer(&older, &read));
+        // A later event is newer than the read, whichever arrives first.
+        let later = version("evt_a", 101, &event_object, None);
+        assert!(is_newer(&later, &read));
+        assert!(!is_newer(&read, &later));
+    }
+
+    #[test]
+    fn a_same_second_event_beats_the_read_whatever_the_ids_and_progress() {
+        // The read shows more progress and sorts after the event's id; the event still wins,
+        // because the read cannot prove it happened after the event.
+        let read_object = json!({"object": "invoice", "status": "paid", "amount_paid": 500});
+        let event_object = json!({"object": "invoice", "status": "open", "amount_paid": 0});
+        let read = version("api_read_100_in_1", 100, &read_object, None);
+        let event = version("evt_0", 100, &event_object, None);
+        assert!(is_newer(&event, &read));
+        assert!(!is_newer(&read, &event));
+        let deletion = Version {
+            deletes: true,
+            ..version("evt_1", 100, &event_object, None)
+        };
+        assert!(is_newer(&deletion, &read));
+    }
+
+    #[test]
+    fn two_reads_order_by_second_and_one_read_is_a_duplicate() {
+        let object = json!({"object": "customer"});
+        let first = version("api_read_100_cus_1", 100, &object, None);
+        let second = version("api_read_200_cus_1", 200, &object, None);
+        assert!(is_newer(&second, &first));
+        assert!(!is_newer(&first, &second));
+        assert!(!is_newer(&first, &first));
+        assert!(is_api_read(&first) && !is_api_read(&version("evt_1", 1, &object, None)));
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub async fn backfill(
 /// Tables the ledger's events are applied to, emptied by [`rebuild`].
 const MIRROR_TABLES: &str = "stripe.events, stripe.customers, stripe.products, stripe.prices, \
      stripe.subscriptions, stripe.subscription_items, stripe.invoices, stripe.charges, \
-     stripe.disputes, stripe.checkout_sessions, stripe.subscription_mrr, stripe.mrr_changes";
+     stripe.disputes, stripe.checkout_sessions, stripe.refunds, stripe.payment_intents, \
+     stripe.subscription_mrr, stripe.mrr_changes";
 
 /// Writes every stored Stripe event, oldest first, one JSON payload per line (the format
 /// [`backfill`] reads); returns how many.

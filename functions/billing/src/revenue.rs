@@ -2,12 +2,26 @@
 //! change, for the metrics agent.
 //!
 //! MRR counts subscriptions that are `active` or `past_due` (still billed; trials, incomplete,
-//! unpaid, paused and canceled ones count 0). Each item contributes unit amount × quantity,
-//! normalised to one month: a year divides by 12, a week multiplies by 52/12, a day by 365/12,
-//! and `interval_count` divides further. A subscription-level coupon (`discount.coupon`)
-//! applies: `percent_off` scales the total; `amount_off` (same currency, per billing interval
-//! of the first item) is normalised like a price. Amounts stay exact decimals in the
-//! currency's minor unit.
+//! unpaid, paused and canceled ones count 0). Each item contributes its price for its
+//! quantity ([`item_amount`]), normalised to one month: a year divides by 12, a week
+//! multiplies by 52/12, a day by 365/12, and `interval_count` divides further. The price for
+//! a quantity depends on the billing scheme:
+//!
+//! * `per_unit`: unit amount (`unit_amount_decimal` when present) × quantity, the quantity
+//!   first divided by `transform_quantity.divide_by` and rounded as it says;
+//! * `tiered`, `volume`: the one tier the whole quantity falls in (the first whose `up_to` is
+//!   at least the quantity; `null` is unbounded): quantity × its unit amount + its flat amount;
+//! * `tiered`, `graduated`: each tier's share of the quantity × its unit amount, plus the flat
+//!   amount of every tier the quantity reaches;
+//! * `metered` (`recurring.usage_type`): 0 — the usage is unknown until it is invoiced, and
+//!   the item's `quantity` means nothing for it.
+//!
+//! Discounts stack, in the order Stripe lists them: an item's own `discounts` apply to that
+//! item, the subscription's `discounts` (expanded discount objects; ids alone say nothing)
+//! to the total — or, in the older shape, its single `discount`. `percent_off` scales what is
+//! left; `amount_off` (same currency, per billing interval of the first item) is normalised
+//! like a price and subtracted. The total never goes below 0. Amounts stay exact decimals in
+//! the currency's minor unit.
 //!
 //! Every amount comes from the event, so every step is checked: a unit amount or quantity
 //! whose product does not fit an exact decimal (28 digits) is an [`Overflow`], a permanent
@@ -67,6 +81,130 @@ fn monthly(amount: Decimal, recurring: &Value) -> Result<Decimal, Overflow> {
     }
 }
 
+/// The amount one billing interval of `item` costs before discounts.
+fn item_amount(item: &Value, price: &Value) -> Result<Decimal, Overflow> {
+    let recurring = price.get("recurring").unwrap_or(price);
+    if recurring.get("usage_type").and_then(Value::as_str) == Some("metered") {
+        return Ok(Decimal::ZERO);
+    }
+    let quantity = decimal(item.get("quantity")).unwrap_or(Decimal::ONE);
+    if price.get("billing_scheme").and_then(Value::as_str) == Some("tiered") {
+        let tiers = price
+            .get("tiers")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        return match price.get("tiers_mode").and_then(Value::as_str) {
+            Some("volume") => volume(tiers, quantity),
+            _ => graduated(tiers, quantity),
+        };
+    }
+    let unit = decimal(price.get("unit_amount_decimal"))
+        .or_else(|| decimal(price.get("unit_amount")))
+        .unwrap_or_default();
+    unit.checked_mul(transformed(quantity, price)?)
+        .ok_or(Overflow("unit amount × quantity"))
+}
+
+/// The quantity billed after `transform_quantity` (e.g. packs of 10, rounded up).
+fn transformed(quantity: Decimal, price: &Value) -> Result<Decimal, Overflow> {
+    let Some(transform) = price.get("transform_quantity").filter(|t| t.is_object()) else {
+        return Ok(quantity);
+    };
+    let Some(divide_by) = decimal(transform.get("divide_by")).filter(|d| *d > Decimal::ZERO) else {
+        return Ok(quantity);
+    };
+    let divided = quantity
+        .checked_div(divide_by)
+        .ok_or(Overflow("quantity ÷ divide_by"))?;
+    Ok(match transform.get("round").and_then(Value::as_str) {
+        Some("down") => divided.floor(),
+        _ => divided.ceil(),
+    })
+}
+
+/// A tier's unit and flat amounts.
+fn tier_amounts(tier: &Value) -> (Decimal, Decimal) {
+    let unit = decimal(tier.get("unit_amount_decimal"))
+        .or_else(|| decimal(tier.get("unit_amount")))
+        .unwrap_or_default();
+    let flat = decimal(tier.get("flat_amount_decimal"))
+        .or_else(|| decimal(tier.get("flat_amount")))
+        .unwrap_or_default();
+    (unit, flat)
+}
+
+/// A tier's upper bound; `None` for the last, unbounded one.
+fn up_to(tier: &Value) -> Option<Decimal> {
+    decimal(tier.get("up_to"))
+}
+
+fn volume(tiers: &[Value], quantity: Decimal) -> Result<Decimal, Overflow> {
+    let Some(tier) = tiers
+        .iter()
+        .find(|tier| up_to(tier).is_none_or(|bound| quantity <= bound))
+        .or_else(|| tiers.last())
+    else {
+        return Ok(Decimal::ZERO);
+    };
+    let (unit, flat) = tier_amounts(tier);
+    unit.checked_mul(quantity)
+        .and_then(|amount| amount.checked_add(flat))
+        .ok_or(Overflow("volume tier"))
+}
+
+fn graduated(tiers: &[Value], quantity: Decimal) -> Result<Decimal, Overflow> {
+    let mut total = Decimal::ZERO;
+    let mut floor = Decimal::ZERO;
+    for tier in tiers {
+        if quantity <= floor {
+            break;
+        }
+        let ceiling = up_to(tier).map_or(quantity, |bound| bound.min(quantity));
+        let units = (ceiling - floor).max(Decimal::ZERO);
+        let (unit, flat) = tier_amounts(tier);
+        total = unit
+            .checked_mul(units)
+            .and_then(|amount| amount.checked_add(flat))
+            .and_then(|amount| total.checked_add(amount))
+            .ok_or(Overflow("graduated tiers"))?;
+        floor = ceiling;
+    }
+    Ok(total)
+}
+
+/// The coupons of expanded discount objects (`discounts` lists ids unless expanded).
+fn coupons(discounts: Option<&Value>) -> Vec<&Value> {
+    discounts
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|discount| discount.get("coupon").filter(|c| c.is_object()))
+        .collect()
+}
+
+/// `amount` after `coupons`, one after the other; `recurring` normalises an `amount_off`.
+fn discounted(
+    mut amount: Decimal,
+    coupons: &[&Value],
+    recurring: &Value,
+) -> Result<Decimal, Overflow> {
+    for coupon in coupons {
+        let off = if let Some(percent) = decimal(coupon.get("percent_off")) {
+            amount
+                .checked_mul(percent)
+                .and_then(|scaled| scaled.checked_div(Decimal::ONE_HUNDRED))
+                .ok_or(Overflow("percent_off"))?
+        } else if let Some(off) = decimal(coupon.get("amount_off")) {
+            monthly(off, recurring)?
+        } else {
+            Decimal::ZERO
+        };
+        amount = amount.checked_sub(off).ok_or(Overflow("the coupon"))?;
+    }
+    Ok(amount)
+}
+
 /// The subscription's MRR in minor units, rounded to four decimals.
 pub fn mrr(subscription: &Value) -> Result<Decimal, Overflow> {
     let status = subscription
@@ -86,39 +224,31 @@ pub fn mrr(subscription: &Value) -> Result<Decimal, Overflow> {
         let Some(price) = item.get("price").or_else(|| item.get("plan")) else {
             continue;
         };
-        let unit = decimal(price.get("unit_amount_decimal"))
-            .or_else(|| decimal(price.get("unit_amount")))
-            .unwrap_or_default();
-        let quantity = decimal(item.get("quantity")).unwrap_or(Decimal::ONE);
         let recurring = price.get("recurring").unwrap_or(price);
-        let amount = unit
-            .checked_mul(quantity)
-            .ok_or(Overflow("unit amount × quantity"))?;
+        let amount = discounted(
+            item_amount(item, price)?,
+            &coupons(item.get("discounts")),
+            recurring,
+        )?
+        .max(Decimal::ZERO);
         total = total
             .checked_add(monthly(amount, recurring)?)
             .ok_or(Overflow("the sum of the items"))?;
     }
-    if let Some(coupon) = subscription
-        .pointer("/discount/coupon")
-        .filter(|c| c.is_object())
+    let mut stacked = coupons(subscription.get("discounts"));
+    if stacked.is_empty()
+        && let Some(coupon) = subscription
+            .pointer("/discount/coupon")
+            .filter(|c| c.is_object())
     {
-        let discount = if let Some(percent) = decimal(coupon.get("percent_off")) {
-            total
-                .checked_mul(percent)
-                .and_then(|scaled| scaled.checked_div(Decimal::ONE_HUNDRED))
-                .ok_or(Overflow("percent_off"))?
-        } else if let Some(amount) = decimal(coupon.get("amount_off")) {
-            let first_recurring = items
-                .first()
-                .and_then(|item| item.get("price"))
-                .and_then(|price| price.get("recurring"))
-                .unwrap_or(&Value::Null);
-            monthly(amount, first_recurring)?
-        } else {
-            Decimal::ZERO
-        };
-        total = total.checked_sub(discount).ok_or(Overflow("the coupon"))?;
+        stacked.push(coupon);
     }
+    let first_recurring = items
+        .first()
+        .and_then(|item| item.get("price"))
+        .and_then(|price| price.get("recurring"))
+        .unwrap_or(&Value::Null);
+    total = discounted(total, &stacked, first_recurring)?;
     Ok(total.max(Decimal::ZERO).round_dp(4))
 }
 
@@ -220,6 +350,73 @@ mod tests {
             json!({"coupon": {"amount_off": 1200}}),
         );
         assert_eq!(mrr(&amount), Ok(Decimal::from(900)));
+    }
+
+    fn priced(price: Value, quantity: i64) -> Value {
+        subscription(
+            "active",
+            vec![json!({"quantity": quantity, "price": price})],
+            Value::Null,
+        )
+    }
+
+    #[test]
+    fn volume_tiers_price_the_whole_quantity_at_one_tier() {
+        let price = json!({"billing_scheme": "tiered", "tiers_mode": "volume",
+            "recurring": {"interval": "month", "interval_count": 1},
+            "tiers": [{"up_to": 10, "unit_amount": 500, "flat_amount": 1000},
+                      {"up_to": null, "unit_amount": 400, "flat_amount": 0}]});
+        assert_eq!(mrr(&priced(price.clone(), 10)), Ok(Decimal::from(6_000)));
+        assert_eq!(mrr(&priced(price, 11)), Ok(Decimal::from(4_400)));
+    }
+
+    #[test]
+    fn graduated_tiers_price_each_share_at_its_tier() {
+        let price = json!({"billing_scheme": "tiered", "tiers_mode": "graduated",
+            "recurring": {"interval": "year", "interval_count": 1},
+            "tiers": [{"up_to": 5, "unit_amount_decimal": "1200", "flat_amount": 600},
+                      {"up_to": null, "unit_amount": 600, "flat_amount": null}]});
+        // (5 × 1200 + 600) + 3 × 600 = 8400 a year → 700 a month.
+        assert_eq!(mrr(&priced(price.clone(), 8)), Ok(Decimal::from(700)));
+        // Only the first tier is reached: 3 × 1200 + 600 = 4200 → 350.
+        assert_eq!(mrr(&priced(price, 3)), Ok(Decimal::from(350)));
+    }
+
+    #[test]
+    fn metered_items_count_nothing_and_packs_round_as_stripe_says() {
+        let metered = json!({"unit_amount": 25, "recurring": {"interval": "month",
+            "interval_count": 1, "usage_type": "metered"}});
+        assert_eq!(mrr(&priced(metered, 1)), Ok(Decimal::ZERO));
+        let packs = json!({"unit_amount": 1000, "transform_quantity": {"divide_by": 10, "round": "up"},
+            "recurring": {"interval": "month", "interval_count": 1}});
+        assert_eq!(mrr(&priced(packs.clone(), 11)), Ok(Decimal::from(2_000)));
+        let mut down = packs;
+        down["transform_quantity"]["round"] = json!("down");
+        assert_eq!(mrr(&priced(down, 11)), Ok(Decimal::from(1_000)));
+    }
+
+    #[test]
+    fn discounts_stack_in_order_on_items_and_on_the_total() {
+        let mut s = subscription(
+            "active",
+            vec![
+                json!({"quantity": 1, "price": {"unit_amount": 10_000, "recurring": {"interval": "month", "interval_count": 1}},
+                       "discounts": [{"object": "discount", "coupon": {"percent_off": 50}}]}),
+                item(2_000, 1, "month", 1),
+            ],
+            // The older single field is ignored when `discounts` says more.
+            json!({"coupon": {"percent_off": 90}}),
+        );
+        s["discounts"] = json!([
+            {"object": "discount", "coupon": {"percent_off": 10}},
+            {"object": "discount", "coupon": {"amount_off": 800}},
+            "di_unexpanded"
+        ]);
+        // Items: 5000 + 2000 = 7000; −10% = 6300; −800 = 5500.
+        assert_eq!(mrr(&s), Ok(Decimal::from(5_500)));
+        s["discounts"] = json!(["di_only_ids"]);
+        // Ids alone say nothing, so the older `discount` applies: 7000 − 90%.
+        assert_eq!(mrr(&s), Ok(Decimal::from(700)));
     }
 
     #[test]

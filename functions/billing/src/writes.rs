@@ -53,11 +53,30 @@ pub(crate) fn upsert_sql(
     guard: &str,
     params: &mut Params,
 ) -> String {
+    upsert_rows_sql(table, &[columns.to_vec()], guard, params)
+}
+
+/// [`upsert_sql`] of several rows (same columns, distinct ids) in one statement.
+pub(crate) fn upsert_rows_sql(
+    table: &str,
+    rows: &[Vec<(&str, Field)>],
+    guard: &str,
+    params: &mut Params,
+) -> String {
     let mut next = 0;
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let values: Vec<String> = columns
+    let names: Vec<&str> = rows
+        .first()
+        .map(|columns| columns.iter().map(|(name, _)| *name).collect())
+        .unwrap_or_default();
+    let values: Vec<String> = rows
         .iter()
-        .map(|(_, field)| field.render(&mut next, params))
+        .map(|columns| {
+            let row: Vec<String> = columns
+                .iter()
+                .map(|(_, field)| field.render(&mut next, params))
+                .collect();
+            format!("({})", row.join(", "))
+        })
         .collect();
     let mut updates: Vec<String> = names
         .iter()
@@ -66,7 +85,7 @@ pub(crate) fn upsert_sql(
         .collect();
     updates.push("updated_at = now()".into());
     format!(
-        "INSERT INTO stripe.{table} ({}) VALUES ({})
+        "INSERT INTO stripe.{table} ({}) VALUES {}
          ON CONFLICT (id) DO UPDATE SET {} WHERE {guard}",
         names.join(", "),
         values.join(", "),

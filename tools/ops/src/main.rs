@@ -14,6 +14,10 @@
 //!   events of those UTC days again and asks the metrics agent to recompute each day.
 //! * `ops billing-backfill <events.jsonl>` — replays stored Stripe events (one payload per
 //!   line) through the webhook's path.
+//! * `ops stripe backfill [--restart] [--concurrency N]` — reads every object of the Stripe
+//!   account from its list API (`STRIPE_API_KEY`, `STRIPE_API_BASE_URL`) into the mirror
+//!   through the webhook's path, continuing from the last stored page; a progress bar shows
+//!   how far it is.
 //! * `ops etl-backfill <connection> <from> <to>` — re-reads a date range of one connection.
 //! * `ops metrics-recompute <workspace> <from> <to>` — recomputes a range of days.
 //! * `ops email-preview <d1|d7|d30> <member> [--html]` — prints what that member would receive
@@ -48,6 +52,9 @@ enum Command {
     Replay(Replay),
     /// Replay Stripe events from a JSONL file (one event payload per line).
     BillingBackfill { events: PathBuf },
+    /// Read the Stripe account from Stripe's API.
+    #[command(subcommand)]
+    Stripe(StripeCommand),
     /// Re-read a date range of one ETL connection.
     EtlBackfill {
         connection: Uuid,
@@ -68,6 +75,19 @@ enum Command {
         /// Print the HTML part instead of the subject and text.
         #[arg(long)]
         html: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Backfill the mirror from Stripe's list API, continuing from the last stored page.
+    Backfill {
+        /// Forget the stored cursors and read everything again.
+        #[arg(long)]
+        restart: bool,
+        /// Objects of a page written at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
 }
 
@@ -131,6 +151,40 @@ async fn main() -> anyhow::Result<()> {
             let deps = ledger_replayer(&container);
             let report = billing::backfill(&deps, std::io::BufReader::new(file)).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Stripe(StripeCommand::Backfill {
+            restart,
+            concurrency,
+        }) => {
+            let api = billing::stripe_api::StripeApi::new(
+                billing::stripe_api::ApiConfig::from_env(&env)?,
+                container.clock.clone(),
+            )?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} {msg} — {pos} objects ({per_sec})",
+                )
+                .context("progress bar template")?,
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let options = billing::BackfillOptions {
+                concurrency,
+                restart,
+            };
+            let progress = |progress: billing::backfill::Progress| {
+                bar.set_message(format!(
+                    "{} page {}",
+                    progress.resource.path(),
+                    progress.pages
+                ));
+                bar.set_position(progress.objects);
+            };
+            let report =
+                billing::backfill_from_api(&ledger_replayer(&container), &api, options, &progress)
+                    .await;
+            bar.finish();
+            println!("{}", serde_json::to_string_pretty(&report?)?);
         }
         Command::EtlBackfill {
             connection,

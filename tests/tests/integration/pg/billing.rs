@@ -187,9 +187,10 @@ fn customer(id: &str, email: &str, workspace: uuid::Uuid) -> Value {
 }
 
 /// An event of a type the mirror does not model.
+/// A type the mirror does not model (payment intents are mirrored since the backfill).
 fn unsupported(id: &str, created: i64) -> String {
-    let object = json!({"id": "pi_1", "object": "payment_intent"});
-    event(id, "payment_intent.created", created, object, None)
+    let object = json!({"id": "pm_1", "object": "payment_method"});
+    event(id, "payment_method.attached", created, object, None)
 }
 
 fn price(id: &str, amount: i64, interval: &str) -> Value {

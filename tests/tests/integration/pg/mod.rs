@@ -2,6 +2,7 @@
 
 mod analytics;
 mod billing;
+mod billing_backfill;
 mod billing_load;
 mod browser_routes;
 mod consumer;
