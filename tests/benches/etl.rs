@@ -53,6 +53,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
+        meta: Default::default(),
     };
     let deps = EtlDeps::new(&container, config).unwrap();
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();

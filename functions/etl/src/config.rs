@@ -19,6 +19,7 @@ use shared::retry::RetryPolicy;
 use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 
+use crate::meta::MetaSettings;
 use crate::{Endpoints, EtlDeps, EtlError, EtlRun, Platform, RunReport, WebhookDeps};
 
 /// How long one call to a platform may take, whole.
@@ -37,6 +38,10 @@ pub struct Config {
     pub endpoints: Endpoints,
     /// `META_APP_SECRET`, which signs each Meta request's `appsecret_proof`.
     pub meta_app_secret: Option<SecretString>,
+    /// `META_API_VERSION` (default v27.0; an expired version is refused here) and
+    /// `META_ASYNC_AFTER_DAYS` (default 35); the report runs' polling and the pacing
+    /// pause keep their defaults outside tests.
+    pub meta: MetaSettings,
 }
 
 impl Config {
@@ -45,6 +50,7 @@ impl Config {
             keys: Arc::new(Keys::from_env(env)?),
             endpoints: Endpoints::from_lookup(env.0),
             meta_app_secret: env.optional("META_APP_SECRET").map(SecretString::from),
+            meta: meta_settings(env)?,
         })
     }
 
@@ -55,8 +61,28 @@ impl Config {
             keys: Arc::new(Keys::local()),
             endpoints: Endpoints::default(),
             meta_app_secret: None,
+            meta: MetaSettings::default(),
         }
     }
+}
+
+fn meta_settings(env: &Env<'_>) -> Result<MetaSettings, SettingsError> {
+    let defaults = MetaSettings::default();
+    let async_after_days = env.parsed_or("META_ASYNC_AFTER_DAYS", defaults.async_after_days)?;
+    if !(1..=crate::MAX_WINDOW_DAYS).contains(&async_after_days) {
+        return Err(SettingsError::Malformed {
+            name: "META_ASYNC_AFTER_DAYS",
+            reason: format!(
+                "{async_after_days} is not between 1 and {}",
+                crate::MAX_WINDOW_DAYS
+            ),
+        });
+    }
+    Ok(MetaSettings {
+        api_version: env.parsed_or("META_API_VERSION", defaults.api_version)?,
+        async_after_days,
+        ..defaults
+    })
 }
 
 impl EtlDeps {
@@ -70,6 +96,7 @@ impl EtlDeps {
             endpoints: config.endpoints,
             retry: RetryPolicy::default(),
             meta_app_secret: config.meta_app_secret,
+            meta: config.meta,
         })
     }
 }
@@ -149,5 +176,41 @@ impl WebhookDeps {
             http: crate::http_client(crate::shopify::webhook::REREAD_TIMEOUT)?,
             endpoints: config.endpoints,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, SettingsError> {
+        let pairs: Vec<(String, String)> = [("ENCRYPTION_KEYS", shared::crypto::LOCAL_KEYS)]
+            .iter()
+            .chain(pairs)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        Config::from_env(&Env(&lookup))
+    }
+
+    #[test]
+    fn the_meta_version_defaults_to_v27_and_an_expired_one_is_refused() {
+        assert_eq!(config(&[]).unwrap().meta.api_version.to_string(), "v27.0");
+        let v26 = config(&[("META_API_VERSION", "v26.0")]).unwrap();
+        assert_eq!(v26.meta.api_version.to_string(), "v26.0");
+        assert!(matches!(
+            config(&[("META_API_VERSION", "v24.0")]),
+            Err(SettingsError::Malformed {
+                name: "META_API_VERSION",
+                ..
+            })
+        ));
+        assert!(config(&[("META_ASYNC_AFTER_DAYS", "0")]).is_err());
+        assert_eq!(Config::local().meta, MetaSettings::default());
     }
 }

@@ -1,7 +1,9 @@
 //! Calls to the platforms, bounded: a whole-request timeout, no redirects, answers capped at
 //! [`crate::MAX_RESPONSE_BYTES`], retries only for what may pass, and every error text
-//! redacted before it is kept.
+//! redacted before it is kept. Every Meta answer is also read for its usage headers, and
+//! the next call waits when they say the quota is nearly spent ([`meta::pacing`]).
 
+use reqwest::Method;
 use secrecy::ExposeSecret;
 
 use crate::{
@@ -17,9 +19,9 @@ pub(crate) async fn fetch(
     url: &str,
     credentials: &Credentials,
 ) -> Result<Page, ExtractError> {
-    let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
     match platform {
         Platform::Meta => {
+            let json = call_meta(deps, Method::GET, url, credentials).await?;
             let mut page = meta::parse_page(&json)?;
             page.next = page
                 .next
@@ -33,11 +35,37 @@ pub(crate) async fn fetch(
                 .transpose()?;
             Ok(page)
         }
-        Platform::Tiktok => tiktok::parse_page(&json, url),
+        Platform::Tiktok => {
+            let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
+            tiktok::parse_page(&json, url)
+        }
         Platform::Shopify => Err(ExtractError::Malformed(
             "Shopify pages carry orders, not ad rows".into(),
         )),
     }
+}
+
+/// Calls Meta (`method` on `url`, the proof already in it) and returns the JSON answer;
+/// when the answer's usage headers say the quota is nearly spent, waits as
+/// [`meta::pacing::pause`] says before returning, so the next call comes later.
+pub(crate) async fn call_meta(
+    deps: &EtlDeps,
+    method: Method,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<serde_json::Value, ExtractError> {
+    let (headers, json) = send_json(&deps.http, Platform::Meta, method, url, credentials).await?;
+    let usage = meta::pacing::usage(&headers);
+    if let Some(pause) = meta::pacing::pause(usage, deps.meta.pacing_pause) {
+        let highest_pct = usage.map_or(0.0, |usage| usage.highest_pct);
+        tracing::info!(
+            highest_pct,
+            ?pause,
+            "Meta usage near its quota; pausing before the next call"
+        );
+        tokio::time::sleep(pause).await;
+    }
+    Ok(json)
 }
 
 /// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
@@ -48,7 +76,18 @@ pub(crate) async fn fetch_json(
     url: &str,
     credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    request_json(http, platform, url, credentials)
+    send_json(http, platform, Method::GET, url, credentials).await
+}
+
+/// [`fetch_json`] with any method.
+async fn send_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    method: Method,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    request_json(http, platform, method, url, credentials)
         .await
         .map_err(|error| error.redacted(&credentials.secrets()))
 }
@@ -56,15 +95,17 @@ pub(crate) async fn fetch_json(
 async fn request_json(
     http: &reqwest::Client,
     platform: Platform,
+    method: Method,
     url: &str,
     credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
     let token = credentials.token.expose_secret();
+    let request = http.request(method, url);
     let request = match platform {
         // The proof is already in `url`; the token never is.
-        Platform::Meta => http.get(url).bearer_auth(token),
-        Platform::Tiktok => http.get(url).header("Access-Token", token),
-        Platform::Shopify => http.get(url).header("X-Shopify-Access-Token", token),
+        Platform::Meta => request.bearer_auth(token),
+        Platform::Tiktok => request.header("Access-Token", token),
+        Platform::Shopify => request.header("X-Shopify-Access-Token", token),
     };
     let response = request.send().await.map_err(transport_error)?;
     let status = response.status();

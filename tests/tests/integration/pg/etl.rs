@@ -23,21 +23,23 @@ use standins::{Outcome, StandinConfig, Standins};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-const TODAY: &str = "2026-11-30";
+pub(super) const TODAY: &str = "2026-11-30";
 
-struct Etl {
-    db: TestDb,
-    deps: EtlDeps,
-    standins: Standins,
-    transport: Arc<PostgresTransport>,
-    connection: Uuid,
+/// A database with one Meta connection, the stand-ins, and the ETL's dependencies pointed
+/// at them (shared with `etl_async`).
+pub(super) struct Etl {
+    pub(super) db: TestDb,
+    pub(super) deps: EtlDeps,
+    pub(super) standins: Standins,
+    pub(super) transport: Arc<PostgresTransport>,
+    pub(super) connection: Uuid,
 }
 
-fn day(text: &str) -> NaiveDate {
+pub(super) fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
 
-async fn etl() -> Etl {
+pub(super) async fn etl() -> Etl {
     let db = TestDb::new().await;
     let pool = db.pool(4);
     let client = db.client().await;
@@ -66,6 +68,7 @@ async fn etl() -> Etl {
             shopify_base_url: format!("{}/shopify", standins.url()),
         },
         meta_app_secret: Some(DEFAULT_META_APP_SECRET.into()),
+        meta: Default::default(),
     };
     let deps = EtlDeps {
         retry: fast_retries(3),
@@ -81,7 +84,7 @@ async fn etl() -> Etl {
 }
 
 impl Etl {
-    fn run(&self, start: &str, end: &str) -> EtlRun {
+    pub(super) fn run(&self, start: &str, end: &str) -> EtlRun {
         EtlRun {
             platform: Platform::Meta,
             connection_id: self.connection,
@@ -92,7 +95,7 @@ impl Etl {
     }
 
     /// (rows, spend in cents, impressions, clicks, purchases, purchase value in cents)
-    async fn stored(&self) -> (i64, i64, i64, i64, i64, i64) {
+    pub(super) async fn stored(&self) -> (i64, i64, i64, i64, i64, i64) {
         let row = self
             .db
             .client()
@@ -115,7 +118,7 @@ impl Etl {
         )
     }
 
-    fn expected(&self, start: &str, end: &str) -> (i64, i64, i64, i64, i64, i64) {
+    pub(super) fn expected(&self, start: &str, end: &str) -> (i64, i64, i64, i64, i64, i64) {
         let totals =
             self.standins
                 .meta_faults()
@@ -130,7 +133,7 @@ impl Etl {
         )
     }
 
-    async fn cursor(&self) -> Option<serde_json::Value> {
+    pub(super) async fn cursor(&self) -> Option<serde_json::Value> {
         self.db
             .client()
             .await
@@ -332,7 +335,7 @@ async fn dispatch_enqueues_one_run_per_account_even_when_fired_twice() {
 }
 
 /// A TikTok connection in the same workspace.
-async fn tiktok_connection(e: &Etl) -> Uuid {
+pub(super) async fn tiktok_connection(e: &Etl) -> Uuid {
     e.db.client()
         .await
         .query_typed_one(
@@ -345,7 +348,7 @@ async fn tiktok_connection(e: &Etl) -> Uuid {
         .get(0)
 }
 
-fn tiktok_run(connection: Uuid, start: &str, end: &str) -> EtlRun {
+pub(super) fn tiktok_run(connection: Uuid, start: &str, end: &str) -> EtlRun {
     EtlRun {
         platform: Platform::Tiktok,
         connection_id: connection,

@@ -96,6 +96,7 @@ async fn shop() -> Shop {
         keys: integration_tests::test_keys(),
         endpoints: endpoints.clone(),
         meta_app_secret: None,
+        meta: Default::default(),
     };
     let deps = EtlDeps {
         retry: integration_tests::fixtures::fast_retries(3),
