@@ -54,6 +54,7 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
         meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = EtlDeps::new(&container, config).unwrap();
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();

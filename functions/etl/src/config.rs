@@ -20,6 +20,7 @@ use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 
 use crate::meta::MetaSettings;
+use crate::tiktok::TikTokSettings;
 use crate::{Endpoints, EtlDeps, EtlError, EtlRun, Platform, RunReport, WebhookDeps};
 
 /// How long one call to a platform may take, whole.
@@ -42,6 +43,9 @@ pub struct Config {
     /// `META_ASYNC_AFTER_DAYS` (default 35); the report runs' polling and the pacing
     /// pause keep their defaults outside tests.
     pub meta: MetaSettings,
+    /// `TIKTOK_THROTTLE_WAIT_SECS` (default 300) and `TIKTOK_ASYNC_AFTER_DAYS` (default 60);
+    /// the tasks' pacing and polling keep their defaults outside tests.
+    pub tiktok: TikTokSettings,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
             endpoints: Endpoints::from_lookup(env.0),
             meta_app_secret: env.optional("META_APP_SECRET").map(SecretString::from),
             meta: meta_settings(env)?,
+            tiktok: tiktok_settings(env)?,
         })
     }
 
@@ -62,25 +67,47 @@ impl Config {
             endpoints: Endpoints::default(),
             meta_app_secret: None,
             meta: MetaSettings::default(),
+            tiktok: TikTokSettings::default(),
         }
     }
 }
 
-fn meta_settings(env: &Env<'_>) -> Result<MetaSettings, SettingsError> {
-    let defaults = MetaSettings::default();
-    let async_after_days = env.parsed_or("META_ASYNC_AFTER_DAYS", defaults.async_after_days)?;
-    if !(1..=crate::MAX_WINDOW_DAYS).contains(&async_after_days) {
+/// A number of days between 1 and [`crate::MAX_WINDOW_DAYS`].
+fn days(env: &Env<'_>, name: &'static str, default: i64) -> Result<i64, SettingsError> {
+    let days = env.parsed_or(name, default)?;
+    if !(1..=crate::MAX_WINDOW_DAYS).contains(&days) {
         return Err(SettingsError::Malformed {
-            name: "META_ASYNC_AFTER_DAYS",
-            reason: format!(
-                "{async_after_days} is not between 1 and {}",
-                crate::MAX_WINDOW_DAYS
-            ),
+            name,
+            reason: format!("{days} is not between 1 and {}", crate::MAX_WINDOW_DAYS),
         });
     }
+    Ok(days)
+}
+
+fn meta_settings(env: &Env<'_>) -> Result<MetaSettings, SettingsError> {
+    let defaults = MetaSettings::default();
     Ok(MetaSettings {
         api_version: env.parsed_or("META_API_VERSION", defaults.api_version)?,
-        async_after_days,
+        async_after_days: days(env, "META_ASYNC_AFTER_DAYS", defaults.async_after_days)?,
+        ..defaults
+    })
+}
+
+fn tiktok_settings(env: &Env<'_>) -> Result<TikTokSettings, SettingsError> {
+    let defaults = TikTokSettings::default();
+    let wait: u64 = env.parsed_or(
+        "TIKTOK_THROTTLE_WAIT_SECS",
+        defaults.throttle_wait.as_secs(),
+    )?;
+    if wait > 3_600 {
+        return Err(SettingsError::Malformed {
+            name: "TIKTOK_THROTTLE_WAIT_SECS",
+            reason: format!("{wait} is more than an hour"),
+        });
+    }
+    Ok(TikTokSettings {
+        throttle_wait: Duration::from_secs(wait),
+        async_after_days: days(env, "TIKTOK_ASYNC_AFTER_DAYS", defaults.async_after_days)?,
         ..defaults
     })
 }
@@ -97,6 +124,7 @@ impl EtlDeps {
             retry: RetryPolicy::default(),
             meta_app_secret: config.meta_app_secret,
             meta: config.meta,
+            tiktok: config.tiktok,
         })
     }
 }
@@ -212,5 +240,16 @@ mod tests {
         ));
         assert!(config(&[("META_ASYNC_AFTER_DAYS", "0")]).is_err());
         assert_eq!(Config::local().meta, MetaSettings::default());
+        let tiktok = config(&[
+            ("TIKTOK_THROTTLE_WAIT_SECS", "2"),
+            ("TIKTOK_ASYNC_AFTER_DAYS", "90"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (tiktok.tiktok.throttle_wait, tiktok.tiktok.async_after_days),
+            (Duration::from_secs(2), 90)
+        );
+        assert_eq!(config(&[]).unwrap().tiktok, TikTokSettings::default());
+        assert!(config(&[("TIKTOK_THROTTLE_WAIT_SECS", "-1")]).is_err());
     }
 }

@@ -37,7 +37,7 @@ pub(crate) async fn fetch(
         }
         Platform::Tiktok => {
             let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
-            tiktok::parse_page(&json, url)
+            tiktok::parse_page(&json, url).map_err(|error| tiktok_backoff(deps, error))
         }
         Platform::Shopify => Err(ExtractError::Malformed(
             "Shopify pages carry orders, not ad rows".into(),
@@ -66,6 +66,59 @@ pub(crate) async fn call_meta(
         tokio::time::sleep(pause).await;
     }
     Ok(json)
+}
+
+/// A TikTok throttle (40100, which names no wait) waits [`tiktok::TikTokSettings::throttle_wait`].
+pub(crate) fn tiktok_backoff(deps: &EtlDeps, error: ExtractError) -> ExtractError {
+    match error {
+        ExtractError::Throttled {
+            message,
+            retry_after: None,
+        } => ExtractError::Throttled {
+            message,
+            retry_after: Some(deps.tiktok.throttle_wait),
+        },
+        other => other,
+    }
+}
+
+/// Calls TikTok (`method` on `url`, with `body` as JSON) and returns its envelope, its
+/// `code` checked ([`tiktok::envelope_error`]).
+pub(crate) async fn call_tiktok(
+    deps: &EtlDeps,
+    method: Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    credentials: &Credentials,
+) -> Result<serde_json::Value, ExtractError> {
+    let (_, text) = request_text(&deps.http, Platform::Tiktok, method, url, body, credentials)
+        .await
+        .map_err(|error| error.redacted(&credentials.secrets()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| ExtractError::Malformed(error.to_string()))?;
+    match tiktok::envelope_error(&json) {
+        Some(error) => Err(tiktok_backoff(deps, error)),
+        None => Ok(json),
+    }
+}
+
+/// GETs a TikTok task's download: the report as text (CSV).
+pub(crate) async fn download_tiktok(
+    deps: &EtlDeps,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<String, ExtractError> {
+    request_text(
+        &deps.http,
+        Platform::Tiktok,
+        Method::GET,
+        url,
+        None,
+        credentials,
+    )
+    .await
+    .map(|(_, text)| text)
+    .map_err(|error| tiktok_backoff(deps, error.redacted(&credentials.secrets())))
 }
 
 /// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
@@ -99,8 +152,27 @@ async fn request_json(
     url: &str,
     credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    let (headers, body) = request_text(http, platform, method, url, None, credentials).await?;
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
+    Ok((headers, json))
+}
+
+/// One call with the platform's authentication (and `body` as JSON): a success's headers
+/// and body text, or the platform's error answer classified. Not yet redacted.
+async fn request_text(
+    http: &reqwest::Client,
+    platform: Platform,
+    method: Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, String), ExtractError> {
     let token = credentials.token.expose_secret();
-    let request = http.request(method, url);
+    let mut request = http.request(method, url);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
     let request = match platform {
         // The proof is already in `url`; the token never is.
         Platform::Meta => request.bearer_auth(token),
@@ -118,9 +190,7 @@ async fn request_json(
             Platform::Shopify => shopify::classify(status, &headers, &body),
         });
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    Ok((headers, json))
+    Ok((headers, body))
 }
 
 /// The body as text, refusing one larger than [`MAX_RESPONSE_BYTES`] without holding it.

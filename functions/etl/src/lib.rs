@@ -27,7 +27,7 @@
 //!
 //! Layout: [`config`] builds the two functions and their entry points; `run` is one run
 //! start to end, `extract` the bounded calls to the platforms, `report_jobs` the
-//! asynchronous reports (Meta's report runs: create, poll to a deadline, then page), `load`
+//! asynchronous reports (Meta's report runs and TikTok's report tasks: create, poll to a deadline, then page or download), `load`
 //! the ad rows' upsert; [`meta`], [`tiktok`] and [`shopify`] each speak their platform;
 //! [`tokens`] seals and opens the connections' tokens.
 //!
@@ -387,6 +387,8 @@ pub struct EtlDeps {
     pub meta_app_secret: Option<SecretString>,
     /// The Marketing API version, report runs and pacing.
     pub meta: meta::MetaSettings,
+    /// The throttle wait and the report tasks.
+    pub tiktok: tiktok::TikTokSettings,
 }
 
 /// The HTTP client the agent calls platforms with: a whole-request `timeout`, and no

@@ -5,7 +5,8 @@
 //!
 //! Meta windows longer than `async_after_days`, and any window Meta refuses to answer
 //! synchronously ([`ExtractError::TooMuchData`]), are read through a report run
-//! ([`crate::report_jobs`]). A refused token marks the connection `needs_reauth`
+//! ([`crate::report_jobs`]); so are TikTok windows longer than its `async_after_days`
+//! (report tasks, one per 30-day chunk). A refused token marks the connection `needs_reauth`
 //! ([`mark_needs_reauth`]), and a run on such a connection fails before calling the platform.
 
 use std::collections::BTreeSet;
@@ -24,8 +25,8 @@ use uuid::Uuid;
 use crate::extract::fetch;
 use crate::load::upsert;
 use crate::{
-    EtlDeps, EtlError, EtlRun, ExtractError, LEASE_TTL, MAX_PAGES_PER_RUN, Platform, RunReport,
-    RunStatus, meta, redacted, report_jobs, shopify, tiktok, tokens,
+    AdRow, EtlDeps, EtlError, EtlRun, ExtractError, LEASE_TTL, MAX_PAGES_PER_RUN, Platform,
+    RunReport, RunStatus, meta, redacted, report_jobs, shopify, tiktok, tokens,
 };
 
 /// Enqueues one run per active connection of `platform`, each re-reading the lookback window
@@ -347,6 +348,8 @@ async fn extract_and_load(
     let mut dates = BTreeSet::new();
     if run.platform == Platform::Meta {
         meta_window(deps, run, lease, report, connection, &mut dates).await?;
+    } else if deps.tiktok.reads_async(run.window_start, run.window_end) {
+        report_jobs::tiktok_report_tasks(deps, run, lease, report, connection, &mut dates).await?;
     } else {
         for start in ad_pages(deps, run, connection) {
             walk(deps, run, lease, report, connection, start, &mut dates).await?;
@@ -466,24 +469,38 @@ async fn walk(
             fetch(deps, run.platform, &page_url, &connection.credentials)
         })
         .await?;
-        let (inserted, updated) = upsert(
-            deps,
-            lease,
-            run,
-            report.run_id,
-            connection.workspace_id,
-            connection.currency.as_deref(),
-            &page.rows,
-        )
-        .await?;
-        report.pages = report.pages.saturating_add(1);
-        report.rows_inserted = report.rows_inserted.saturating_add(inserted);
-        report.rows_updated = report.rows_updated.saturating_add(updated);
-        dates.extend(page.rows.iter().map(|row| row.date));
-        let client = deps.pool.get().await.context("check out a connection")?;
-        lease.renew(&**client).await?;
+        store_page(deps, run, lease, report, connection, &page.rows, dates).await?;
         url = page.next;
     }
+    Ok(())
+}
+
+/// Stores one page of rows under the lease, counts it in the report, and renews the lease.
+pub(crate) async fn store_page(
+    deps: &EtlDeps,
+    run: &EtlRun,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+    rows: &[AdRow],
+    dates: &mut BTreeSet<NaiveDate>,
+) -> Result<(), EtlError> {
+    let (inserted, updated) = upsert(
+        deps,
+        lease,
+        run,
+        report.run_id,
+        connection.workspace_id,
+        connection.currency.as_deref(),
+        rows,
+    )
+    .await?;
+    report.pages = report.pages.saturating_add(1);
+    report.rows_inserted = report.rows_inserted.saturating_add(inserted);
+    report.rows_updated = report.rows_updated.saturating_add(updated);
+    dates.extend(rows.iter().map(|row| row.date));
+    let client = deps.pool.get().await.context("check out a connection")?;
+    lease.renew(&**client).await?;
     Ok(())
 }
 

@@ -78,6 +78,7 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
         meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = etl::EtlDeps::new(&container, config).unwrap();
     // The window ends on the ad account's today, in its own timezone.

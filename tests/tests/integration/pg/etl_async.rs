@@ -1,8 +1,9 @@
 //! The December-2026 contracts of the ad platforms against their stand-ins: Meta's
 //! asynchronous report runs (when Meta refuses a synchronous read, for long windows, and when
 //! a run fails, is skipped or never finishes), pacing by Meta's usage headers before it
-//! throttles, the configured Marketing API version, attribution windows per connection, and
-//! a refused token marking the connection `needs_reauth`.
+//! throttles, the configured Marketing API version, attribution windows per connection,
+//! TikTok's report tasks within their creation limit, and a refused token marking the
+//! connection `needs_reauth`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -378,5 +379,120 @@ async fn a_revoked_tiktok_token_marks_the_connection_needs_reauth() {
         status(&e, e.connection).await.0,
         "active",
         "the Meta connection is untouched"
+    );
+}
+
+/// The TikTok connection's stored totals: (rows, spend in cents, conversions, value in cents).
+async fn tiktok_stored(e: &Etl) -> (i64, i64, i64, i64) {
+    let row =
+        e.db.client()
+            .await
+            .query_typed_one(
+                "SELECT count(*), (sum(spend) * 100)::int8, sum(conversions)::int8,
+                        (sum(conversion_value) * 100)::int8
+                   FROM ad_insights WHERE platform = 'tiktok'",
+                &[],
+            )
+            .await
+            .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test]
+async fn a_long_tiktok_window_is_read_through_report_tasks_within_the_creation_limit() {
+    let mut e = etl().await;
+    e.deps.tiktok.async_after_days = 30;
+    e.deps.tiktok.task_poll_interval = Duration::from_millis(10);
+    e.deps.tiktok.task_create_interval = Duration::from_millis(600);
+    let connection = tiktok_connection(&e).await;
+    let tiktok = e.standins.tiktok_faults();
+    tiktok.fail_next_tasks(1);
+    let report = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-10-01", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert_eq!(
+        tiktok.tasks_created(),
+        4,
+        "three chunks, one of them twice (FAILED)"
+    );
+    assert_eq!(
+        tiktok.task_creations_refused(),
+        0,
+        "never more than 2 creations a second"
+    );
+    assert!(
+        tiktok
+            .requests()
+            .iter()
+            .all(|request| !request.path.ends_with("/integrated/get/")),
+        "no synchronous page was read"
+    );
+    let totals = tiktok.expected_totals(
+        standins::tiktok::DEFAULT_TIKTOK_ADVERTISER,
+        day("2026-10-01"),
+        day(TODAY),
+    );
+    assert_eq!(
+        tiktok_stored(&e).await,
+        (
+            totals.rows as i64,
+            totals.spend_cents,
+            totals.purchases as i64,
+            totals.purchase_value_cents
+        )
+    );
+    let again = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-10-01", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.status, again.rows_inserted), (RunStatus::Ok, 0));
+}
+
+#[tokio::test]
+async fn a_tiktok_throttle_waits_the_configured_back_off() {
+    let mut e = etl().await;
+    let connection = tiktok_connection(&e).await;
+    let tiktok = e.standins.tiktok_faults();
+    e.deps.tiktok.throttle_wait = Duration::from_millis(300);
+    tiktok.throttle_next(1);
+    let started = Instant::now();
+    let report = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-11-24", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it backed off before retrying"
+    );
+
+    // A back-off longer than the retry policy waits is not slept through: the run ends
+    // throttled and the next schedule comes back later.
+    e.deps.tiktok.throttle_wait = Duration::from_secs(300);
+    tiktok.throttle_next(1);
+    let report = etl::run(
+        &e.deps,
+        &tiktok_run(connection, "2026-11-24", TODAY),
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.error.unwrap().contains("40100"));
+    assert_eq!(
+        status(&e, connection).await.0,
+        "active",
+        "a throttle is not an auth failure"
     );
 }

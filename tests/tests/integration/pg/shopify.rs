@@ -97,6 +97,7 @@ async fn shop() -> Shop {
         endpoints: endpoints.clone(),
         meta_app_secret: None,
         meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = EtlDeps {
         retry: integration_tests::fixtures::fast_retries(3),
