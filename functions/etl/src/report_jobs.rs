@@ -10,10 +10,9 @@
 //! status in its recorded error. Each HTTP call retries its own transient failures.
 //!
 //! [`tiktok_report_tasks`] reads a window chunk by chunk (≤ 30 days each): it creates a
-//! task — at most one per `task_create_interval`, since TikTok allows only 2 creations a
-//! second and 60 a minute on every tier —, checks it every `task_poll_interval` until
-//! `SUCCESS` (to `task_deadline`, renewing the lease), downloads the CSV and stores it as
-//! one page. A `FAILED` task is created anew like a failed Meta run; a 40100 waits
+//! task — when [`CreationLimit`] allows, since TikTok accepts only 2 creations a second and
+//! 60 a minute on every tier —, checks it every `task_poll_interval` until `SUCCESS` (to
+//! `task_deadline`, renewing the lease), downloads the CSV and stores it as one page. A `FAILED` task is created anew like a failed Meta run; a 40100 waits
 //! `throttle_wait` through the retry policy.
 
 use std::collections::BTreeSet;
@@ -29,6 +28,7 @@ use shared::retry::retry;
 use crate::extract::{call_meta, call_tiktok, download_tiktok};
 use crate::meta::report_run::{self, JobStatus};
 use crate::run::store_page;
+use crate::tiktok::creation_limit::CreationLimit;
 use crate::tiktok::task::{self, TaskStatus};
 use crate::{
     Connection, EtlDeps, EtlError, EtlRun, ExtractError, RunReport, check_page_budget, tiktok,
@@ -119,12 +119,12 @@ pub(crate) async fn tiktok_report_tasks(
     connection: &Connection,
     dates: &mut BTreeSet<NaiveDate>,
 ) -> Result<(), EtlError> {
-    let last_created = Mutex::new(None);
+    let creations = Mutex::new(CreationLimit::default());
     for (start, end) in tiktok::chunks(run.window_start, run.window_end) {
         check_page_budget(report)?;
         let mut attempt = 0;
         let rows = loop {
-            match tiktok_task(deps, run, lease, connection, (start, end), &last_created).await {
+            match tiktok_task(deps, run, lease, connection, (start, end), &creations).await {
                 Err(EtlError::Extract(ExtractError::ReportJob {
                     message,
                     transient: true,
@@ -140,18 +140,18 @@ pub(crate) async fn tiktok_report_tasks(
     Ok(())
 }
 
-/// One task for `start..=end`: created no sooner than `task_create_interval` after the
-/// previous creation, checked until it succeeds, downloaded.
+/// One task for `start..=end`: created when `creations` allows, checked until it
+/// succeeds, downloaded.
 async fn tiktok_task(
     deps: &EtlDeps,
     run: &EtlRun,
     lease: &Lease,
     connection: &Connection,
     (start, end): (NaiveDate, NaiveDate),
-    last_created: &Mutex<Option<Instant>>,
+    creations: &Mutex<CreationLimit>,
 ) -> Result<Vec<crate::AdRow>, EtlError> {
-    let previous_creation = || {
-        *last_created
+    let limit = || {
+        creations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
@@ -161,12 +161,9 @@ async fn tiktok_task(
     let body = task::create_body(&run.account_id, start, end);
     let create_url = task::create_url(base_url);
     let created = retry(deps.retry, || async {
-        if let Some(previous) = previous_creation() {
-            tokio::time::sleep_until((previous + settings.task_create_interval).into()).await;
-        }
-        *last_created
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        let allowed = limit().next_allowed(Instant::now());
+        tokio::time::sleep_until(allowed.into()).await;
+        limit().record(Instant::now());
         call_tiktok(deps, Method::POST, &create_url, Some(&body), credentials).await
     })
     .await?;

@@ -21,6 +21,7 @@ use shared::retry::RetryClass;
 
 use crate::{AdRow, ExtractError, MAX_QUOTED_BODY, Page};
 
+pub mod creation_limit;
 pub mod task;
 
 /// The longest span of one daily report request, inclusive.
@@ -38,9 +39,6 @@ pub struct TikTokSettings {
     /// Windows longer than this many days are read through report tasks
     /// (`TIKTOK_ASYNC_AFTER_DAYS`, default 60).
     pub async_after_days: i64,
-    /// The least time between two task creations: TikTok allows 2 per second and 60 per
-    /// minute on every tier, so one a second keeps within both.
-    pub task_create_interval: Duration,
     /// How long to wait between two checks of a task.
     pub task_poll_interval: Duration,
     /// How long a task may take, from creation to `SUCCESS`.
@@ -52,7 +50,6 @@ impl Default for TikTokSettings {
         Self {
             throttle_wait: Duration::from_secs(300),
             async_after_days: 60,
-            task_create_interval: Duration::from_secs(1),
             task_poll_interval: Duration::from_secs(5),
             task_deadline: Duration::from_secs(600),
         }

@@ -403,7 +403,6 @@ async fn a_long_tiktok_window_is_read_through_report_tasks_within_the_creation_l
     let mut e = etl().await;
     e.deps.tiktok.async_after_days = 30;
     e.deps.tiktok.task_poll_interval = Duration::from_millis(10);
-    e.deps.tiktok.task_create_interval = Duration::from_millis(600);
     let connection = tiktok_connection(&e).await;
     let tiktok = e.standins.tiktok_faults();
     tiktok.fail_next_tasks(1);
