@@ -55,6 +55,8 @@ async fn setup(standins: &Standins, platform: Platform) -> (TestDb, EtlDeps, Etl
             ..Endpoints::default()
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
+        meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = EtlDeps::new(&container, config).unwrap();
     let day = |text: &str| text.parse::<NaiveDate>().unwrap();

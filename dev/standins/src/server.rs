@@ -67,7 +67,7 @@ impl Standins {
         format!("http://{}", self.addr)
     }
 
-    /// Stands for `https://graph.facebook.com`: append `/v21.0/act_{id}/insights`.
+    /// Stands for `https://graph.facebook.com`: append `/v27.0/act_{id}/insights`.
     pub fn meta_base_url(&self) -> String {
         format!("{}/meta", self.url())
     }

@@ -1,10 +1,10 @@
 //! What the tests of every stand-in need: a configuration whose "today" is pinned (so
-//! data compares across runs), one GET through a router, and the path of an absolute URL
+//! data compares across runs), one GET or POST through a router, and the path of an absolute URL
 //! a stand-in handed out (to follow it through the router again).
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use chrono::NaiveDate;
 use tower::ServiceExt;
 
@@ -28,7 +28,25 @@ pub(crate) async fn get(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-    let mut request = Request::get(uri);
+    send(router, Method::GET, uri, headers).await
+}
+
+/// Status, headers and body of one POST (without a body) through the router.
+pub(crate) async fn post(
+    router: &Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    send(router, Method::POST, uri, headers).await
+}
+
+async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let mut request = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

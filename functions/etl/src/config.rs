@@ -19,6 +19,8 @@ use shared::retry::RetryPolicy;
 use shared::runs::RunLog;
 use shared::settings::{Env, SettingsError};
 
+use crate::meta::MetaSettings;
+use crate::tiktok::TikTokSettings;
 use crate::{Endpoints, EtlDeps, EtlError, EtlRun, Platform, RunReport, WebhookDeps};
 
 /// How long one call to a platform may take, whole.
@@ -37,6 +39,13 @@ pub struct Config {
     pub endpoints: Endpoints,
     /// `META_APP_SECRET`, which signs each Meta request's `appsecret_proof`.
     pub meta_app_secret: Option<SecretString>,
+    /// `META_API_VERSION` (default v27.0; an expired version is refused here) and
+    /// `META_ASYNC_AFTER_DAYS` (default 35); the report runs' polling and the pacing
+    /// pause keep their defaults outside tests.
+    pub meta: MetaSettings,
+    /// `TIKTOK_THROTTLE_WAIT_SECS` (default 300) and `TIKTOK_ASYNC_AFTER_DAYS` (default 60);
+    /// the tasks' pacing and polling keep their defaults outside tests.
+    pub tiktok: TikTokSettings,
 }
 
 impl Config {
@@ -45,6 +54,8 @@ impl Config {
             keys: Arc::new(Keys::from_env(env)?),
             endpoints: Endpoints::from_lookup(env.0),
             meta_app_secret: env.optional("META_APP_SECRET").map(SecretString::from),
+            meta: meta_settings(env)?,
+            tiktok: tiktok_settings(env)?,
         })
     }
 
@@ -55,8 +66,50 @@ impl Config {
             keys: Arc::new(Keys::local()),
             endpoints: Endpoints::default(),
             meta_app_secret: None,
+            meta: MetaSettings::default(),
+            tiktok: TikTokSettings::default(),
         }
     }
+}
+
+/// A number of days between 1 and [`crate::MAX_WINDOW_DAYS`].
+fn days(env: &Env<'_>, name: &'static str, default: i64) -> Result<i64, SettingsError> {
+    let days = env.parsed_or(name, default)?;
+    if !(1..=crate::MAX_WINDOW_DAYS).contains(&days) {
+        return Err(SettingsError::Malformed {
+            name,
+            reason: format!("{days} is not between 1 and {}", crate::MAX_WINDOW_DAYS),
+        });
+    }
+    Ok(days)
+}
+
+fn meta_settings(env: &Env<'_>) -> Result<MetaSettings, SettingsError> {
+    let defaults = MetaSettings::default();
+    Ok(MetaSettings {
+        api_version: env.parsed_or("META_API_VERSION", defaults.api_version)?,
+        async_after_days: days(env, "META_ASYNC_AFTER_DAYS", defaults.async_after_days)?,
+        ..defaults
+    })
+}
+
+fn tiktok_settings(env: &Env<'_>) -> Result<TikTokSettings, SettingsError> {
+    let defaults = TikTokSettings::default();
+    let wait: u64 = env.parsed_or(
+        "TIKTOK_THROTTLE_WAIT_SECS",
+        defaults.throttle_wait.as_secs(),
+    )?;
+    if wait > 3_600 {
+        return Err(SettingsError::Malformed {
+            name: "TIKTOK_THROTTLE_WAIT_SECS",
+            reason: format!("{wait} is more than an hour"),
+        });
+    }
+    Ok(TikTokSettings {
+        throttle_wait: Duration::from_secs(wait),
+        async_after_days: days(env, "TIKTOK_ASYNC_AFTER_DAYS", defaults.async_after_days)?,
+        ..defaults
+    })
 }
 
 impl EtlDeps {
@@ -72,6 +125,8 @@ impl EtlDeps {
             meta_app_secret: config.meta_app_secret,
             bulk_poll_interval: BULK_POLL_INTERVAL,
             bulk_deadline: BULK_DEADLINE,
+            meta: config.meta,
+            tiktok: config.tiktok,
         })
     }
 }
@@ -156,5 +211,52 @@ impl WebhookDeps {
             http: crate::http_client(crate::shopify::webhook::REREAD_TIMEOUT)?,
             endpoints: config.endpoints,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, SettingsError> {
+        let pairs: Vec<(String, String)> = [("ENCRYPTION_KEYS", shared::crypto::LOCAL_KEYS)]
+            .iter()
+            .chain(pairs)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        Config::from_env(&Env(&lookup))
+    }
+
+    #[test]
+    fn the_meta_version_defaults_to_v27_and_an_expired_one_is_refused() {
+        assert_eq!(config(&[]).unwrap().meta.api_version.to_string(), "v27.0");
+        let v26 = config(&[("META_API_VERSION", "v26.0")]).unwrap();
+        assert_eq!(v26.meta.api_version.to_string(), "v26.0");
+        assert!(matches!(
+            config(&[("META_API_VERSION", "v24.0")]),
+            Err(SettingsError::Malformed {
+                name: "META_API_VERSION",
+                ..
+            })
+        ));
+        assert!(config(&[("META_ASYNC_AFTER_DAYS", "0")]).is_err());
+        assert_eq!(Config::local().meta, MetaSettings::default());
+        let tiktok = config(&[
+            ("TIKTOK_THROTTLE_WAIT_SECS", "2"),
+            ("TIKTOK_ASYNC_AFTER_DAYS", "90"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (tiktok.tiktok.throttle_wait, tiktok.tiktok.async_after_days),
+            (Duration::from_secs(2), 90)
+        );
+        assert_eq!(config(&[]).unwrap().tiktok, TikTokSettings::default());
+        assert!(config(&[("TIKTOK_THROTTLE_WAIT_SECS", "-1")]).is_err());
     }
 }

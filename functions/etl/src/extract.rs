@@ -1,7 +1,9 @@
 //! Calls to the platforms, bounded: a whole-request timeout, no redirects, answers capped at
 //! [`crate::MAX_RESPONSE_BYTES`], retries only for what may pass, and every error text
-//! redacted before it is kept.
+//! redacted before it is kept. Every Meta answer is also read for its usage headers, and
+//! the next call waits when they say the quota is nearly spent ([`meta::pacing`]).
 
+use reqwest::Method;
 use secrecy::ExposeSecret;
 
 use crate::{
@@ -17,9 +19,9 @@ pub(crate) async fn fetch(
     url: &str,
     credentials: &Credentials,
 ) -> Result<Page, ExtractError> {
-    let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
     match platform {
         Platform::Meta => {
+            let json = call_meta(deps, Method::GET, url, credentials).await?;
             let mut page = meta::parse_page(&json)?;
             page.next = page
                 .next
@@ -33,11 +35,91 @@ pub(crate) async fn fetch(
                 .transpose()?;
             Ok(page)
         }
-        Platform::Tiktok => tiktok::parse_page(&json, url),
+        Platform::Tiktok => {
+            let (_, json) = fetch_json(&deps.http, platform, url, credentials).await?;
+            tiktok::parse_page(&json, url).map_err(|error| tiktok_backoff(deps, error))
+        }
         Platform::Shopify => Err(ExtractError::Malformed(
             "Shopify pages carry orders, not ad rows".into(),
         )),
     }
+}
+
+/// Calls Meta (`method` on `url`, the proof already in it) and returns the JSON answer;
+/// when the answer's usage headers say the quota is nearly spent, waits as
+/// [`meta::pacing::pause`] says before returning, so the next call comes later.
+pub(crate) async fn call_meta(
+    deps: &EtlDeps,
+    method: Method,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<serde_json::Value, ExtractError> {
+    let (headers, json) =
+        send_json(&deps.http, Platform::Meta, method, url, credentials, None).await?;
+    let usage = meta::pacing::usage(&headers);
+    if let Some(pause) = meta::pacing::pause(usage, deps.meta.pacing_pause) {
+        let highest_pct = usage.map_or(0.0, |usage| usage.highest_pct);
+        tracing::info!(
+            highest_pct,
+            ?pause,
+            "Meta usage near its quota; pausing before the next call"
+        );
+        tokio::time::sleep(pause).await;
+    }
+    Ok(json)
+}
+
+/// A TikTok throttle (40100, which names no wait) waits [`tiktok::TikTokSettings::throttle_wait`].
+pub(crate) fn tiktok_backoff(deps: &EtlDeps, error: ExtractError) -> ExtractError {
+    match error {
+        ExtractError::Throttled {
+            message,
+            retry_after: None,
+        } => ExtractError::Throttled {
+            message,
+            retry_after: Some(deps.tiktok.throttle_wait),
+        },
+        other => other,
+    }
+}
+
+/// Calls TikTok (`method` on `url`, with `body` as JSON) and returns its envelope, its
+/// `code` checked ([`tiktok::envelope_error`]).
+pub(crate) async fn call_tiktok(
+    deps: &EtlDeps,
+    method: Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    credentials: &Credentials,
+) -> Result<serde_json::Value, ExtractError> {
+    let (_, text) = request_text(&deps.http, Platform::Tiktok, method, url, body, credentials)
+        .await
+        .map_err(|error| error.redacted(&credentials.secrets()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| ExtractError::Malformed(error.to_string()))?;
+    match tiktok::envelope_error(&json) {
+        Some(error) => Err(tiktok_backoff(deps, error)),
+        None => Ok(json),
+    }
+}
+
+/// GETs a TikTok task's download: the report as text (CSV).
+pub(crate) async fn download_tiktok(
+    deps: &EtlDeps,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<String, ExtractError> {
+    request_text(
+        &deps.http,
+        Platform::Tiktok,
+        Method::GET,
+        url,
+        None,
+        credentials,
+    )
+    .await
+    .map(|(_, text)| text)
+    .map_err(|error| tiktok_backoff(deps, error.redacted(&credentials.secrets())))
 }
 
 /// GETs `url` with the platform's authentication; a success's headers and JSON body, or the
@@ -48,9 +130,7 @@ pub(crate) async fn fetch_json(
     url: &str,
     credentials: &Credentials,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    request_json(http, platform, url, credentials, None)
-        .await
-        .map_err(|error| error.redacted(&credentials.secrets()))
+    send_json(http, platform, Method::GET, url, credentials, None).await
 }
 
 /// [`fetch_json`] as a `POST` of `body` (Shopify's GraphQL).
@@ -61,7 +141,19 @@ pub(crate) async fn post_json(
     credentials: &Credentials,
     body: &serde_json::Value,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    request_json(http, platform, url, credentials, Some(body))
+    send_json(http, platform, Method::POST, url, credentials, Some(body)).await
+}
+
+/// [`fetch_json`] with any method, and a JSON body when there is one.
+async fn send_json(
+    http: &reqwest::Client,
+    platform: Platform,
+    method: Method,
+    url: &str,
+    credentials: &Credentials,
+    body: Option<&serde_json::Value>,
+) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    request_json(http, platform, method, url, credentials, body)
         .await
         .map_err(|error| error.redacted(&credentials.secrets()))
 }
@@ -69,15 +161,32 @@ pub(crate) async fn post_json(
 async fn request_json(
     http: &reqwest::Client,
     platform: Platform,
+    method: Method,
     url: &str,
     credentials: &Credentials,
     body: Option<&serde_json::Value>,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
+    let (headers, text) = request_text(http, platform, method, url, body, credentials).await?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| ExtractError::Malformed(error.to_string()))?;
+    Ok((headers, json))
+}
+
+/// One call with the platform's authentication (and `body` as JSON): a success's headers
+/// and body text, or the platform's error answer classified. Not yet redacted.
+async fn request_text(
+    http: &reqwest::Client,
+    platform: Platform,
+    method: Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    credentials: &Credentials,
+) -> Result<(reqwest::header::HeaderMap, String), ExtractError> {
     let token = credentials.token.expose_secret();
-    let request = match body {
-        Some(body) => http.post(url).json(body),
-        None => http.get(url),
-    };
+    let mut request = http.request(method, url);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
     let request = match platform {
         // The proof is already in `url`; the token never is.
         Platform::Meta => request.bearer_auth(token),
@@ -95,9 +204,7 @@ async fn request_json(
             Platform::Shopify => shopify::classify(status, &headers, &body),
         });
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&body).map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    Ok((headers, json))
+    Ok((headers, body))
 }
 
 /// The body as text, refusing one larger than [`MAX_RESPONSE_BYTES`] without holding it.

@@ -26,9 +26,14 @@
 //! token, the proof and anything credential-shaped removed ([`redacted`]).
 //!
 //! Layout: [`config`] builds the two functions and their entry points; `run` is one run
-//! start to end, `extract` the bounded calls to the platforms, `load` the ad rows' upsert;
-//! [`meta`], [`tiktok`] and [`shopify`] each speak their platform; [`tokens`] seals and opens
-//! the connections' tokens.
+//! start to end, `extract` the bounded calls to the platforms, `report_jobs` the
+//! asynchronous reports (Meta's report runs and TikTok's report tasks: create, poll to a deadline, then page or download), `load`
+//! the ad rows' upsert; [`meta`], [`tiktok`] and [`shopify`] each speak their platform;
+//! [`tokens`] seals and opens the connections' tokens.
+//!
+//! A token the platform refuses (Meta 190, TikTok 40001/40104/40105) marks the connection
+//! `needs_reauth`, once: dispatch passes it over and a run already queued for it fails
+//! without calling the platform, until a new token is stored.
 //!
 //! Work per run is bounded: a window of at most [`MAX_WINDOW_DAYS`], at most
 //! [`MAX_PAGES_PER_RUN`] pages, answers of at most [`MAX_RESPONSE_BYTES`].
@@ -37,6 +42,7 @@ pub mod config;
 mod extract;
 mod load;
 pub mod meta;
+mod report_jobs;
 mod run;
 pub mod shopify;
 #[cfg(test)]
@@ -200,9 +206,18 @@ pub enum ExtractError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// The token is expired or revoked: retrying cannot help.
+    /// The token is expired or revoked: retrying cannot help, and the connection needs its
+    /// owner to sign in again (`needs_reauth`).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// Meta refuses to answer this much synchronously (code 100, subcode 1487534). Permanent
+    /// for the synchronous read; the run asks again through a report run.
+    #[error("too much data for one synchronous read: {0}")]
+    TooMuchData(String),
+    /// An asynchronous report (Meta's report run) did not complete: `transient` when Meta
+    /// failed or skipped it, so a new one may succeed; not when it outlived its deadline.
+    #[error("{message}")]
+    ReportJob { message: String, transient: bool },
     #[error("{0}")]
     Api(String),
     /// The platform has no such object (HTTP 404): permanent.
@@ -229,6 +244,11 @@ impl ExtractError {
                 retry_after,
             },
             ExtractError::Auth(text) => ExtractError::Auth(clean(text)),
+            ExtractError::TooMuchData(text) => ExtractError::TooMuchData(clean(text)),
+            ExtractError::ReportJob { message, transient } => ExtractError::ReportJob {
+                message: clean(message),
+                transient,
+            },
             ExtractError::Api(text) => ExtractError::Api(clean(text)),
             ExtractError::NotFound(text) => ExtractError::NotFound(clean(text)),
             ExtractError::Malformed(text) => ExtractError::Malformed(clean(text)),
@@ -244,6 +264,9 @@ impl Retryable for ExtractError {
                 retry_after: *retry_after,
             },
             ExtractError::Http(_) => RetryClass::transient(),
+            ExtractError::ReportJob {
+                transient: true, ..
+            } => RetryClass::transient(),
             _ => RetryClass::Permanent,
         }
     }
@@ -291,6 +314,9 @@ pub enum EtlError {
     Connection(Uuid),
     #[error(transparent)]
     Token(#[from] tokens::TokenError),
+    /// The connection's token was refused before; nothing is fetched until it is renewed.
+    #[error("connection {0} needs its owner to sign in again (its token was refused)")]
+    NeedsReauth(Uuid),
     /// The message asks for a run that cannot be executed (see [`EtlRun::window_problem`]).
     #[error("invalid run: {0}")]
     InvalidRun(String),
@@ -376,6 +402,10 @@ pub struct EtlDeps {
     /// waits for it ([`shopify::bulk`]).
     pub bulk_poll_interval: Duration,
     pub bulk_deadline: Duration,
+    /// The Marketing API version, report runs and pacing.
+    pub meta: meta::MetaSettings,
+    /// The throttle wait and the report tasks.
+    pub tiktok: tiktok::TikTokSettings,
 }
 
 /// The HTTP client the agent calls platforms with: a whole-request `timeout`, and no

@@ -2,6 +2,12 @@
 //! records it, takes the account's lease, walks the platform's pages through [`crate::extract`],
 //! loads each page through [`crate::load`] fenced by the lease, and on success advances the
 //! cursor and asks for a metrics recompute; [`backfill`] re-reads a range through the same path.
+//!
+//! Meta windows longer than `async_after_days`, and any window Meta refuses to answer
+//! synchronously ([`ExtractError::TooMuchData`]), are read through a report run
+//! ([`crate::report_jobs`]); so are TikTok windows longer than its `async_after_days`
+//! (report tasks, one per 30-day chunk). A refused token marks the connection `needs_reauth`
+//! ([`mark_needs_reauth`]), and a run on such a connection fails before calling the platform.
 
 use std::collections::BTreeSet;
 
@@ -19,8 +25,8 @@ use uuid::Uuid;
 use crate::extract::fetch;
 use crate::load::upsert;
 use crate::{
-    EtlDeps, EtlError, EtlRun, ExtractError, LEASE_TTL, MAX_PAGES_PER_RUN, Platform, RunReport,
-    RunStatus, meta, redacted, shopify, tiktok, tokens,
+    AdRow, EtlDeps, EtlError, EtlRun, ExtractError, LEASE_TTL, MAX_PAGES_PER_RUN, Platform,
+    RunReport, RunStatus, meta, redacted, report_jobs, shopify, tiktok, tokens,
 };
 
 /// Enqueues one run per active connection of `platform`, each re-reading the lookback window
@@ -63,6 +69,8 @@ pub(crate) struct Connection {
     currency: Option<String>,
     /// The stored `sync_cursor` (Shopify keeps `{"updated_at": …}` there).
     pub(crate) cursor: Option<serde_json::Value>,
+    /// Meta's attribution windows the connection chose (`None`: the default).
+    attribution_windows: Option<Vec<String>>,
 }
 
 /// What one connection's requests authenticate with.
@@ -97,13 +105,17 @@ async fn connection(deps: &EtlDeps, run: &EtlRun) -> Result<Connection, EtlError
     let transaction = shared::db::begin(&mut client, Budget::BACKGROUND).await?;
     let row = transaction
         .query_typed_opt(
-            "SELECT workspace_id, access_token, access_token_sealed, currency, sync_cursor
+            "SELECT workspace_id, access_token, access_token_sealed, currency, sync_cursor, status,
+                    attribution_windows
                FROM connections WHERE id = $1",
             &[(&id, Type::UUID)],
         )
         .await
         .context("read connection")?
         .ok_or(EtlError::Connection(id))?;
+    if row.get::<_, String>(5) == NEEDS_REAUTH {
+        return Err(EtlError::NeedsReauth(id));
+    }
     let stored = tokens::StoredToken {
         plaintext: row.get(1),
         sealed: row.get(2),
@@ -124,7 +136,31 @@ async fn connection(deps: &EtlDeps, run: &EtlRun) -> Result<Connection, EtlError
         credentials: Credentials::new(run.platform, token, app_secret),
         currency: row.get(3),
         cursor: row.get(4),
+        attribution_windows: row.get(6),
     })
+}
+
+/// The connection status of a connection whose token the platform refused.
+const NEEDS_REAUTH: &str = "needs_reauth";
+
+/// Marks an active connection `needs_reauth` after its platform refused the token, with the
+/// (redacted) reason; dispatch passes it over from now on. Logged as an alert the first
+/// time only: a run already queued that fails the same way changes nothing.
+async fn mark_needs_reauth(deps: &EtlDeps, run: &EtlRun, reason: &str) -> Result<(), EtlError> {
+    let client = deps.pool.get().await.context("check out a connection")?;
+    let marked = client
+        .execute_typed(
+            "UPDATE connections SET status = 'needs_reauth', status_reason = $2, updated_at = now()
+              WHERE id = $1 AND status = 'active'",
+            &[(&run.connection_id, Type::UUID), (&reason, Type::TEXT)],
+        )
+        .await
+        .context("mark connection needs_reauth")?;
+    if marked == 1 {
+        tracing::error!(alert = "connection_needs_reauth", platform = run.platform.as_str(), account = %run.account_id,
+                        connection = %run.connection_id, %reason, "the platform refused the token; the connection waits for a new one");
+    }
+    Ok(())
 }
 
 async fn start_run(deps: &EtlDeps, run: &EtlRun) -> Result<Uuid, EtlError> {
@@ -282,9 +318,12 @@ pub async fn run(deps: &EtlDeps, run: &EtlRun, holder: &str) -> Result<RunReport
         }
         Err(error) => (Err(error), Vec::new()),
     };
-    if let Err(error) = &outcome {
+    if let Err(failure) = &outcome {
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let error = redacted(&error.to_string(), &secrets);
+        let error = redacted(&failure.to_string(), &secrets);
+        if matches!(failure, EtlError::Extract(ExtractError::Auth(_))) {
+            mark_needs_reauth(deps, run, &error).await?;
+        }
         report.status = RunStatus::Failed;
         // The structured line the template's metric filter and alarm count.
         tracing::error!(alert = "etl_run_failed", platform = run.platform.as_str(), account = %run.account_id, %error, "ETL run failed");
@@ -307,8 +346,14 @@ async fn extract_and_load(
         return shopify::extract_and_load(deps, run, lease, report, connection).await;
     }
     let mut dates = BTreeSet::new();
-    for start in ad_pages(deps, run, connection) {
-        walk(deps, run, lease, report, connection, start, &mut dates).await?;
+    if run.platform == Platform::Meta {
+        meta_window(deps, run, lease, report, connection, &mut dates).await?;
+    } else if deps.tiktok.reads_async(run.window_start, run.window_end) {
+        report_jobs::tiktok_report_tasks(deps, run, lease, report, connection, &mut dates).await?;
+    } else {
+        for start in ad_pages(deps, run, connection) {
+            walk(deps, run, lease, report, connection, start, &mut dates).await?;
+        }
     }
     let cursor = serde_json::json!({ "synced_through": run.window_end });
     complete(
@@ -322,16 +367,61 @@ async fn extract_and_load(
     .await
 }
 
-/// The first page of every request an ad platform's window needs.
+/// Reads a Meta window: synchronously when it is short, through a report run when it is
+/// long or when Meta asks for less data than a synchronous read.
+async fn meta_window(
+    deps: &EtlDeps,
+    run: &EtlRun,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+    dates: &mut BTreeSet<NaiveDate>,
+) -> Result<(), EtlError> {
+    let first_page = meta_first_page(deps, run, connection);
+    let results = if deps.meta.reads_async(run.window_start, run.window_end) {
+        report_jobs::meta_report_run(deps, lease, connection, &first_page).await?
+    } else {
+        match walk(
+            deps,
+            run,
+            lease,
+            report,
+            connection,
+            first_page.clone(),
+            dates,
+        )
+        .await
+        {
+            Err(EtlError::Extract(ExtractError::TooMuchData(reason))) => {
+                tracing::info!(%reason, account = %run.account_id, "Meta asks for less data; reading the window through a report run");
+                report_jobs::meta_report_run(deps, lease, connection, &first_page).await?
+            }
+            outcome => return outcome,
+        }
+    };
+    walk(deps, run, lease, report, connection, results, dates).await
+}
+
+fn meta_first_page(deps: &EtlDeps, run: &EtlRun, connection: &Connection) -> String {
+    let windows = meta::attribution::windows(connection.attribution_windows.as_deref());
+    let request = meta::InsightsRequest {
+        version: deps.meta.api_version,
+        account_id: &run.account_id,
+        since: run.window_start,
+        until: run.window_end,
+        windows: &windows,
+    };
+    meta::first_page(
+        &deps.endpoints.meta_base_url,
+        &request,
+        connection.credentials.proof.as_deref(),
+    )
+}
+
+/// The first page of every request an ad platform's window needs (synchronously).
 fn ad_pages(deps: &EtlDeps, run: &EtlRun, connection: &Connection) -> Vec<String> {
     match run.platform {
-        Platform::Meta => vec![meta::first_page(
-            &deps.endpoints.meta_base_url,
-            &run.account_id,
-            run.window_start,
-            run.window_end,
-            connection.credentials.proof.as_deref(),
-        )],
+        Platform::Meta => vec![meta_first_page(deps, run, connection)],
         Platform::Tiktok => tiktok::first_pages(
             &deps.endpoints.tiktok_base_url,
             &run.account_id,
@@ -379,24 +469,38 @@ async fn walk(
             fetch(deps, run.platform, &page_url, &connection.credentials)
         })
         .await?;
-        let (inserted, updated) = upsert(
-            deps,
-            lease,
-            run,
-            report.run_id,
-            connection.workspace_id,
-            connection.currency.as_deref(),
-            &page.rows,
-        )
-        .await?;
-        report.pages = report.pages.saturating_add(1);
-        report.rows_inserted = report.rows_inserted.saturating_add(inserted);
-        report.rows_updated = report.rows_updated.saturating_add(updated);
-        dates.extend(page.rows.iter().map(|row| row.date));
-        let client = deps.pool.get().await.context("check out a connection")?;
-        lease.renew(&**client).await?;
+        store_page(deps, run, lease, report, connection, &page.rows, dates).await?;
         url = page.next;
     }
+    Ok(())
+}
+
+/// Stores one page of rows under the lease, counts it in the report, and renews the lease.
+pub(crate) async fn store_page(
+    deps: &EtlDeps,
+    run: &EtlRun,
+    lease: &Lease,
+    report: &mut RunReport,
+    connection: &Connection,
+    rows: &[AdRow],
+    dates: &mut BTreeSet<NaiveDate>,
+) -> Result<(), EtlError> {
+    let (inserted, updated) = upsert(
+        deps,
+        lease,
+        run,
+        report.run_id,
+        connection.workspace_id,
+        connection.currency.as_deref(),
+        rows,
+    )
+    .await?;
+    report.pages = report.pages.saturating_add(1);
+    report.rows_inserted = report.rows_inserted.saturating_add(inserted);
+    report.rows_updated = report.rows_updated.saturating_add(updated);
+    dates.extend(rows.iter().map(|row| row.date));
+    let client = deps.pool.get().await.context("check out a connection")?;
+    lease.renew(&**client).await?;
     Ok(())
 }
 

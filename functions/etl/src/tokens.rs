@@ -73,8 +73,9 @@ pub struct StoredToken {
     pub sealed: Option<Vec<u8>>,
 }
 
-/// Seals `token` for `connection` and stores it, clearing any plaintext; false when the
-/// connection does not exist.
+/// Seals `token` for `connection` and stores it, clearing any plaintext; a connection that
+/// waited for a new token (`needs_reauth`) becomes active again. False when the connection
+/// does not exist.
 pub async fn store<C: GenericClient>(
     client: &C,
     keys: &Keys,
@@ -86,7 +87,9 @@ pub async fn store<C: GenericClient>(
         .map_err(|source| TokenError::Seal { connection, source })?;
     let updated = client
         .execute_typed(
-            "UPDATE connections SET access_token_sealed = $2, access_token = NULL, updated_at = now()
+            "UPDATE connections SET access_token_sealed = $2, access_token = NULL, updated_at = now(),
+                    status = CASE WHEN status = 'needs_reauth' THEN 'active' ELSE status END,
+                    status_reason = CASE WHEN status = 'needs_reauth' THEN NULL ELSE status_reason END
               WHERE id = $1",
             &[(&connection, Type::UUID), (&sealed, Type::BYTEA)],
         )

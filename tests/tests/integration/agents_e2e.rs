@@ -77,6 +77,8 @@ async fn etl_run(db: &TestDb, standins: &Standins, workspace: Uuid, clock: &Cloc
             ..etl::Endpoints::default()
         },
         meta_app_secret: Some(standins::meta::DEFAULT_META_APP_SECRET.into()),
+        meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = etl::EtlDeps::new(&container, config).unwrap();
     // The window ends on the ad account's today, in its own timezone.

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 
+use super::report_runs::ReportRuns;
+use super::throttle::UsageRamp;
 use super::{IDS, MetaAccount, MetaThrottle};
 use crate::ad_accounts::{AdAccounts, AdDayFacts, AdTotals};
 use crate::config::StandinConfig;
@@ -21,6 +23,11 @@ pub(super) struct MetaState {
     /// The throttling error and its `estimated_time_to_regain_access` (minutes).
     pub(super) throttle: Mutex<(MetaThrottle, u32)>,
     pub(super) usage_pct: AtomicU32,
+    /// Usage that rises per call, when a test sets one.
+    pub(super) usage_ramp: Mutex<Option<UsageRamp>>,
+    /// The most rows a synchronous read may have (`u64::MAX`: any).
+    pub(super) max_sync_rows: AtomicU64,
+    pub(super) report_runs: Mutex<ReportRuns>,
     pub(super) switches: Switches,
     /// Counts the errors answered, to give each its own `fbtrace_id`.
     pub(super) traces: AtomicU64,
@@ -41,6 +48,9 @@ impl MetaFaults {
             app_secret: scenario.app_secret.clone(),
             throttle: Mutex::new((scenario.throttle, scenario.regain_access_minutes)),
             usage_pct: AtomicU32::new(3),
+            usage_ramp: Mutex::new(None),
+            max_sync_rows: AtomicU64::new(scenario.max_sync_rows.unwrap_or(u64::MAX)),
+            report_runs: Mutex::new(ReportRuns::default()),
             switches: Switches::default(),
             traces: AtomicU64::new(0),
         }))

@@ -1,7 +1,10 @@
-//! The insights endpoint: `GET /meta/{version}/act_{id}/insights`. An answer passes the
-//! checks in Meta's order — credentials, the path, the account, throttling, the query,
-//! an injected failure — and then serves one page of rows with its `paging`: cursors,
-//! and `previous`/`next` links that repeat the query and the token.
+//! The insights endpoints: `GET /meta/{version}/act_{id}/insights` (a synchronous read),
+//! `POST` of the same (a report run, `report_runs`), `GET /meta/{version}/{run_id}` (its
+//! status) and `GET /meta/{version}/{run_id}/insights` (its rows). An answer passes the
+//! checks in Meta's order — credentials, the path and version, the account, throttling,
+//! the query, the size of a synchronous read, an injected failure — and then serves one
+//! page of rows with its `paging`: cursors, and `previous`/`next` links that repeat the
+//! query and the token.
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -24,8 +27,21 @@ use crate::request_log::{Api, Outcome};
 
 pub(crate) fn routes(faults: &MetaFaults) -> Router {
     Router::new()
-        .route("/meta/{version}/{node}/insights", get(insights))
+        .route(
+            "/meta/{version}/{node}/insights",
+            get(insights).post(create_report_run),
+        )
+        .route("/meta/{version}/{node}", get(report_run))
         .with_state(faults.clone())
+}
+
+/// What a request to `…/insights` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// `GET act_{id}/insights`, or `GET {run_id}/insights` for a run's rows.
+    Rows,
+    /// `POST act_{id}/insights`.
+    CreateRun,
 }
 
 async fn insights(
@@ -35,9 +51,41 @@ async fn insights(
 ) -> Response {
     let path = format!("/meta/{version}/{node}/insights");
     serve(&faults.0.switches, Api::Meta, path, &request, |query| {
-        faults.0.answer(&version, &node, query, request.headers())
+        faults
+            .0
+            .answer(Read::Rows, &version, &node, query, request.headers())
     })
 }
+
+async fn create_report_run(
+    State(faults): State<MetaFaults>,
+    Path((version, node)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let path = format!("/meta/{version}/{node}/insights");
+    serve(&faults.0.switches, Api::Meta, path, &request, |query| {
+        faults
+            .0
+            .answer(Read::CreateRun, &version, &node, query, request.headers())
+    })
+}
+
+async fn report_run(
+    State(faults): State<MetaFaults>,
+    Path((version, node)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let path = format!("/meta/{version}/{node}");
+    serve(&faults.0.switches, Api::Meta, path, &request, |query| {
+        if let Some(refusal) = faults.0.refuse_version(&version, &node) {
+            return refusal;
+        }
+        faults.0.poll_report_run(&node, query, request.headers())
+    })
+}
+
+/// The oldest major version served; older ones are refused as expired.
+const OLDEST_SERVED_MAJOR: u32 = 25;
 
 #[derive(Serialize)]
 struct Cursors {
@@ -62,8 +110,34 @@ struct Page<'a> {
 }
 
 impl MetaState {
+    /// The refusal of a path whose version is not `v{major}.{minor}` or has expired.
+    pub(super) fn refuse_version(&self, version: &str, node: &str) -> Option<Answer> {
+        let major = version
+            .strip_prefix('v')
+            .and_then(|rest| rest.split_once('.'))
+            .filter(|(_, minor)| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(major, _)| major.parse::<u32>().ok());
+        let Some(major) = major else {
+            let message = format!("Unknown path components: /{version}/{node}");
+            return Some(Answer::refused(
+                self.error(GraphError::oauth(2500, &message)),
+                Outcome::Rejected,
+            ));
+        };
+        (major < OLDEST_SERVED_MAJOR).then(|| {
+            let message = format!(
+                "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest version: v27.0. ({version} is no longer served)"
+            );
+            Answer::refused(
+                self.error(GraphError::oauth(2635, &message)),
+                Outcome::Rejected,
+            )
+        })
+    }
+
     fn answer(
         &self,
+        read: Read,
         version: &str,
         node: &str,
         query: &[(String, String)],
@@ -72,23 +146,24 @@ impl MetaState {
         if let Some(refusal) = self.refuse_credentials(query, headers) {
             return Answer::refused(refusal, Outcome::AuthFailed);
         }
-        if !version.starts_with('v') {
-            let message = format!("Unknown path components: /{version}/{node}/insights");
-            return Answer::refused(
-                self.error(GraphError::oauth(2500, &message)),
-                Outcome::Rejected,
-            );
+        if let Some(refusal) = self.refuse_version(version, node) {
+            return refusal;
         }
-        let Some(account) = node.strip_prefix("act_").and_then(|id| self.ads.find(id)) else {
-            let message = format!(
-                "Unsupported get request. Object with ID '{node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
-            );
-            return Answer::refused(
-                self.error(GraphError::method(100, &message).subcode(33)),
-                Outcome::Rejected,
-            );
+        // A run's rows are read with the run's own parameters.
+        let (account_id, run_query) = match node.strip_prefix("act_") {
+            Some(id) => (id.to_string(), None),
+            None if read == Read::Rows => match self.report_run_rows(node, query) {
+                Ok((account_id, merged)) => (account_id, Some(merged)),
+                Err(refusal) => return *refusal,
+            },
+            None => return Answer::refused(self.unknown_object(node), Outcome::Rejected),
         };
-        if let Some(throttled) = self.throttled(account) {
+        let query = run_query.as_deref().unwrap_or(query);
+        let Some(account) = self.ads.find(&account_id) else {
+            return Answer::refused(self.unknown_object(node), Outcome::Rejected);
+        };
+        let ramped = self.ramp_tick();
+        if let Some(throttled) = self.throttled(account, ramped) {
             return Answer::refused(throttled, Outcome::Throttled);
         }
         let today = self.ads.today(account);
@@ -96,6 +171,21 @@ impl MetaState {
             Ok(request) => request,
             Err(response) => return Answer::refused(*response, Outcome::Rejected),
         };
+        if read == Read::CreateRun {
+            let mut created =
+                self.create_report_run(&account_id, query, request.since, request.until);
+            self.report_usage(&mut created.response, account, ramped);
+            return created;
+        }
+        if run_query.is_none() {
+            let rows = self
+                .ads
+                .page(account, request.since, request.until.min(today), 0, 0)
+                .total;
+            if let Some(refusal) = self.too_much_for_sync(rows) {
+                return refusal;
+            }
+        }
         let page = u32::try_from(request.offset / request.limit + 1).unwrap_or(u32::MAX);
         let failure = self.switches.injected_failure(page, || {
             let unknown = GraphError::oauth(1, "An unknown error occurred")
@@ -108,7 +198,7 @@ impl MetaState {
             return failure;
         }
         let (mut response, rows) = self.page(version, node, account, query, &request, today);
-        self.report_usage(&mut response, account);
+        self.report_usage(&mut response, account, ramped);
         set_header(&mut response, "facebook-api-version", version);
         Answer::served(response, Some(page), rows)
     }

@@ -1,7 +1,18 @@
 //! Meta Marketing API stand-in: `GET /{version}/act_{account_id}/insights` at ad level,
-//! one row per ad per day, as `https://graph.facebook.com` answers it.
+//! one row per ad per day, as `https://graph.facebook.com` answers it, and the same report
+//! asynchronously (`POST …/insights` → report run → `GET /{report_run_id}` → `GET
+//! /{report_run_id}/insights`, module `report_runs`).
 //!
 //! Modelled:
+//! * Versions: `v25.0` and later are served (December 2026: v27.0, v26.0, v25.0); `v24.0`
+//!   and older are refused with code 2635 ("You are calling a deprecated version of the Ads
+//!   API"), as Meta refuses expired versions.
+//! * Size: a synchronous read of more rows than `max_sync_rows` is refused with code 100,
+//!   subcode 1487534 ("Please reduce the amount of data you're asking for"), which a client
+//!   answers with a report run.
+//! * `action_attribution_windows`: checked (a JSON list of `1d_click`, `7d_click`,
+//!   `28d_click`, `1d_ev`, `1d_view`; the retired `7d_view`/`28d_view` and anything else are
+//!   code 100) and logged; the numbers served do not depend on it.
 //! * Parameters: `level=ad`, `time_increment=1`, `time_range={"since","until"}` (JSON, or
 //!   the `time_range[since]`/`time_range[until]` form), `fields` (validated; only the
 //!   requested fields come back, plus `date_start`/`date_stop`; default
@@ -29,15 +40,18 @@
 //!   same spend); 400 code 3018 for a start date beyond 37 months; 500 code 1 "Please reduce
 //!   the amount of data" for `limit` over 10,000.
 //!
+//! * Usage that rises per call ([`MetaFaults::ramp_usage`]): headers report it, and past
+//!   100 % the call is throttled; a pause lets it fall back.
+//!
 //! Left out: other levels, breakdowns, `action_breakdowns` other than `action_type`,
-//! `date_preset`/`time_ranges`, async report runs (`POST …/insights`, `report_run_id`),
-//! attribution-window keys (`1d_click`, …), `filtering` (accepted and ignored, as are
-//! `action_attribution_windows`, `action_report_time` and `use_*_attribution_setting`),
+//! `date_preset`/`time_ranges`, per-window values in `actions` (`"7d_click": …` keys),
+//! `filtering` (accepted and ignored, as are `action_report_time` and
+//! `use_*_attribution_setting`),
 //! entity endpoints (campaigns, ad sets, ads), and per-hour quotas (throttling happens only
-//! when switched on). Error texts other than the throttling ones are approximations.
+//! when switched on or ramped). Error texts other than the throttling ones are approximations.
 //!
 //! How the module fits together: [`MetaFaults`] (`faults`) holds the state behind the
-//! route `insights` serves. An answer checks the token and the app-secret proof (`auth`),
+//! routes `insights` and `report_runs` serve. An answer checks the token and the app-secret proof (`auth`),
 //! the account, the throttling switch (`throttle`, which also writes the usage headers),
 //! the query (`request`), and then builds the page (`insights`) from rows formatted by
 //! `rows` with the names of `names`; every refusal is a Graph error (`graph_error`).
@@ -47,6 +61,7 @@ mod faults;
 mod graph_error;
 mod insights;
 mod names;
+mod report_runs;
 mod request;
 mod rows;
 #[cfg(test)]
@@ -80,6 +95,9 @@ pub struct MetaScenario {
     pub throttle: MetaThrottle,
     /// `estimated_time_to_regain_access` (minutes) in the usage header of a throttled answer.
     pub regain_access_minutes: u32,
+    /// Synchronous reads of more rows are refused with code 100 / subcode 1487534;
+    /// `None` accepts any size (changeable at run time).
+    pub max_sync_rows: Option<u64>,
 }
 
 impl Default for MetaScenario {
@@ -90,6 +108,7 @@ impl Default for MetaScenario {
             app_secret: Some(DEFAULT_META_APP_SECRET.into()),
             throttle: MetaThrottle::UserLimit,
             regain_access_minutes: 1,
+            max_sync_rows: None,
         }
     }
 }

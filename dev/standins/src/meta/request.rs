@@ -65,6 +65,10 @@ const ENTITY_FIELDS: [&str; 11] = [
     "date_stop",
 ];
 
+/// The attribution windows Meta serves; `7d_view` and `28d_view` are no longer returned
+/// since 2026-01-12 and are refused here.
+const ATTRIBUTION_WINDOWS: [&str; 5] = ["1d_click", "7d_click", "28d_click", "1d_ev", "1d_view"];
+
 /// The fields that carry purchases.
 const CONVERSION_FIELDS: [&str; 3] = ["actions", "action_values", "purchase_roas"];
 
@@ -165,6 +169,21 @@ impl MetaState {
                 3018,
                 "(#3018) The start date of the time range cannot be beyond 37 months from the current date",
             ))));
+        }
+        if let Some(windows) = first(query, "action_attribution_windows") {
+            let names: Vec<String> = serde_json::from_str(windows).map_err(|_| {
+                invalid("(#100) param action_attribution_windows must be a JSON list")
+            })?;
+            if let Some((at, _)) = names
+                .iter()
+                .enumerate()
+                .find(|(_, name)| !ATTRIBUTION_WINDOWS.contains(&name.as_str()))
+            {
+                return Err(invalid(&format!(
+                    "(#100) action_attribution_windows[{at}] must be one of the following values: {}",
+                    ATTRIBUTION_WINDOWS.join(", ")
+                )));
+            }
         }
         let fields = Fields::parse(first(query, "fields")).map_err(|message| invalid(&message))?;
         let limit: u64 = match first(query, "limit") {

@@ -20,7 +20,7 @@ const FIELDS: &str = "account_id,campaign_id,campaign_name,adset_id,ad_id,ad_nam
 
 pub(super) fn first_uri(since: &str, until: &str, limit: u32) -> String {
     format!(
-        "/meta/v21.0/act_{DEFAULT_META_ACCOUNT}/insights?{}",
+        "/meta/v27.0/act_{DEFAULT_META_ACCOUNT}/insights?{}",
         encode_query([
             ("level", "ad"),
             ("time_increment", "1"),

@@ -4,6 +4,7 @@
 //! `X-FB-Ads-Insights-Throttle`) a careful client slows down by.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::response::Response;
 use serde_json::json;
@@ -57,7 +58,29 @@ impl MetaThrottle {
     }
 }
 
+/// Usage that rises with every call and falls back once the client pauses: each call adds
+/// `step` percent to the usage the headers report; a call that comes `cooldown` or more after
+/// the previous one finds usage back at the base ([`MetaFaults::set_usage_pct`]). A call
+/// that would take usage past 100 % is throttled.
+pub(super) struct UsageRamp {
+    step: u32,
+    cooldown: Duration,
+    usage: u32,
+    last: Option<Instant>,
+}
+
 impl MetaFaults {
+    /// Usage rises by `step_pct` per call and resets after a pause of `cooldown` (see
+    /// `UsageRamp`), so a client that does not slow down as usage nears 100 % is throttled.
+    pub fn ramp_usage(&self, step_pct: u32, cooldown: Duration) {
+        *lock::unpoisoned(&self.0.usage_ramp) = Some(UsageRamp {
+            step: step_pct,
+            cooldown,
+            usage: 0,
+            last: None,
+        });
+    }
+
     /// Which throttling error the next throttled answers carry.
     pub fn set_throttle(&self, kind: MetaThrottle) {
         lock::unpoisoned(&self.0.throttle).0 = kind;
@@ -76,9 +99,27 @@ impl MetaFaults {
 }
 
 impl MetaState {
-    /// The throttling error, when the switch throttles this request.
-    pub(super) fn throttled(&self, account: &Account) -> Option<Response> {
-        if !self.switches.take_throttle() {
+    /// Counts one call against the usage ramp; the usage it reports, when a ramp is set.
+    pub(super) fn ramp_tick(&self) -> Option<u32> {
+        let mut ramp = lock::unpoisoned(&self.usage_ramp);
+        let ramp = ramp.as_mut()?;
+        let now = Instant::now();
+        if ramp
+            .last
+            .is_none_or(|last| now.duration_since(last) >= ramp.cooldown)
+        {
+            ramp.usage = self.usage_pct.load(Ordering::SeqCst);
+        }
+        ramp.last = Some(now);
+        ramp.usage = ramp.usage.saturating_add(ramp.step);
+        Some(ramp.usage)
+    }
+
+    /// The throttling error, when the switch throttles this request or the ramp's usage
+    /// (`ramped`) is past 100 %.
+    pub(super) fn throttled(&self, account: &Account, ramped: Option<u32>) -> Option<Response> {
+        let over_quota = ramped.is_some_and(|usage| usage > 100);
+        if !over_quota && !self.switches.take_throttle() {
             return None;
         }
         let (kind, regain) = *lock::unpoisoned(&self.throttle);
@@ -90,10 +131,16 @@ impl MetaState {
         Some(response)
     }
 
-    /// The usage headers of an answer served, at the configured utilisation.
-    pub(super) fn report_usage(&self, response: &mut Response, account: &Account) {
-        let pct = self.usage_pct.load(Ordering::SeqCst);
-        self.usage_headers(response, account, pct, 0);
+    /// The usage headers of an answer served: the ramp's usage (`ramped`) when a ramp is
+    /// set, else the configured utilisation.
+    pub(super) fn report_usage(
+        &self,
+        response: &mut Response,
+        account: &Account,
+        ramped: Option<u32>,
+    ) {
+        let pct = ramped.unwrap_or_else(|| self.usage_pct.load(Ordering::SeqCst));
+        self.usage_headers(response, account, pct.min(100), 0);
     }
 
     fn usage_headers(&self, response: &mut Response, account: &Account, pct: u32, regain: u32) {

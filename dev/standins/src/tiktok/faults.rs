@@ -2,12 +2,13 @@
 //! and their restated days, the token requests must carry, and the ground truth a test
 //! compares a sync against.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 
 use super::metrics::tracks_payments;
+use super::tasks::Tasks;
 use super::{IDS, TikTokAdvertiser};
 use crate::ad_accounts::{AdAccounts, AdDayFacts, AdTotals};
 use crate::config::StandinConfig;
@@ -17,6 +18,7 @@ pub(super) struct TikTokState {
     pub(super) ads: AdAccounts<TikTokAdvertiser>,
     pub(super) token: String,
     pub(super) switches: Switches,
+    pub(super) tasks: Mutex<Tasks>,
     /// Counts the answers, to give each its own `request_id`.
     pub(super) requests: AtomicU64,
 }
@@ -32,6 +34,7 @@ impl TikTokFaults {
             ads: AdAccounts::new(config, "tiktok", &config.tiktok.advertisers, &IDS),
             token: config.tiktok.access_token.clone(),
             switches: Switches::default(),
+            tasks: Mutex::new(Tasks::default()),
             requests: AtomicU64::new(0),
         }))
     }

@@ -23,13 +23,17 @@
 //!   use stat_time_hour") and unknown metrics (the verified "Invalid metric fields" text);
 //!   an injected HTTP 500 with `code 50000`; restated days (more late conversions).
 //!
+//! * Asynchronous report tasks (`report/task/create/`, `check/`, `download/`, module
+//!   `tasks`): the same report as CSV once a task succeeds; task creation limited to 2 per
+//!   second; failing tasks when switched.
+//!
 //! Left out: other report types, data levels and dimensions, hourly and lifetime reports,
-//! filtering, async report tasks, the 10,000-ads-per-report limit, the advertiser-info and
+//! filtering, the 10,000-ads-per-report limit, the advertiser-info and
 //! entity endpoints, and real QPS accounting (throttling happens only when switched on).
 //! Codes for a missing advertiser or unsupported options reuse 40002 (unverified).
 //!
 //! How the module fits together: [`TikTokFaults`] (`faults`) holds the state behind the
-//! route `report` serves. An answer checks the version, the `Access-Token` and the
+//! routes `report` and `tasks` serve. An answer checks the version, the `Access-Token` and the
 //! throttling switch, checks the query (`request`), and builds the page (`report`) with
 //! every metric formatted as TikTok does (`metrics`), inside TikTok's envelope
 //! (`envelope`), which carries its refusals too.
@@ -39,11 +43,16 @@ mod faults;
 mod metrics;
 mod report;
 mod request;
+mod tasks;
 #[cfg(test)]
 mod test_support;
 
 pub use faults::TikTokFaults;
-pub(crate) use report::routes;
+
+/// The synchronous report's route and the asynchronous tasks'.
+pub(crate) fn routes(faults: &TikTokFaults) -> axum::Router {
+    report::routes(faults).merge(tasks::routes(faults))
+}
 
 use crate::ad_accounts::{IdScheme, SeededAccount, impl_ad_account_spec};
 

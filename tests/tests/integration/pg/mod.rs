@@ -8,6 +8,7 @@ mod browser_routes;
 mod consumer;
 mod email;
 mod etl;
+mod etl_async;
 mod lease;
 mod member_api;
 mod member_email;

@@ -105,6 +105,8 @@ async fn shop_of(orders: usize, history_days: u32) -> Shop {
         keys: integration_tests::test_keys(),
         endpoints: endpoints.clone(),
         meta_app_secret: None,
+        meta: Default::default(),
+        tiktok: Default::default(),
     };
     let deps = EtlDeps {
         retry: integration_tests::fixtures::fast_retries(3),

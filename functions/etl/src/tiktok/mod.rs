@@ -6,8 +6,12 @@
 //! wrong) fails the run at once. Every metric arrives as a string, `"-"` meaning no value.
 //! An empty page ends a chunk whatever `total_page` claims, so a report that keeps promising
 //! pages cannot keep a run walking.
+//!
+//! A 40100 asks to back off: the retry waits [`TikTokSettings::throttle_wait`] (TikTok
+//! documents about five minutes after a per-minute limit). Long windows are read through
+//! asynchronous report tasks instead of pages ([`task`]).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::NaiveDate;
 use reqwest::header::HeaderMap;
@@ -17,10 +21,65 @@ use shared::retry::RetryClass;
 
 use crate::{AdRow, ExtractError, MAX_QUOTED_BODY, Page};
 
+pub mod creation_limit;
+pub mod task;
+
 /// The longest span of one daily report request, inclusive.
 pub const MAX_DAYS_PER_REQUEST: i64 = 30;
 const PAGE_SIZE: u32 = 1000;
 const METRICS: &str = r#"["spend","impressions","clicks","conversion","total_complete_payment_rate","campaign_id","adgroup_id"]"#;
+
+/// What is configurable about reading TikTok (see `crate::Config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TikTokSettings {
+    /// How long a 40100 asks to wait (`TIKTOK_THROTTLE_WAIT_SECS`, default 300). A wait
+    /// longer than the retry policy's `max_retry_after` is not slept through: the run fails
+    /// as throttled and the next schedule tries again.
+    pub throttle_wait: Duration,
+    /// Windows longer than this many days are read through report tasks
+    /// (`TIKTOK_ASYNC_AFTER_DAYS`, default 60).
+    pub async_after_days: i64,
+    /// How long to wait between two checks of a task.
+    pub task_poll_interval: Duration,
+    /// How long a task may take, from creation to `SUCCESS`.
+    pub task_deadline: Duration,
+}
+
+impl Default for TikTokSettings {
+    fn default() -> Self {
+        Self {
+            throttle_wait: Duration::from_secs(300),
+            async_after_days: 60,
+            task_poll_interval: Duration::from_secs(5),
+            task_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+impl TikTokSettings {
+    /// Whether a window of `since..=until` is read through report tasks.
+    pub fn reads_async(&self, since: NaiveDate, until: NaiveDate) -> bool {
+        (until - since).num_days() + 1 > self.async_after_days
+    }
+}
+
+/// The ≤ 30-day chunks of a window, in order.
+pub fn chunks(since: NaiveDate, until: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut chunks = Vec::new();
+    let mut start = since;
+    while start <= until {
+        let end = start
+            .checked_add_signed(chrono::Duration::days(MAX_DAYS_PER_REQUEST - 1))
+            .map_or(until, |end| end.min(until));
+        chunks.push((start, end));
+        // The last representable day ends the walk instead of overflowing past it.
+        let Some(next) = end.succ_opt() else {
+            break;
+        };
+        start = next;
+    }
+    chunks
+}
 
 /// The first page of every ≤ 30-day chunk of the window.
 pub fn first_pages(
@@ -29,20 +88,10 @@ pub fn first_pages(
     since: NaiveDate,
     until: NaiveDate,
 ) -> Vec<String> {
-    let mut pages = Vec::new();
-    let mut start = since;
-    while start <= until {
-        let end = start
-            .checked_add_signed(chrono::Duration::days(MAX_DAYS_PER_REQUEST - 1))
-            .map_or(until, |end| end.min(until));
-        pages.push(page_url(base_url, advertiser_id, start, end, 1));
-        // The last representable day ends the walk instead of overflowing past it.
-        let Some(next) = end.succ_opt() else {
-            break;
-        };
-        start = next;
-    }
-    pages
+    chunks(since, until)
+        .into_iter()
+        .map(|(start, end)| page_url(base_url, advertiser_id, start, end, 1))
+        .collect()
 }
 
 fn page_url(
@@ -102,9 +151,9 @@ fn with_page(url: &str, page: u32) -> Option<String> {
     Some(parsed.into())
 }
 
-/// Reads one page (the whole envelope) of the request `url`; `next` is the following page
-/// of the same chunk.
-pub fn parse_page(body: &Value, url: &str) -> Result<Page, ExtractError> {
+/// The error an envelope carries, if its `code` is not 0 (TikTok answers errors with HTTP
+/// 200): 40100 is throttling, 40001/40104/40105 a refused token, anything else an API error.
+pub fn envelope_error(body: &Value) -> Option<ExtractError> {
     let code = body.get("code").and_then(Value::as_i64).unwrap_or(-1);
     let message = shared::text::clip(
         body.get("message")
@@ -113,50 +162,56 @@ pub fn parse_page(body: &Value, url: &str) -> Result<Page, ExtractError> {
         MAX_QUOTED_BODY,
     );
     match code {
-        0 => {}
-        40100 => {
-            return Err(ExtractError::Throttled {
-                message: format!("TikTok {code}: {message}"),
-                retry_after: None,
-            });
-        }
-        40001 | 40104 | 40105 => {
-            return Err(ExtractError::Auth(format!("TikTok {code}: {message}")));
-        }
-        _ => return Err(ExtractError::Api(format!("TikTok {code}: {message}"))),
+        0 => None,
+        40100 => Some(ExtractError::Throttled {
+            message: format!("TikTok {code}: {message}"),
+            retry_after: None,
+        }),
+        40001 | 40104 | 40105 => Some(ExtractError::Auth(format!("TikTok {code}: {message}"))),
+        _ => Some(ExtractError::Api(format!("TikTok {code}: {message}"))),
+    }
+}
+
+/// One report row, `{"dimensions": {"ad_id", "stat_time_day"}, "metrics": {…}}`.
+pub fn ad_row(row: &Value) -> Result<AdRow, ExtractError> {
+    let day = text(row, "/dimensions/stat_time_day")
+        .and_then(|stamp| {
+            stamp
+                .get(..10)
+                .and_then(|date| date.parse::<NaiveDate>().ok())
+        })
+        .ok_or_else(|| ExtractError::Malformed("report row without `stat_time_day`".into()))?;
+    let metrics = row.get("metrics").cloned().unwrap_or(Value::Null);
+    let whole = |key| {
+        metric(&metrics, key)
+            .and_then(|d| i64::try_from(d).ok())
+            .unwrap_or(0)
+    };
+    Ok(AdRow {
+        ad_id: text(row, "/dimensions/ad_id")
+            .ok_or_else(|| ExtractError::Malformed("report row without `ad_id`".into()))?,
+        campaign_id: text(&metrics, "/campaign_id"),
+        adset_id: text(&metrics, "/adgroup_id"),
+        date: day,
+        spend: metric(&metrics, "spend").unwrap_or_default(),
+        impressions: whole("impressions"),
+        clicks: whole("clicks"),
+        conversions: metric(&metrics, "conversion"),
+        conversion_value: metric(&metrics, "total_complete_payment_rate"),
+    })
+}
+
+/// Reads one page (the whole envelope) of the request `url`; `next` is the following page
+/// of the same chunk.
+pub fn parse_page(body: &Value, url: &str) -> Result<Page, ExtractError> {
+    if let Some(error) = envelope_error(body) {
+        return Err(error);
     }
     let list = body
         .pointer("/data/list")
         .and_then(Value::as_array)
         .ok_or_else(|| ExtractError::Malformed("report without `data.list`".into()))?;
-    let mut rows = Vec::with_capacity(list.len());
-    for row in list {
-        let day = text(row, "/dimensions/stat_time_day")
-            .and_then(|stamp| {
-                stamp
-                    .get(..10)
-                    .and_then(|date| date.parse::<NaiveDate>().ok())
-            })
-            .ok_or_else(|| ExtractError::Malformed("report row without `stat_time_day`".into()))?;
-        let metrics = row.get("metrics").cloned().unwrap_or(Value::Null);
-        let whole = |key| {
-            metric(&metrics, key)
-                .and_then(|d| i64::try_from(d).ok())
-                .unwrap_or(0)
-        };
-        rows.push(AdRow {
-            ad_id: text(row, "/dimensions/ad_id")
-                .ok_or_else(|| ExtractError::Malformed("report row without `ad_id`".into()))?,
-            campaign_id: text(&metrics, "/campaign_id"),
-            adset_id: text(&metrics, "/adgroup_id"),
-            date: day,
-            spend: metric(&metrics, "spend").unwrap_or_default(),
-            impressions: whole("impressions"),
-            clicks: whole("clicks"),
-            conversions: metric(&metrics, "conversion"),
-            conversion_value: metric(&metrics, "total_complete_payment_rate"),
-        });
-    }
+    let rows = list.iter().map(ad_row).collect::<Result<Vec<_>, _>>()?;
     let number = |pointer: &str| {
         body.pointer(pointer)
             .and_then(Value::as_u64)

@@ -9,10 +9,17 @@
 //!
 //! Pages follow `paging.next`. Throttling arrives as HTTP 400 with error codes 4, 17, 613,
 //! 2 or 80000–80014 and is retried, waiting at least `estimated_time_to_regain_access` from
-//! the usage header; an expired or invalid token (190) fails the run at once. Purchases are
-//! read from one canonical action type, because Meta repeats the same purchases under several
+//! the usage header; an expired or invalid token (190) fails the run at once; code 100 with
+//! subcode 1487534 ("reduce the amount of data") is [`ExtractError::TooMuchData`], which
+//! sends the window through an asynchronous report run instead. Purchases are read from one
+//! canonical action type, because Meta repeats the same purchases under several
 //! (`omni_purchase`, `purchase`, `offsite_conversion.fb_pixel_purchase`…) and adding them up
 //! would double count.
+//!
+//! Parts: [`version`] (which Marketing API version is named), [`attribution`] (the
+//! connection's `action_attribution_windows`), [`pacing`] (slowing down as usage nears the
+//! quota), [`report_run`] (the asynchronous report runs' wire); [`MetaSettings`] gathers
+//! what is configurable.
 
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +31,53 @@ use shared::retry::RetryClass;
 
 use crate::{AdRow, ExtractError, MAX_QUOTED_BODY, Page};
 
-/// The Graph API version the requests name.
-pub const API_VERSION: &str = "v21.0";
+pub mod attribution;
+pub mod pacing;
+pub mod report_run;
+pub mod version;
+
+pub use version::ApiVersion;
+
+/// Meta's error code and subcode for "Please reduce the amount of data you're asking for":
+/// the synchronous read is too large, an asynchronous report run is not.
+pub const REDUCE_DATA: (u64, u64) = (100, 1_487_534);
+
+/// What is configurable about reading Meta (see `crate::Config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetaSettings {
+    /// `META_API_VERSION`.
+    pub api_version: ApiVersion,
+    /// Windows longer than this many days are read through a report run from the start
+    /// (`META_ASYNC_AFTER_DAYS`); shorter ones synchronously, and through a report run only
+    /// when Meta asks to reduce the data. Longer than the 28-day lookback, so scheduled runs
+    /// stay synchronous and backfills go asynchronous.
+    pub async_after_days: i64,
+    /// How long to wait between two polls of a report run.
+    pub report_poll_interval: Duration,
+    /// How long a report run may take, from creation to "Job Completed".
+    pub report_deadline: Duration,
+    /// Rule 4 of [`pacing`]: the pause when usage is high and Meta names no time.
+    pub pacing_pause: Duration,
+}
+
+impl Default for MetaSettings {
+    fn default() -> Self {
+        Self {
+            api_version: ApiVersion::default(),
+            async_after_days: 35,
+            report_poll_interval: Duration::from_secs(5),
+            report_deadline: Duration::from_secs(600),
+            pacing_pause: Duration::from_secs(60),
+        }
+    }
+}
+
+impl MetaSettings {
+    /// Whether a window of `since..=until` is read through a report run from the start.
+    pub fn reads_async(&self, since: NaiveDate, until: NaiveDate) -> bool {
+        (until - since).num_days() + 1 > self.async_after_days
+    }
+}
 
 /// Purchase action types, most inclusive first; the first one present is counted.
 const PURCHASE_TYPES: &[&str] = &[
@@ -40,27 +92,41 @@ const FIELDS: &str = "account_id,campaign_id,adset_id,ad_id,date_start,date_stop
 /// followed (the proof is added back, freshly computed).
 const CREDENTIAL_PARAMETERS: &[&str] = &["access_token", "appsecret_proof", "appsecret_time"];
 
+/// What one insights read asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct InsightsRequest<'a> {
+    pub version: ApiVersion,
+    pub account_id: &'a str,
+    pub since: NaiveDate,
+    pub until: NaiveDate,
+    /// `action_attribution_windows` ([`attribution::windows`]).
+    pub windows: &'a [&'a str],
+}
+
 /// The first page's URL for an account and window; `proof` is the token's
 /// [`appsecret_proof`] when the app secret is configured. The token itself goes in the
-/// `Authorization` header.
-pub fn first_page(
-    base_url: &str,
-    account_id: &str,
-    since: NaiveDate,
-    until: NaiveDate,
-    proof: Option<&str>,
-) -> String {
+/// `Authorization` header. POSTed, the same URL creates a report run ([`report_run`]).
+pub fn first_page(base_url: &str, request: &InsightsRequest<'_>, proof: Option<&str>) -> String {
+    let InsightsRequest {
+        version,
+        account_id,
+        since,
+        until,
+        windows,
+    } = *request;
     let time_range = format!(r#"{{"since":"{since}","until":"{until}"}}"#);
+    let windows = attribution::parameter(windows);
     let mut pairs = vec![
         ("level", "ad"),
         ("time_increment", "1"),
         ("time_range", time_range.as_str()),
         ("fields", FIELDS),
+        ("action_attribution_windows", windows.as_str()),
         ("limit", "500"),
     ];
     pairs.extend(proof.map(|proof| ("appsecret_proof", proof)));
     let query: String = form_query(&pairs);
-    format!("{base_url}/{API_VERSION}/act_{account_id}/insights?{query}")
+    format!("{base_url}/{version}/act_{account_id}/insights?{query}")
 }
 
 /// `appsecret_proof`: the lowercase hex HMAC-SHA256 of `token`, keyed by the app secret.
@@ -200,6 +266,9 @@ fn regain_access(headers: &HeaderMap) -> Option<Duration> {
 pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> ExtractError {
     let error: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let code = error.pointer("/error/code").and_then(Value::as_u64);
+    let subcode = error
+        .pointer("/error/error_subcode")
+        .and_then(Value::as_u64);
     let message = shared::text::clip(
         error
             .pointer("/error/message")
@@ -208,6 +277,9 @@ pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) ->
         MAX_QUOTED_BODY,
     )
     .to_string();
+    if code.zip(subcode) == Some(REDUCE_DATA) {
+        return ExtractError::TooMuchData(format!("Meta error 100/1487534: {message}"));
+    }
     match code {
         Some(190 | 102 | 104) => ExtractError::Auth(format!(
             "Meta error {}: {message}",
@@ -285,34 +357,42 @@ mod tests {
             r#"{"error":{"code":100,"message":"Invalid parameter"}}"#,
         );
         assert!(matches!(bad, ExtractError::Api(_)));
+        let too_much = classify(
+            reqwest::StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            r#"{"error":{"code":100,"error_subcode":1487534,"message":"Please reduce the amount of data"}}"#,
+        );
+        assert!(
+            matches!(too_much, ExtractError::TooMuchData(_)),
+            "{too_much:?}"
+        );
     }
 
     #[test]
     fn first_page_names_the_window_and_level_and_never_the_token() {
         let proof = appsecret_proof("tok", "app-secret");
-        let url = first_page(
-            "http://x/meta",
-            "42",
-            "2026-11-01".parse().unwrap(),
-            "2026-11-30".parse().unwrap(),
-            Some(&proof),
-        );
+        let request = InsightsRequest {
+            version: ApiVersion::default(),
+            account_id: "42",
+            since: "2026-11-01".parse().unwrap(),
+            until: "2026-11-30".parse().unwrap(),
+            windows: &attribution::DEFAULT_WINDOWS,
+        };
+        let url = first_page("http://x/meta", &request, Some(&proof));
         assert!(url.starts_with(
-            "http://x/meta/v21.0/act_42/insights?level=ad&time_increment=1&time_range="
+            "http://x/meta/v27.0/act_42/insights?level=ad&time_increment=1&time_range="
         ));
+        assert!(
+            url.contains("&action_attribution_windows=%5B%227d_click%22%2C%221d_view%22%5D&"),
+            "{url}"
+        );
         assert!(url.contains("%222026-11-01%22"));
         assert!(url.ends_with(&format!("&appsecret_proof={proof}")));
         assert!(
             !url.contains("access_token") && !url.contains("tok&"),
             "{url}"
         );
-        let unsigned = first_page(
-            "http://x/meta",
-            "42",
-            "2026-11-01".parse().unwrap(),
-            "2026-11-30".parse().unwrap(),
-            None,
-        );
+        let unsigned = first_page("http://x/meta", &request, None);
         assert!(!unsigned.contains("appsecret_proof"));
     }
 
