@@ -1,8 +1,9 @@
-//! Local HTTP stand-ins for the three APIs the ETL agents read: Meta Ads Insights
-//! ([`meta`]), TikTok's synchronous report ([`tiktok`]) and Shopify's REST orders
-//! ([`shopify`]); and, on a server of its own, for Supabase Auth's signing keys and the
-//! access tokens they sign ([`supabase_auth`]); and, on another, for Stripe's list API that
-//! the billing backfill pages ([`stripe`]).
+//! Local HTTP stand-ins for the three APIs the ETL agents read: Meta Ads Insights, read
+//! synchronously or as report runs ([`meta`]), TikTok's report, synchronous or as report
+//! tasks ([`tiktok`]), and Shopify's Admin API, REST and GraphQL with bulk operations
+//! ([`shopify`]); and, on servers of their own, for Supabase Auth's signing keys and the
+//! access tokens they sign ([`supabase_auth`]) and for Stripe's list API that the billing
+//! backfill pages ([`stripe`]).
 //!
 //! They speak the real wire formats (paths, query parameters, auth headers, envelopes,
 //! numbers as strings, cursors and `Link` headers, the platforms' own throttling and
@@ -24,7 +25,9 @@
 //!   requests, fail the next N or page K with HTTP 500 once, expire the token, echo the
 //!   next N requests' credentials back in an error body as a careless proxy would, and the
 //!   log of requests received), plus per-API knobs (restate a day, add/refund/cancel
-//!   orders, usage headers, leaky bucket, Meta's app secret) and the ground truth tests
+//!   orders, usage headers and a usage ramp, leaky bucket, Meta's app secret, the size a
+//!   synchronous Meta read may have, report runs and tasks that fail, are skipped or never
+//!   finish) and the ground truth tests
 //!   compare a sync against (`expected_rows`, `expected_totals`).
 //!
 //! Deliberately left out, everywhere: TLS, real OAuth flows (a token is a configured
