@@ -13,7 +13,6 @@
 //! 2. the backfill into a fresh database (`BENCH_CONCURRENCY` objects of a page at once,
 //!    default 32, on a pool of 16), then a check that every object is stored once.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use billing::backfill::Resource;
@@ -92,25 +91,10 @@ async fn main() {
         restart: false,
     };
     let started = Instant::now();
-    // Per endpoint: when its last page was stored and the objects stored by then.
-    let marks: Mutex<Vec<(Resource, f64, u64)>> = Mutex::new(Vec::new());
-    let progress = |progress: billing::backfill::Progress| {
-        let mut marks = marks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let at = started.elapsed().as_secs_f64();
-        match marks.last_mut() {
-            Some(last) if last.0 == progress.resource => {
-                *last = (progress.resource, at, progress.objects)
-            }
-            _ => marks.push((progress.resource, at, progress.objects)),
-        }
-    };
-    let report = backfill_from_api(&deps, &api, options, &progress)
+    let report = backfill_from_api(&deps, &api, options, &|_| {})
         .await
         .expect("the backfill completes");
     let stored_seconds = started.elapsed().as_secs_f64();
-    let marks = marks.into_inner().unwrap_or_default();
     let ledger: i64 = db
         .client()
         .await
@@ -131,17 +115,6 @@ async fn main() {
         report.applied,
         report.applied as f64 / stored_seconds
     );
-    let (mut since, mut before) = (0.0, 0);
-    for (resource, at, stored) in marks {
-        println!(
-            "  {:<16} {:>6} objects in {:>5.2} s: {:>6.0} objects/s",
-            resource.path(),
-            stored - before,
-            at - since,
-            (stored - before) as f64 / (at - since)
-        );
-        (since, before) = (at, stored);
-    }
     println!(
         "stored once each: {} of {objects} objects in the ledger; rejected {}, quarantined {}",
         ledger,

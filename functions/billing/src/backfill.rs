@@ -9,19 +9,21 @@
 //! any event it cannot prove older. So a backfill can run while webhooks arrive, before or
 //! after them, and the newest state still wins.
 //!
-//! The endpoints are paged in [`Resource::ORDER`] (customers before what takes its workspace
-//! from a customer), one page at a time: a page's objects are applied concurrently (distinct
-//! objects, distinct locks) while the next page is fetched; then the page's last id is
-//! stored in `stripe.backfill_cursors`. An interrupted run (a refusal, a crash) therefore
+//! The endpoints are paged in lanes: the catalog and the customers first (what follows takes
+//! its workspace from a customer), then subscriptions beside all the rest. Each endpoint goes
+//! one page at a time: a page's objects are applied concurrently (distinct objects, distinct
+//! locks; plain rows in batch transactions, `ingest_batch`) while the next page is
+//! fetched; then the page's last id is stored in `stripe.backfill_cursors`. An interrupted run (a refusal, a crash) therefore
 //! continues after the last page stored; pages are never skipped, and a page applied twice
 //! changes nothing (same read second: duplicates; later second: the same state again). Once
 //! every endpoint is complete, the next run starts a new pass.
 //!
-//! Requests go one at a time, which keeps a backfill far below Stripe's read rate limit
-//! (100 per second in live mode); a 429 is waited out as Stripe asks (`Retry-After`,
-//! `Stripe-Should-Retry`).
+//! At most two requests are in flight (one per lane), which keeps a backfill far below
+//! Stripe's read rate limit (100 per second in live mode); a 429 is waited out as Stripe asks
+//! (`Retry-After`, `Stripe-Should-Retry`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -50,8 +52,7 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// The order of a pass: the catalog, then customers (whose workspace link the others
-    /// inherit), then what refers to them.
+    /// Every endpoint, in the order of their lanes (see the module).
     pub const ORDER: [Resource; 9] = [
         Resource::Products,
         Resource::Prices,
@@ -186,31 +187,85 @@ pub async fn backfill_from_api(
         reset_cursors(deps).await?;
         cursors.clear();
     }
-    let mut report = ApiBackfillReport::default();
-    for resource in Resource::ORDER {
-        let cursor = cursors
-            .iter()
-            .find(|(r, _)| *r == resource)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default();
-        if cursor.complete {
-            report.resumed.push(resource);
-            continue;
+    let stored = AtomicU64::new(0);
+    let lane = |resources: &'static [Resource]| {
+        let (cursors, stored) = (&cursors, &stored);
+        async move {
+            let mut report = ApiBackfillReport::default();
+            for &resource in resources {
+                let cursor = cursors
+                    .iter()
+                    .find(|(r, _)| *r == resource)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default();
+                if cursor.complete {
+                    report.resumed.push(resource);
+                    continue;
+                }
+                let run = Run {
+                    deps,
+                    api,
+                    options,
+                    progress,
+                    stored,
+                };
+                backfill_resource(&run, resource, cursor, &mut report).await?;
+            }
+            Ok::<ApiBackfillReport, BackfillError>(report)
         }
-        backfill_resource(deps, api, resource, cursor, options, &mut report, progress).await?;
-    }
+    };
+    let mut report = lane(FIRST).await?;
+    // Both lanes run to their end even when one fails, so every page served is stored.
+    let (subscriptions, rest) = tokio::join!(lane(SUBSCRIPTIONS), lane(AFTER_CUSTOMERS));
+    report.absorb(subscriptions?);
+    report.absorb(rest?);
     Ok(report)
 }
 
+/// A pass in three lanes: the catalog and the customers first (the others inherit the
+/// customers' workspace); then subscriptions (one transaction each: items and revenue facts)
+/// beside everything else (batched rows), which needs nothing from them.
+const FIRST: &[Resource] = &[Resource::Products, Resource::Prices, Resource::Customers];
+const SUBSCRIPTIONS: &[Resource] = &[Resource::Subscriptions];
+const AFTER_CUSTOMERS: &[Resource] = &[
+    Resource::Invoices,
+    Resource::PaymentIntents,
+    Resource::Charges,
+    Resource::Refunds,
+    Resource::Disputes,
+];
+
+impl ApiBackfillReport {
+    fn absorb(&mut self, other: ApiBackfillReport) {
+        self.read += other.read;
+        self.applied += other.applied;
+        self.stale += other.stale;
+        self.duplicate += other.duplicate;
+        self.unsupported += other.unsupported;
+        self.quarantined += other.quarantined;
+        self.pages += other.pages;
+        self.rejected.extend(other.rejected);
+        self.resumed.extend(other.resumed);
+    }
+}
+
+/// What every endpoint of one run shares.
+struct Run<'a> {
+    deps: &'a BillingDeps,
+    api: &'a StripeApi,
+    options: BackfillOptions,
+    progress: &'a (dyn Fn(Progress) + Sync),
+    /// Objects stored this run, all lanes.
+    stored: &'a AtomicU64,
+}
+
 async fn backfill_resource(
-    deps: &BillingDeps,
-    api: &StripeApi,
+    run: &Run<'_>,
     resource: Resource,
     mut cursor: Cursor,
-    options: BackfillOptions,
     report: &mut ApiBackfillReport,
-    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(), BackfillError> {
+    let (deps, api, options) = (run.deps, run.api, run.options);
     let fetch = |after: Option<String>| async move {
         let mut page = api
             .list(resource.path(), resource.query(), after.as_deref())
@@ -244,17 +299,18 @@ async fn backfill_resource(
                 }
             }
         );
-        applied?;
+        let stored = applied?;
         cursor.pages += 1;
         cursor.complete = !page.has_more || last_id.is_none();
         if last_id.is_some() {
             cursor.starting_after = last_id;
         }
         store_cursor(deps, resource, &cursor, page.data.len()).await?;
-        progress(Progress {
+        let objects = run.stored.fetch_add(stored, Ordering::Relaxed) + stored;
+        (run.progress)(Progress {
             resource,
             pages: cursor.pages,
-            objects: report.applied + report.stale + report.duplicate,
+            objects,
         });
         match next {
             None => return Ok(()),
@@ -327,7 +383,7 @@ async fn apply_page(
     page: &Page,
     concurrency: usize,
     report: &mut ApiBackfillReport,
-) -> Result<(), BackfillError> {
+) -> Result<u64, BackfillError> {
     let mut outcomes: Vec<Result<Ingested, BillingError>> = Vec::new();
     let mut batched: Vec<(Table, StripeEvent)> = Vec::new();
     let mut single: Vec<StripeEvent> = Vec::new();
@@ -365,12 +421,15 @@ async fn apply_page(
         .await;
     outcomes.extend(singles);
     report.read += page.data.len() as u64;
+    let mut stored = 0;
     let mut failure = None;
     for outcome in outcomes {
         match outcome {
-            Ok(Ingested::Applied) => report.applied += 1,
-            Ok(Ingested::Stale) => report.stale += 1,
-            Ok(Ingested::Duplicate) => report.duplicate += 1,
+            Ok(Ingested::Applied) => (report.applied, stored) = (report.applied + 1, stored + 1),
+            Ok(Ingested::Stale) => (report.stale, stored) = (report.stale + 1, stored + 1),
+            Ok(Ingested::Duplicate) => {
+                (report.duplicate, stored) = (report.duplicate + 1, stored + 1)
+            }
             Ok(Ingested::Unsupported) => report.unsupported += 1,
             Ok(Ingested::Quarantined) => report.quarantined += 1,
             Err(BillingError::Malformed(reason)) => report.rejected.push((resource, reason)),
@@ -378,7 +437,7 @@ async fn apply_page(
             Err(error) => failure = Some(error),
         }
     }
-    failure.map_or(Ok(()), |error| Err(error.into()))
+    failure.map_or(Ok(stored), |error| Err(error.into()))
 }
 
 async fn load_cursors(deps: &BillingDeps) -> Result<Vec<(Resource, Cursor)>, BillingError> {

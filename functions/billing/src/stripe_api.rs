@@ -207,10 +207,7 @@ impl StripeApi {
             .map_err(|error| ApiError::Transport(error.without_url().to_string()))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| ApiError::Transport(error.without_url().to_string()))?;
+        let body = read_limited(response).await?;
         if !status.is_success() {
             return Err(refusal(
                 status.as_u16(),
@@ -237,6 +234,27 @@ impl StripeApi {
                 .map(str::to_string),
         })
     }
+}
+
+/// A page of 100 objects is a few hundred KiB; an answer this large is not one.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The body, refused (not retried) past [`MAX_ANSWER_BYTES`] without reading further.
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| ApiError::Transport(error.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ApiError::Malformed(format!(
+                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The second the answer was produced, from its `Date` header.

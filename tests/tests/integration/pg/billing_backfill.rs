@@ -365,12 +365,23 @@ fn event(id: &str, created: i64, object: Value) -> String {
 
 #[tokio::test]
 async fn an_api_read_never_overwrites_a_newer_or_same_second_event() {
-    let account = StripeAccount::from_objects(
-        NOW,
-        ["cus_later", "cus_same", "cus_older"]
-            .map(|id| customer(id, &format!("{id}@api.example"), NOW - 1_000)),
-    );
-    let setup = setup(account, 4).await;
+    let invoice = |status: &str, paid: i64| {
+        json!({"id": "in_same", "object": "invoice", "customer": "cus_same", "status": status,
+               "amount_due": 500, "amount_paid": paid, "amount_remaining": 500 - paid,
+               "currency": "usd", "created": NOW - 900, "livemode": false, "metadata": {}})
+    };
+    let mut objects: Vec<Value> = ["cus_later", "cus_same", "cus_older"]
+        .map(|id| customer(id, &format!("{id}@api.example"), NOW - 1_000))
+        .into();
+    // The read shows more progress than the same-second event (paid, not open): it still
+    // loses, because it cannot prove it came after the event (rule 3, not rule 6).
+    objects.push(invoice("paid", 500));
+    let setup = setup(StripeAccount::from_objects(NOW, objects), 4).await;
+    let open = json!({"id": "evt_in_same", "object": "event", "api_version": "2025-03-31.basil",
+        "created": NOW, "livemode": false, "type": "invoice.finalized",
+        "data": {"object": invoice("open", 0)}})
+    .to_string();
+    assert_eq!(setup.deliver(&open).await.0, StatusCode::OK);
     for (id, created) in [
         ("cus_later", NOW + 5),
         ("cus_same", NOW),
@@ -384,7 +395,7 @@ async fn an_api_read_never_overwrites_a_newer_or_same_second_event() {
         assert_eq!(setup.deliver(&body).await.0, StatusCode::OK);
     }
     let report = setup.backfill().await.unwrap();
-    assert_eq!((report.applied, report.stale), (1, 2), "{report:?}");
+    assert_eq!((report.applied, report.stale), (1, 3), "{report:?}");
     // An event older than the read, delivered after it, changes nothing either.
     let late = event(
         "evt_cus_older_late",
@@ -426,6 +437,17 @@ async fn an_api_read_never_overwrites_a_newer_or_same_second_event() {
                 "evt_cus_same".into()
             ),
         ]
+    );
+    let invoice = client
+        .query_typed_one(
+            "SELECT status, last_event_id FROM stripe.invoices WHERE id = 'in_same'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (invoice.get::<_, String>(0), invoice.get::<_, String>(1)),
+        ("open".into(), "evt_in_same".into())
     );
     let outcomes = client
         .query_typed(
