@@ -153,23 +153,15 @@ async fn send_json(
     credentials: &Credentials,
     body: Option<&serde_json::Value>,
 ) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    request_json(http, platform, method, url, credentials, body)
+    let parsed = async {
+        let (headers, text) = request_text(http, platform, method, url, body, credentials).await?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|error| ExtractError::Malformed(error.to_string()))?;
+        Ok((headers, json))
+    };
+    parsed
         .await
-        .map_err(|error| error.redacted(&credentials.secrets()))
-}
-
-async fn request_json(
-    http: &reqwest::Client,
-    platform: Platform,
-    method: Method,
-    url: &str,
-    credentials: &Credentials,
-    body: Option<&serde_json::Value>,
-) -> Result<(reqwest::header::HeaderMap, serde_json::Value), ExtractError> {
-    let (headers, text) = request_text(http, platform, method, url, body, credentials).await?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| ExtractError::Malformed(error.to_string()))?;
-    Ok((headers, json))
+        .map_err(|error: ExtractError| error.redacted(&credentials.secrets()))
 }
 
 /// One call with the platform's authentication (and `body` as JSON): a success's headers
