@@ -19,6 +19,25 @@ pub struct StripeEvent {
 }
 
 impl StripeEvent {
+    /// Whether this is a backfill's read of the API ([`Self::api_read`]), not a webhook.
+    pub fn is_api_read(&self) -> bool {
+        self.id.starts_with(ordering::API_READ_PREFIX)
+    }
+
+    /// The `SET LOCAL`s of a transaction applying events: the request's time limits, and —
+    /// for a backfill's API reads only — an asynchronous commit. A read lost in a crash is
+    /// read again: the backfill's cursor is committed durably after its page, and that
+    /// commit flushes the WAL of every read before it, so a crash can lose only reads whose
+    /// page the cursor does not cover yet. A webhook's commit stays durable, since Stripe is
+    /// answered 2xx after it and never sends the event again.
+    pub fn transaction_settings(events: &[&StripeEvent]) -> String {
+        let mut settings = shared::db::Budget::REQUEST.sql();
+        if !events.is_empty() && events.iter().all(|event| event.is_api_read()) {
+            settings.push_str("; SET LOCAL synchronous_commit = off");
+        }
+        settings
+    }
+
     pub fn parse(payload: &[u8]) -> Result<Self, BillingError> {
         let payload: Value = serde_json::from_slice(payload)
             .map_err(|error| BillingError::Malformed(error.to_string()))?;
@@ -136,5 +155,36 @@ impl StripeEvent {
             previous_attributes: self.previous_attributes(),
             deletes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_backfills_reads_commit_asynchronously() {
+        let read = StripeEvent::api_read(
+            json!({"id": "cus_1", "object": "customer"}),
+            1_796_688_000,
+            None,
+        )
+        .unwrap();
+        let webhook = StripeEvent::parse(
+            br#"{"id": "evt_1", "object": "event", "type": "customer.created", "created": 1796688000,
+                 "livemode": false, "data": {"object": {"id": "cus_1", "object": "customer"}}}"#,
+        )
+        .unwrap();
+        assert!(read.is_api_read() && !webhook.is_api_read());
+        let relaxed = "synchronous_commit = off";
+        assert!(StripeEvent::transaction_settings(&[&read, &read]).contains(relaxed));
+        assert!(!StripeEvent::transaction_settings(&[&webhook]).contains(relaxed));
+        assert!(
+            !StripeEvent::transaction_settings(&[&read, &webhook]).contains(relaxed),
+            "a webhook among them keeps the commit durable"
+        );
+        assert!(!StripeEvent::transaction_settings(&[]).contains(relaxed));
+        assert!(StripeEvent::transaction_settings(&[&webhook]).contains("statement_timeout"));
     }
 }

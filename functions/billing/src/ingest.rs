@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use shared::db::{Budget, DbContext};
+use shared::db::DbContext;
 use shared::messages::MetricsRecompute;
 use shared::queue::Message;
 use shared::queue::outbox::{Outbox, Pending};
@@ -127,6 +127,17 @@ impl Stored {
     }
 }
 
+/// Imposes [`StripeEvent::transaction_settings`] of `events` on their transaction.
+pub(crate) async fn settle(
+    transaction: &tokio_postgres::Transaction<'_>,
+    events: &[&StripeEvent],
+) -> Result<(), shared::db::DbError> {
+    transaction
+        .batch_execute(&StripeEvent::transaction_settings(events))
+        .await
+        .context("set the transaction's limits")
+}
+
 /// One event, one transaction, four round trips: `BEGIN`; the transaction's time limits, the
 /// object lock and every read, pipelined (the server runs them in order, so the limits hold
 /// for the lock and the reads see the state after it); the decision; every write,
@@ -143,7 +154,7 @@ async fn apply(
         .context("begin event transaction")?;
     let Some(route) = event.route() else {
         let (limited, recorded) = tokio::join!(
-            shared::db::limit(&transaction, Budget::REQUEST),
+            settle(&transaction, std::slice::from_ref(&event)),
             record(&transaction, event, None, LedgerOutcome::Unsupported),
         );
         limited?;
@@ -160,7 +171,7 @@ async fn apply(
     let lock_key = format!("stripe:{object_id}");
     let lock_params: [(&(dyn ToSql + Sync), Type); 1] = [(&lock_key, Type::TEXT)];
     let (limited, locked, stored, workspace, mrr_before, items_before) = tokio::join!(
-        shared::db::limit(&transaction, Budget::REQUEST),
+        settle(&transaction, std::slice::from_ref(&event)),
         transaction.execute_typed(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &lock_params,

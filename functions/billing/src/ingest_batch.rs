@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use shared::db::{Budget, DbContext};
+use shared::db::DbContext;
 use shared::messages::MetricsRecompute;
 use shared::queue::Message;
 use shared::queue::outbox::{Outbox, Pending};
@@ -101,6 +101,7 @@ async fn apply_batch(
         .filter_map(|reference| reference.customer.as_deref())
         .collect();
 
+    let settled: Vec<&StripeEvent> = events.iter().collect();
     let mut client = deps.pool.get().await.context("check out a connection")?;
     let transaction = client
         .transaction()
@@ -110,7 +111,7 @@ async fn apply_batch(
     let metadata_params: [(&(dyn ToSql + Sync), Type); 1] = [(&metadata, Type::UUID_ARRAY)];
     let customer_params: [(&(dyn ToSql + Sync), Type); 1] = [(&customers, Type::TEXT_ARRAY)];
     let (limited, locked, stored, known_workspaces, customer_workspaces) = tokio::join!(
-        shared::db::limit(&transaction, Budget::REQUEST),
+        crate::ingest::settle(&transaction, &settled),
         transaction.execute_typed(
             "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))
                FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS keys",
