@@ -25,7 +25,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use shared::db::{Budget, DbContext};
 use shared::lease::Lease;
-use shared::retry::retry;
 use tokio_postgres::types::Type;
 
 use super::graphql::{
@@ -33,9 +32,7 @@ use super::graphql::{
 };
 use super::store::store_fenced;
 use super::wire::Order;
-use crate::{
-    Connection, EtlDeps, EtlError, ExtractError, Platform, RunReport, check_page_budget, post_json,
-};
+use crate::{Connection, EtlDeps, EtlError, ExtractError, RunReport, check_page_budget};
 
 /// Orders written per transaction.
 pub const BATCH_ORDERS: usize = 2_000;
@@ -70,22 +67,7 @@ pub(crate) async fn sync(
     graphql_url: &str,
     since: Option<DateTime<Utc>>,
 ) -> Result<BulkStored, EtlError> {
-    let call = |body: Value| async move {
-        retry(deps.retry, || async {
-            let (_, answer) = post_json(
-                &deps.http,
-                Platform::Shopify,
-                graphql_url,
-                &connection.credentials,
-                &body,
-            )
-            .await?;
-            // A `THROTTLED` answer is HTTP 200: read it here, so it is retried too.
-            data(&answer)?;
-            Ok::<_, ExtractError>(answer)
-        })
-        .await
-    };
+    let call = |body: Value| super::poll::ask(deps, connection, graphql_url, body);
     // Rule 1.
     let started = call(bulk_run_request(&bulk_orders_query(since))).await?;
     let run = data(&started)?

@@ -11,12 +11,12 @@ use shared::lease::Lease;
 use shared::retry::retry;
 
 use super::bulk;
-use super::graphql::{OrdersPage, orders_request, pace, parse_orders_page};
+use super::graphql::{OrdersPage, data, orders_request, pace, parse_orders_page};
 use super::store::store_fenced;
 use super::wire::{cursor_updated_at, shop_handle};
 use crate::{
-    Connection, EtlDeps, EtlError, EtlRun, Platform, RunReport, check_page_budget, complete,
-    post_json,
+    Connection, EtlDeps, EtlError, EtlRun, ExtractError, Platform, RunReport, check_page_budget,
+    complete, post_json,
 };
 
 /// How a run reads a shop.
@@ -103,6 +103,29 @@ pub(crate) async fn extract_and_load(
     .await
 }
 
+/// One GraphQL request of the shop, retried while it may pass — a `THROTTLED` answer too,
+/// which is HTTP 200 and read here; the answer once it carries `data`.
+pub(super) async fn ask(
+    deps: &EtlDeps,
+    connection: &Connection,
+    graphql_url: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, ExtractError> {
+    retry(deps.retry, || async {
+        let (_, answer) = post_json(
+            &deps.http,
+            Platform::Shopify,
+            graphql_url,
+            &connection.credentials,
+            &body,
+        )
+        .await?;
+        data(&answer)?;
+        Ok(answer)
+    })
+    .await
+}
+
 /// Rule 3: page after page, waiting before a request the bucket cannot hold yet.
 #[allow(clippy::too_many_arguments)]
 async fn pages(
@@ -116,18 +139,14 @@ async fn pages(
     previous: Option<DateTime<Utc>>,
 ) -> Result<(Option<DateTime<Utc>>, BTreeSet<NaiveDate>), EtlError> {
     let fetch_page = |cursor: Option<String>| async move {
-        retry(deps.retry, || async {
-            let (_, answer) = post_json(
-                &deps.http,
-                Platform::Shopify,
-                graphql_url,
-                &connection.credentials,
-                &orders_request(since, cursor.as_deref()),
-            )
-            .await?;
-            parse_orders_page(&answer)
-        })
-        .await
+        let answer = ask(
+            deps,
+            connection,
+            graphql_url,
+            orders_request(since, cursor.as_deref()),
+        )
+        .await?;
+        parse_orders_page(&answer)
     };
     let mut fetched: Option<Result<OrdersPage, _>> = Some(fetch_page(None).await);
     let mut newest = previous;
